@@ -252,6 +252,16 @@ def _qwen3_next() -> dict[str, Any]:
     }
 
 
+def _qwen3_next_7l() -> dict[str, Any]:
+    # 5 gated-DeltaNet + 2 full-attention layers: the layer counts do not divide, so vLLM's
+    # grouping has to pad (or pack) groups.
+    cfg = _qwen3_next()
+    cfg["num_hidden_layers"] = 7
+    cfg["layer_types"] = ["linear_attention"] * 3 + ["full_attention"] + ["linear_attention"] * 2 + [
+        "full_attention"]
+    return cfg
+
+
 MODELS: dict[str, Any] = {
     "qwen3-dense": _qwen3_dense,
     "llama-dense": _llama_dense,
@@ -260,6 +270,7 @@ MODELS: dict[str, Any] = {
     "mistral-swa": _mistral_swa,
     "deepseek-v3-mla": _deepseek_v3,
     "qwen3-next-hybrid": _qwen3_next,
+    "qwen3-next-hybrid-7l": _qwen3_next_7l,
 }
 
 

@@ -100,6 +100,18 @@ CASES: list[dict[str, Any]] = [
      "extra": {"enable_prefix_caching": False, "speculative_config": MTP1}},
     {"id": "hybrid-4k-2k-mtp2-prefix", "model": "qwen3-next-hybrid", "L": 4096, "B": 2048,
      "kv_gib": 1, "extra": {"enable_prefix_caching": True, "speculative_config": MTP2}},
+    {"id": "hybrid-4k-2k-ssm-bf16", "model": "qwen3-next-hybrid", "L": 4096, "B": 2048,
+     "kv_gib": 1, "extra": {"enable_prefix_caching": False, "mamba_ssm_cache_dtype": "bfloat16"}},
+    # 5 GDN + 2 full layers (layer counts that do not divide)
+    {"id": "hybrid7-4k-2k", "model": "qwen3-next-hybrid-7l", "L": 4096, "B": 2048, "kv_gib": 1,
+     "extra": {"enable_prefix_caching": False}},
+    {"id": "hybrid7-8k-2k-prefix", "model": "qwen3-next-hybrid-7l", "L": 8192, "B": 2048,
+     "kv_gib": 1, "extra": {"enable_prefix_caching": True}},
+    # tensor parallel 2 (two workers on this host, one core each): KV per rank
+    {"id": "dense-4k-2k-tp2", "model": "qwen3-dense", "L": 4096, "B": 2048, "kv_gib": 1, "tp": 2},
+    {"id": "hybrid-4k-2k-tp2", "model": "qwen3-next-hybrid", "L": 4096, "B": 2048, "kv_gib": 1,
+     "tp": 2, "extra": {"enable_prefix_caching": False}},
+    {"id": "mla-4k-2k-tp2", "model": "deepseek-v3-mla", "L": 4096, "B": 2048, "kv_gib": 1, "tp": 2},
 ]
 CASE_BY_ID = {c["id"]: c for c in CASES}
 
@@ -111,6 +123,7 @@ ARCH_LABEL = {
     "mistral-swa": "sliding (Mistral)",
     "deepseek-v3-mla": "MLA (DeepSeek-V3)",
     "qwen3-next-hybrid": "hybrid GDN (Qwen3-Next)",
+    "qwen3-next-hybrid-7l": "hybrid GDN 5+2 (Qwen3-Next)",
 }
 
 KV_RE = re.compile(
@@ -160,6 +173,10 @@ def _vllm_args(case: dict[str, Any], port: int) -> list[str]:
                     else "--no-enable-prefix-caching")
     if "speculative_config" in extra:
         args += ["--speculative-config", json.dumps(extra["speculative_config"])]
+    if "mamba_ssm_cache_dtype" in extra:
+        args += ["--mamba-ssm-cache-dtype", extra["mamba_ssm_cache_dtype"]]
+    if case.get("tp", 1) > 1:
+        args += ["--tensor-parallel-size", str(case["tp"])]
     return args
 
 
@@ -174,7 +191,11 @@ def _vllm_env(case: dict[str, Any]) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     })
     # One local worker: vLLM's default binding ("auto") takes one core and reserves the other.
-    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", os.environ.get("MEMFIT_OMP_BIND", "auto"))
+    # Two (TP=2): one core each, else "Not enough allowed NUMA nodes to bind threads".
+    tp = case.get("tp", 1)
+    env["VLLM_CPU_OMP_THREADS_BIND"] = os.environ.get(
+        "MEMFIT_OMP_BIND", "auto" if tp == 1 else "|".join(str(i % (os.cpu_count() or 1))
+                                                             for i in range(tp)))
     return env
 
 
@@ -237,7 +258,8 @@ def run_vllm(case: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     rec: dict[str, Any] = {
         "case": case["id"],
-        "command": f"VLLM_CPU_KVCACHE_SPACE={case['kv_gib']} vllm " + " ".join(
+        "command": f"VLLM_CPU_KVCACHE_SPACE={case['kv_gib']} "
+                   f"VLLM_CPU_OMP_THREADS_BIND='{env['VLLM_CPU_OMP_THREADS_BIND']}' vllm " + " ".join(
             a if re.fullmatch(r"[\w./:,=+-]+", a) else "'" + a + "'" for a in args),
         "started": _now(),
     }
@@ -384,8 +406,10 @@ def planner_params(case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str
         "block_size": extra.get("block_size"),
         "enable_prefix_caching": bool(prefix) if prefix is not None else True,
         "speculative_config": extra.get("speculative_config"),
-        "tensor_parallel_size": 1,
+        "tensor_parallel_size": case.get("tp", 1),
         "dtype": "bfloat16",
+        **({"mamba_ssm_cache_dtype": extra["mamba_ssm_cache_dtype"]}
+           if "mamba_ssm_cache_dtype" in extra else {}),
     }
 
 
@@ -461,6 +485,8 @@ def compare(case: dict[str, Any], obs: dict[str, Any] | None, plan: dict[str, An
 def settings_text(case: dict[str, Any]) -> str:
     extra = case.get("extra", {})
     parts = [f"L={case['L']}", f"B={case['B']}", f"kv={case['kv_gib']}GiB"]
+    if case.get("tp", 1) > 1:
+        parts.append(f"TP={case['tp']}")
     if "max_num_seqs" in extra:
         parts.append(f"seqs={extra['max_num_seqs']}")
     if "kv_cache_dtype" in extra:
@@ -471,6 +497,8 @@ def settings_text(case: dict[str, Any]) -> str:
         parts.append("prefix=on" if extra["enable_prefix_caching"] else "prefix=off")
     if "speculative_config" in extra:
         parts.append(f"MTP k={extra['speculative_config']['num_speculative_tokens']}")
+    if "mamba_ssm_cache_dtype" in extra:
+        parts.append(f"ssm={extra['mamba_ssm_cache_dtype']}")
     return " ".join(parts)
 
 

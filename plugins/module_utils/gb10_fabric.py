@@ -244,9 +244,14 @@ def summarize(checks: list[dict[str, Any]], max_listed: int = 12) -> dict[str, A
     else:
         message = (f"Fabric check passed: {counts[PASSED]} passed, {counts[SKIPPED]} skipped "
                    f"(hardware-only checks on a node without the hardware are SKIPPED, not passed).")
+    lines = [f"{name}: " + ", ".join(f"{n} {status}" for status, n in by.items() if n)
+             for name, by in sorted(per_check.items(),
+                                    key=lambda kv: CHECK_ORDER.index(kv[0])
+                                    if kv[0] in CHECK_ORDER else len(CHECK_ORDER))]
     return {
         "ok": not failed,
         "total": len(checks),
+        "lines": lines,
         "counts": counts,
         "per_check": per_check,
         "failed": failed,

@@ -68,6 +68,8 @@ CPU_RUNTIME_BYTES = 1536 * MIB
 """Python + torch runtime RSS of a CPU worker besides weights and activations."""
 CUDAGRAPH_BASE_BYTES = 256 * MIB
 SAMPLER_LOGIT_COPIES = 3
+ACTIVATION_MARGIN = 1.25
+ALLOCATOR_SLACK_BYTES = 256 * MIB
 
 DTYPE_BYTES: dict[str, int] = {
     "float32": 4,
@@ -330,11 +332,22 @@ def parse_model(cfg: dict[str, Any], dtype_param: str = "auto") -> Model:
     )
     if family in ("llama", "qwen2", "qwen3"):
         model.qkv_bias = bool(text.get("attention_bias", family == "qwen2"))
+        # Transformers' Qwen2/Qwen3 configs null sliding_window unless use_sliding_window is set.
         window = text.get("sliding_window")
-        uses_window = family == "llama" or bool(text.get("use_sliding_window", False))
-        if window and uses_window:
+        if family != "llama" and not text.get("use_sliding_window", False):
+            window = None
+        if window:
             model.sliding_window = int(window)
-            model.layer_kinds = ["sliding"] * layers
+            types = text.get("layer_types")
+            if isinstance(types, list) and len(types) >= layers:
+                # per-layer windows (vllm llama.py: layer_types[i] == "sliding_attention")
+                model.layer_kinds = ["sliding" if t == "sliding_attention" else "full" for t in types[:layers]]
+            elif family != "llama":
+                first = int(text.get("max_window_layers") or 0)
+                model.layer_kinds = ["sliding" if i >= first else "full" for i in range(layers)]
+            else:
+                # no layer_types: CacheConfig.sliding_window applies the window to every layer
+                model.layer_kinds = ["sliding"] * layers
     elif family in ("qwen3_moe", "mixtral"):
         model.num_experts = int(text.get("num_experts") or text.get("num_local_experts") or 0)
         model.experts_per_tok = int(text.get("num_experts_per_tok") or 2)
@@ -1180,8 +1193,13 @@ def _weights_per_rank(
     return weights, draft, in_checkpoint * scale, in_checkpoint, scale
 
 
-def _activation_estimate(m: Model, s: Settings, layers_on_rank: int) -> int:
-    """Conservative peak of the profiling forward pass (max_num_batched_tokens tokens) on one rank."""
+def _activation_estimate(m: Model, s: Settings) -> int:
+    """Conservative peak of the profiling forward pass (max_num_batched_tokens tokens) on one rank.
+
+    residual stream (4 hidden-sized tensors) + the largest per-layer workspace (attention
+    projections, dense MLP, fused-MoE caches or gated-DeltaNet chunk states) + logits and sampler
+    copies, times ACTIVATION_MARGIN, plus ALLOCATOR_SLACK_BYTES for fragmentation.
+    """
     t = s.max_num_batched_tokens
     d = DTYPE_BYTES[m.dtype]
     h = m.hidden
@@ -1195,8 +1213,9 @@ def _activation_estimate(m: Model, s: Settings, layers_on_rank: int) -> int:
         attn = 2 * t * (q + kv) * d
     mlp = int(1.5 * t * 2 * (m.intermediate // s.tp) * d) if m.intermediate else 0
     if m.is_moe:
-        moe = int(1.5 * t * m.experts_per_tok * 2 * (m.moe_intermediate // s.tp) * d)
-        moe += t * m.experts_per_tok * h * d + t * m.num_experts * 4
+        mi = m.moe_intermediate // s.tp
+        # fused-MoE caches: gate_up output (2 mi), activation (mi), down output (h) per routed token
+        moe = t * m.experts_per_tok * (2 * mi + mi + h) * d + t * m.num_experts * 4
         if m.shared_intermediate:
             moe += int(1.5 * t * 2 * (m.shared_intermediate // s.tp) * d)
         mlp = max(mlp, moe)
@@ -1206,8 +1225,7 @@ def _activation_estimate(m: Model, s: Settings, layers_on_rank: int) -> int:
         gdn = 3 * t * conv_dim * d + cdiv(t, 64) * (m.lin_v_heads // s.tp) * m.lin_k_dim * m.lin_v_dim * 4
     seqs = min(s.max_num_seqs, t)
     sampler = SAMPLER_LOGIT_COPIES * seqs * m.vocab * 4
-    del layers_on_rank
-    return residual + max(attn, mlp, gdn) + sampler
+    return int(ACTIVATION_MARGIN * (residual + max(attn, mlp, gdn) + sampler)) + ALLOCATOR_SLACK_BYTES
 
 
 def _cudagraph_estimate(m: Model, s: Settings, layers_on_rank: int) -> int:
@@ -1268,7 +1286,7 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
         layers_here = len(layout.rank_layers[stage])
         w = int(weights[stage])
         dr = int(draft[stage])
-        act = s.activation_override if s.activation_override is not None else _activation_estimate(m, s, layers_here)
+        act = s.activation_override if s.activation_override is not None else _activation_estimate(m, s)
         cg = s.cudagraph_override if s.cudagraph_override is not None else _cudagraph_estimate(m, s, layers_here)
         cg = max(0, cg)
         if s.non_torch_override is not None:

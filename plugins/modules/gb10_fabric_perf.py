@@ -103,11 +103,15 @@ def main() -> None:
     output = ""
     value = None
     if not skip:
-        rc, out, err = module.run_command(p["argv"])
-        output = f"{out}\n{err}".strip()
-        value = parser(out) if rc == 0 else None
-        if rc != 0 and value is None:
-            output = f"exit code {rc}: {output}"
+        binary = module.get_bin_path(p["argv"][0])
+        if binary is None:
+            output = f"{p['argv'][0]}: command not found (install it on the node)"
+        else:
+            rc, out, err = module.run_command([binary] + p["argv"][1:])
+            output = f"{out}\n{err}".strip()
+            value = parser(out) if rc == 0 else None
+            if rc != 0 and value is None:
+                output = f"exit code {rc}: {output}"
     row = threshold_check(p["node"], p["twin"], p["peer"], p["check"], value, p["minimum"], unit,
                           skip_reason=skip or None, output=output)
     module.exit_json(changed=False, row=row, output=output)

@@ -61,6 +61,11 @@ counts:
   returned: always
   type: dict
   sample: {passed: 36, failed: 0, skipped: 8}
+lines:
+  description: One line per check, for example C(jumbo_ping: 24 passed).
+  returned: always
+  type: list
+  elements: str
 per_check:
   description: Rows per check and status.
   returned: always
@@ -112,7 +117,7 @@ def main() -> None:
             handle.write(text)
         os.replace(tmp, target)
     module.exit_json(changed=True, path=path, ok=summary["ok"], counts=summary["counts"],
-                     per_check=summary["per_check"], failed=summary["failed"],
+                     per_check=summary["per_check"], lines=summary["lines"], failed=summary["failed"],
                      message=summary["message"])
 
 

@@ -192,3 +192,12 @@ def test_passing_summary_counts_skips_separately():
     report = build_report(rows, {"nodes": 4})
     assert report["summary"]["ok"] is True and len(report["checks"]) == 14
     assert set(report["checks"][0]) == {"node", "twin", "peer", "check", "status", "detail"}
+
+
+def test_summary_lines_one_per_check_in_order():
+    node = FakeNode(mtu={"enP2p1s0f1np1": 1500})
+    summary = summarize(run_node_checks("gx10-3", _twins(), 9000, node.read_interface, node.run,
+                                        hardware_skip_reason="lab"))
+    assert summary["lines"] == [
+        "link: 2 passed", "address: 2 passed", "mtu: 1 passed, 1 failed", "link_speed: 2 skipped",
+        "jumbo_ping: 3 passed, 3 failed"]

@@ -116,3 +116,12 @@ def test_perf_module_failed_command_is_a_failed_row(capsys, monkeypatch):
         "minimum": 90, "argv": ["ib_write_bw", "192.168.100.12"]})
     assert code == 0 and out["row"]["status"] == "failed"
     assert "Couldn't connect" in out["row"]["detail"]
+
+
+def test_perf_module_missing_binary_is_a_failed_row(capsys, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: None)
+    code, out = _run(capsys, gb10_fabric_perf, {
+        "node": "gx10-1", "twin": "enp1s0f1np1", "peer": "gx10-2", "check": "ib_write_bw",
+        "minimum": 90, "argv": ["ib_write_bw", "192.168.100.12"]})
+    assert code == 0 and out["row"]["status"] == "failed"
+    assert "command not found" in out["row"]["detail"]

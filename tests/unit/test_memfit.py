@@ -244,6 +244,33 @@ def test_sliding_window_blocks_per_request_cpu_and_cuda():
     assert cuda["bytes_per_block"] == 589_824
 
 
+def test_all_sliding_window_model_is_one_group():
+    # Mistral without layer_types: CacheConfig.sliding_window applies the 256-token window to both layers.
+    # page 128 x 2 x 128 x 2 = 65,536; one group of 2 -> 131,072 B/block -> 8,192 blocks per GiB.
+    # Per request: cdiv(min(256 - 1 + 1 x 2,048, 4,096), 128) + 1 = 18 + 1 = 19.
+    result = plan(
+        "tiny-mistral-swa", platform="cpu", kv_cache_memory_bytes=GIB, max_model_len=4096,
+        max_num_batched_tokens=2048,
+    )
+    assert [g["kind"] for g in result["kv_cache_groups"]] == ["sliding"]
+    assert result["blocks_per_request"] == 19
+    assert result["kv_cache_tokens"] == int(8_192 / 19 * 4096) == 1_766_022
+
+
+def test_layer_types_select_the_sliding_layers():
+    cfg = config("tiny-mistral-swa")
+    cfg["layer_types"] = ["sliding_attention", "full_attention"]
+    result = plan_memory({
+        "model_config": cfg, "platform": "cpu", "kv_cache_memory_bytes": GIB, "max_model_len": 4096,
+        "max_num_batched_tokens": 2048,
+    })
+    # one full + one sliding group of one layer each: 65,536 B/block -> 16,384 blocks;
+    # per request 32 + 19 = 51
+    assert sorted(g["kind"] for g in result["kv_cache_groups"]) == ["full", "sliding"]
+    assert result["num_blocks"] == 16_384
+    assert result["blocks_per_request"] == 51
+
+
 def test_mxfp4_weight_estimate_matches_the_published_checkpoint():
     # gpt-oss-120b: 65,248,815,744 bytes on disk (experts 4-bit + e8m0 per 32, the rest BF16).
     result = plan("gpt-oss-120b", max_model_len=8192)

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Read the simulated switch over the API with librouteros and check what the switch role set.
+
+    check_state.py --state-dir DIR --nodes 4|8 [--qos yes|no]   exit 0, or 1 with one line per problem
+    check_state.py --state-dir DIR --dump                        print a JSON snapshot (for check mode)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import sys
+from pathlib import Path
+
+from librouteros import connect
+
+
+def api_for(state_dir: Path):
+    ctx = ssl.create_default_context(cafile=str(state_dir / "cert.pem"))
+    ctx.check_hostname = False
+    return connect(username=(state_dir / "username").read_text().strip(),
+                   password=(state_dir / "password").read_text().strip(), host="127.0.0.1",
+                   port=int((state_dir / "port").read_text()), ssl_wrapper=ctx.wrap_socket, timeout=10)
+
+
+MENUS = [("interface", "ethernet"), ("interface", "bridge"), ("interface", "bridge", "port"), ("ip", "address"),
+         ("ip", "service"), ("interface", "ethernet", "switch"), ("interface", "ethernet", "switch", "port"),
+         ("interface", "ethernet", "switch", "qos", "profile"),
+         ("interface", "ethernet", "switch", "qos", "priority-flow-control"),
+         ("interface", "ethernet", "switch", "qos", "port"),
+         ("interface", "ethernet", "switch", "qos", "tx-manager", "queue"),
+         ("interface", "ethernet", "switch", "qos", "settings"), ("file",)]
+VOLATILE = {"running", "uptime", "hw-offload", "slave", "actual-mtu", "l2mtu_bridge"}
+
+
+def dump(api) -> dict:
+    out = {}
+    for menu in MENUS:
+        rows = [{k: v for k, v in row.items() if k not in VOLATILE} for row in api.path(*menu)]
+        out["/".join(menu)] = rows
+    return out
+
+
+def check(api, nodes: int, qos: bool) -> list[str]:
+    problems: list[str] = []
+    lanes = (1,) if nodes == 4 else (1, 5)
+    used = [f"qsfp56-dd-{c}-{lane}" for c in range(1, 5) for lane in lanes]
+    masters = [f"qsfp56-dd-{c}-{lane}" for c in range(1, 5) for lane in (1, 5)]
+    eth = {r["default-name"]: r for r in api.path("interface", "ethernet")}
+    for port in masters:
+        row = eth[port]
+        want = {"l2mtu": 9216, "mtu": 9000, "speed": "200G-baseCR4", "auto-negotiation": False,
+                "fec-mode": "fec91", "disabled": False}
+        for key, value in want.items():
+            if row.get(key) != value:
+                problems.append(f"{port}: {key}={row.get(key)!r}, expected {value!r}")
+    untouched = eth["qsfp56-dd-1-3"]
+    if untouched.get("l2mtu") != 1584:
+        problems.append("qsfp56-dd-1-3 (not a 2x200G master) was changed")
+    bridge_ports = {r["interface"]: r for r in api.path("interface", "bridge", "port")}
+    for port in used:
+        row = bridge_ports.get(port)
+        if row is None:
+            problems.append(f"{port} is not a bridge port")
+        elif row["bridge"] != "gb10-fabric" or row.get("hw-offload") is not True:
+            problems.append(f"{port}: bridge={row['bridge']} hw-offload={row.get('hw-offload')}")
+    extra = sorted(set(bridge_ports) - set(used))
+    if extra:
+        problems.append(f"unexpected bridge ports: {extra}")
+    services = {r["name"]: r for r in api.path("ip", "service")}
+    enabled = sorted(n for n, r in services.items() if not r["disabled"])
+    if enabled != ["api-ssl", "ssh"]:
+        problems.append(f"enabled services {enabled}, expected api-ssl and ssh only")
+    for name in ("ssh", "api-ssl"):
+        if services[name].get("address") != "127.0.0.1/32,192.168.1.0/24":
+            problems.append(f"service {name} address {services[name].get('address')!r}")
+    addresses = [(r["address"], r["interface"]) for r in api.path("ip", "address")]
+    if addresses != [("192.168.1.2/24", "ether1")]:
+        problems.append(f"ip addresses {addresses}")
+    chip = list(api.path("interface", "ethernet", "switch"))[0]
+    if chip.get("qos-hw-offloading") is not qos or chip.get("l3-hw-offloading") is not False:
+        problems.append(f"switch1: qos-hw-offloading={chip.get('qos-hw-offloading')} "
+                        f"l3-hw-offloading={chip.get('l3-hw-offloading')}")
+    profiles = {r["name"]: r for r in api.path("interface", "ethernet", "switch", "qos", "profile")}
+    qos_ports = {r["name"]: r for r in api.path("interface", "ethernet", "switch", "qos", "port")}
+    pfc = {r["name"]: r for r in api.path("interface", "ethernet", "switch", "qos", "priority-flow-control")}
+    queues = {r["traffic-class"]: r for r in api.path("interface", "ethernet", "switch", "qos", "tx-manager", "queue")}
+    if qos:
+        if (profiles.get("roce", {}).get("dscp"), profiles.get("roce", {}).get("traffic-class")) != (26, 3):
+            problems.append(f"qos profile roce: {profiles.get('roce')}")
+        if (profiles.get("cnp", {}).get("dscp"), profiles.get("cnp", {}).get("traffic-class")) != (48, 6):
+            problems.append(f"qos profile cnp: {profiles.get('cnp')}")
+        if pfc.get("pfc-tc3") != {**pfc.get("pfc-tc3", {}), "traffic-class": 3, "rx": True, "tx": True}:
+            problems.append(f"pfc: {pfc}")
+        if queues[3].get("ecn") is not True or queues[3].get("schedule") != "high-priority-group":
+            problems.append(f"queue 3: {queues[3]}")
+        if queues[6].get("schedule") != "strict-priority":
+            problems.append(f"queue 6: {queues[6]}")
+        for port in used:
+            row = qos_ports[port]
+            got = (row.get("pfc"), row.get("trust-l3"), row.get("egress-rate-queue3"))
+            if got != ("pfc-tc3", "keep", "200.0Gbps"):
+                problems.append(f"qos port {port}: {got}")
+    else:
+        if set(profiles) != {"default"} or pfc:
+            problems.append(f"QoS configured although gated off: profiles {sorted(profiles)}, pfc {sorted(pfc)}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--nodes", type=int, choices=(4, 8), default=4)
+    parser.add_argument("--qos", choices=("yes", "no"), default="yes")
+    parser.add_argument("--dump", action="store_true")
+    args = parser.parse_args()
+    api = api_for(args.state_dir)
+    if args.dump:
+        print(json.dumps(dump(api), sort_keys=True, default=str))
+        return 0
+    problems = check(api, args.nodes, args.qos == "yes")
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"switch state OK for {args.nodes} nodes (qos={args.qos})")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

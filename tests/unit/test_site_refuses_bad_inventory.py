@@ -1,0 +1,83 @@
+"""site.yml stops at inventory validation, before any host is contacted, on a bad inventory.
+
+Runs the real playbook through ansible-runner against a copy of the sample inventory whose nodes are
+moved to loopback addresses where no SSH server answers (so a broken validation could never send
+traffic to a real network): any task that reached a node would show up as an event for that node.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import ansible_runner
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_inventory(tmp_path: Path, change) -> Path:
+    inv_dir = tmp_path / "inventory"
+    shutil.copytree(ROOT / "inventory" / "sample", inv_dir)
+    hosts = yaml.safe_load((inv_dir / "hosts.yml").read_text())
+    nodes = hosts["all"]["children"]["gx10"]["hosts"]
+    for i, node in enumerate(nodes.values(), start=1):
+        node["ansible_host"] = f"127.0.0.{100 + i}"
+        node["ansible_port"] = 1  # nothing listens there: unreachable at once
+    hosts["all"]["children"]["switch"]["hosts"]["crs804"]["ansible_host"] = "127.0.0.99"
+    group_all = inv_dir / "group_vars" / "all" / "main.yml"
+    settings = yaml.safe_load(group_all.read_text())
+    settings["gb10_mgmt_subnet"] = "127.0.0.0/8"
+    group_all.write_text(yaml.safe_dump(settings))
+    change(nodes)
+    (inv_dir / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    return inv_dir
+
+
+def run_site(tmp_path: Path, inventory: Path):
+    (tmp_path / "runner").mkdir()
+    return ansible_runner.run(
+        private_data_dir=str(tmp_path / "runner"),
+        project_dir=str(ROOT),
+        playbook=str(ROOT / "site.yml"),
+        inventory=str(inventory),
+        envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_TIMEOUT": "3",
+                 "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
+        quiet=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "change,fragments",
+    [
+        (lambda n: n["gx10-2"]["gb10_fabric_addresses"].update({"enp1s0f1np1": "192.168.100.11/24"}),
+         ["192.168.100.11 is used twice", "gx10-1 enp1s0f1np1", "gx10-2 enp1s0f1np1"]),
+        (lambda n: n["gx10-3"]["gb10_fabric_addresses"].update({"enP2p1s0f1np1": "192.168.100.99/24"}),
+         ["gx10-3: both twins", "192.168.100.0/24"]),
+    ],
+    ids=["duplicate-ip", "twins-one-subnet"],
+)
+def test_bad_inventory_stops_before_any_host(tmp_path: Path, change, fragments: list[str]) -> None:
+    inv = make_inventory(tmp_path, change)
+    result = run_site(tmp_path, inv)
+    assert result.status == "failed"
+    failures = [e for e in result.events if e.get("event") == "runner_on_failed"]
+    assert failures, "validation did not fail"
+    msg = str(failures[0]["event_data"]["res"].get("msg"))
+    for fragment in fragments:
+        assert fragment in msg
+    touched = {e["event_data"].get("host") for e in result.events
+               if e.get("event", "").startswith("runner_on_") and e["event_data"].get("host")}
+    assert touched == {"localhost"}, f"hosts other than localhost were reached: {touched}"
+
+
+def test_good_sample_inventory_passes_validation(tmp_path: Path) -> None:
+    """The same run with the untouched sample gets past validation (and then fails to reach nodes)."""
+    inv = make_inventory(tmp_path, lambda n: None)
+    result = run_site(tmp_path, inv)
+    ok_tasks = [e["event_data"]["task"] for e in result.events
+                if e.get("event") == "runner_on_ok" and e["event_data"].get("host") == "localhost"]
+    assert "Validate inventory | Summary" in " ".join(ok_tasks)
+    unreachable = {e["event_data"]["host"] for e in result.events if e.get("event") == "runner_on_unreachable"}
+    assert unreachable, "expected the nodes (loopback, no SSH there) to be unreachable"
