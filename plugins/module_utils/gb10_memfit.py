@@ -459,7 +459,12 @@ class QuantScheme:
 def _quant_scheme(quant: Mapping[str, Any]) -> QuantScheme:
     if not quant:
         return QuantScheme("bf16")
+    nested = quant.get("quantization")
+    if isinstance(nested, Mapping):  # modelopt hf_quant_config.json layout
+        quant = {**quant, **nested}
     method = str(quant.get("quant_method") or "").lower().replace("_", "-")
+    if not method and quant.get("quant_algo"):
+        method = "modelopt"
     ignore_raw = (
         quant.get("modules_to_not_convert")
         or quant.get("ignore")

@@ -70,7 +70,7 @@ per_check:
   description: Rows per check and status.
   returned: always
   type: dict
-failed:
+failed_rows:
   description: The failed rows, cause first.
   returned: always
   type: list
@@ -117,7 +117,7 @@ def main() -> None:
             handle.write(text)
         os.replace(tmp, target)
     module.exit_json(changed=True, path=path, ok=summary["ok"], counts=summary["counts"],
-                     per_check=summary["per_check"], lines=summary["lines"], failed=summary["failed"],
+                     per_check=summary["per_check"], lines=summary["lines"], failed_rows=summary["failed"],
                      message=summary["message"])
 
 

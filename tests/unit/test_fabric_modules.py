@@ -64,7 +64,8 @@ def test_report_module_writes_json_and_names_the_failure(capsys, tmp_path):
     code, out = _run(capsys, gb10_fabric_report, {
         "checks": rows, "dest_dir": str(tmp_path / "fabric"), "run_id": "20261127T100000Z",
         "meta": {"nodes": ["gx10-1", "gx10-3"]}})
-    assert code == 0 and out["ok"] is False
+    assert code == 0 and out["ok"] is False and "failed" not in out
+    assert [r["check"] for r in out["failed_rows"]] == ["mtu", "jumbo_ping"]
     assert out["message"].startswith(
         "Fabric check FAILED: 2 of 3 checks failed: gx10-3 twin enP2p1s0f1np1: mtu failed")
     report = json.loads(Path(out["path"]).read_text())
@@ -99,6 +100,7 @@ def test_perf_module_skips_without_hardware(capsys, monkeypatch):
 
 
 def test_perf_module_rates_nccl_bus_bandwidth(capsys, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
     monkeypatch.setattr(basic.AnsibleModule, "run_command",
                         lambda self, argv, **k: (0, "# Avg bus bandwidth    : 20.1\n", ""))
     code, out = _run(capsys, gb10_fabric_perf, {
@@ -109,6 +111,7 @@ def test_perf_module_rates_nccl_bus_bandwidth(capsys, monkeypatch):
 
 
 def test_perf_module_failed_command_is_a_failed_row(capsys, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
     monkeypatch.setattr(basic.AnsibleModule, "run_command",
                         lambda self, argv, **k: (1, "", "Couldn't connect to 192.168.100.12:18515"))
     code, out = _run(capsys, gb10_fabric_perf, {

@@ -299,6 +299,50 @@ def test_quantisation_estimates_order():
     assert sizes["bf16"] > sizes["fp8"] > sizes["nvfp4"] > sizes["int4"]
 
 
+@pytest.mark.parametrize(
+    ("quant", "expected"),
+    [
+        # Tiny Qwen3 (tied embeddings 512 x 128 BF16 = 131,072 B; final norm 256 B). Per layer the
+        # linears are q 128x128, k 64x128, v 64x128, o 128x128, gate/up 256x128, down 128x256; norms
+        # (32 + 32 + 128 + 128) x 2 = 640 B.
+        # NVFP4: n/2 + cdiv(in, 16) x out fp8 scales + 8 B global scales per tensor:
+        #   q 9,224 + k 4,616 + v 4,616 + o 9,224 + 3 x 18,440 = 83,000; + 640 = 83,640 per layer;
+        #   4 x 83,640 + 256 + 131,072 = 465,888.
+        ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, 465_888),
+        (
+            {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
+             "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "float", "group_size": 16}}}},
+            465_888,
+        ),
+        # FP8 with 128x128 block scales (fp32 per block): q 16,388 + k 8,196 + v 8,196 + o 16,388
+        #   + 3 x 32,776 = 147,496; + 640 = 148,136 per layer; 4 x 148,136 + 256 + 131,072 = 723,872.
+        ({"quant_method": "fp8", "weight_block_size": [128, 128]}, 723_872),
+        # INT4 AWQ group 128: n/2 + groups x out x (2 B scale + 0.5 B zero):
+        #   q 8,192 + 1 x 128 x 2.5 = 8,512; k 4,096 + 160 = 4,256; v 4,256; o 8,512;
+        #   gate/up 16,384 + 640 = 17,024 each; down 16,384 + 2 x 128 x 2.5 = 17,024;
+        #   sum 8,512 + 4,256 + 4,256 + 8,512 + 3 x 17,024 = 76,608; + 640 = 77,248 per layer;
+        #   4 x 77,248 + 256 + 131,072 = 440,320.
+        ({"quant_method": "awq", "bits": 4, "group_size": 128}, 440_320),
+    ],
+)
+def test_quantised_weight_bytes_by_hand(quant, expected):
+    cfg = config("tiny-qwen3")
+    cfg["quantization_config"] = quant
+    result = plan_memory({"model_config": cfg, "platform": "cpu", "kv_cache_memory_bytes": GIB,
+                          "max_model_len": 512})
+    assert result["weights_bytes"] == expected
+
+
+def test_ignore_list_keeps_modules_bf16():
+    cfg = config("tiny-qwen3")
+    cfg["quantization_config"] = {"quant_method": "fp8", "weight_block_size": [128, 128],
+                                  "ignore": ["re:.*mlp.down_proj$"]}
+    result = plan_memory({"model_config": cfg, "platform": "cpu", "kv_cache_memory_bytes": GIB,
+                          "max_model_len": 512})
+    # down_proj back to BF16: 128 x 256 x 2 = 65,536 instead of 32,776 -> +32,760 per layer
+    assert result["weights_bytes"] == 723_872 + 4 * 32_760
+
+
 def test_safetensors_index_total_size_and_mtp_presence(tmp_path):
     index = {"metadata": {"total_size": 100 * GIB}, "weight_map": {"model.embed_tokens.weight": "a.safetensors"}}
     path = tmp_path / "model.safetensors.index.json"

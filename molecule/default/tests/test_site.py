@@ -25,7 +25,9 @@ def test_base_packages(host) -> None:
 
 def test_reached_as_non_root_with_sudo(host) -> None:
     """Ansible logs in as the lab admin over SSH and becomes root with sudo (never docker exec)."""
-    assert type(host.backend).__name__ == "SshBackend"  # testinfra reaches the node over SSH, like Ansible
+    hostvars = host.backend.get_variables()
+    assert hostvars.get("ansible_connection", "ssh") == "ssh"
+    assert hostvars["ansible_user"] == "gb10admin"
     assert host.check_output("echo $SUDO_USER") == "gb10admin"
     assert host.user().name == "root"
 
