@@ -7,7 +7,7 @@ LAB_NODES ?= 4
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test venv deps lint unit molecule lab-up lab-down lab-status lab-build bench-converge clean
+.PHONY: demo test venv deps lint unit molecule print-scenarios lab-up lab-down lab-status lab-build bench-converge clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -48,12 +48,20 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
-molecule: deps
-	cd molecule && for s in $(MOLECULE_SCENARIOS); do ../$(BIN)/molecule test -s $$s || exit 1; done
-
+# Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
 MOLECULE_SCENARIOS ?= default
 
-test: lint unit molecule
+print-scenarios:
+	@echo $(MOLECULE_SCENARIOS)
+
+molecule: deps
+	@for s in $(MOLECULE_SCENARIOS); do \
+	  echo "=== molecule test -s $$s"; \
+	  $(BIN)/molecule test -s $$s || exit 1; done
+
+# Everything, stage by stage, with one "N passed, N failed" line at the end (what CI runs).
+test: venv
+	tests/run-all.sh
 
 bench-converge: deps
 	$(PY) bench/converge/run.py

@@ -33,19 +33,33 @@ INVENTORY = ROOT / "inventory" / "lab"
 SUITE = os.environ.get("LAB_SUITE", "trixie")
 MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
 IMAGE_REPO = "gb10-lab-node"
-LABEL = "gb10-lab=node"
-MGMT_BRIDGE = "gb10lab-mgmt"
-MGMT_PREFIX = "10.77.0"
+# LAB_ID lets a second lab run beside the first on one machine (e.g. a CI run from a fresh clone while
+# the developer's lab is up): other container names, bridges and management subnet. 0 is the default.
+LAB_ID = int(os.environ.get("LAB_ID", "0"))
+_SUFFIX = "" if LAB_ID == 0 else str(LAB_ID)
+CONTAINER_PREFIX = "" if LAB_ID == 0 else f"lab{LAB_ID}-"
+LABEL = f"gb10-lab=node{_SUFFIX}"
+MGMT_BRIDGE = f"gb10lab{_SUFFIX}-mgmt"
+MGMT_PREFIX = f"10.77.{LAB_ID}"
 MGMT_GATEWAY = f"{MGMT_PREFIX}.1"
 MGMT_INTERFACE = "enP7s7"
 # (node interface, lab bridge, fabric subnet prefix, RoCE device it stands for)
 TWINS = (
-    ("enp1s0f1np1", "gb10lab-fa", "192.168.100", "rocep1s0f1"),
-    ("enP2p1s0f1np1", "gb10lab-fb", "192.168.101", "roceP2p1s0f1"),
+    ("enp1s0f1np1", f"gb10lab{_SUFFIX}-fa", "192.168.100", "rocep1s0f1"),
+    ("enP2p1s0f1np1", f"gb10lab{_SUFFIX}-fb", "192.168.101", "roceP2p1s0f1"),
 )
 FABRIC_MTU = 9000
 ADMIN_USER = "gb10admin"
 MAX_NODES = 16
+
+
+def container_name(index: int) -> str:
+    return f"{CONTAINER_PREFIX}gx10-{index}"
+
+
+def host_veth(index: int, tag: str) -> str:
+    """Host-side name of node ``index``'s veth ``tag`` (m = management, a/b = twins); 15 chars max."""
+    return f"gb10l{index}{tag}" if LAB_ID == 0 else f"gb{LAB_ID}l{index}{tag}"
 
 
 def log(msg: str) -> None:
@@ -146,7 +160,7 @@ def nsenter(pid: int, *cmd: str, check: bool = True) -> str:
 
 def plumb(index: int) -> None:
     """Give node ``index`` its management interface and its two twins (idempotent)."""
-    name = f"gx10-{index}"
+    name = container_name(index)
     pid = container_pid(name)
     if pid == 0:
         raise SystemExit(f"lab: {name} is not running")
@@ -155,7 +169,7 @@ def plumb(index: int) -> None:
     for ifname, bridge, tag, host_mtu in wanted:
         if f" {ifname}:" in links or f" {ifname}@" in links:
             continue
-        host_side = f"gb10l{index}{tag}"
+        host_side = host_veth(index, tag)
         if ok("ip", "link", "show", host_side):
             run("ip", "link", "del", host_side)
         run("ip", "link", "add", host_side, "type", "veth", "peer", "name", ifname, "netns", str(pid))
@@ -181,8 +195,8 @@ def ssh_key() -> Path:
 
 
 def create_node(index: int, tag: str, pubkey: str) -> None:
-    name = f"gx10-{index}"
-    run("docker", "create", "--name", name, "--hostname", name, "--label", LABEL,
+    name = container_name(index)
+    run("docker", "create", "--name", name, "--hostname", f"gx10-{index}", "--label", LABEL,
         "--label", f"gb10-lab-image={tag}", "--network", "none", "--stop-signal", "SIGRTMIN+3",
         "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -200,7 +214,7 @@ def create_node(index: int, tag: str, pubkey: str) -> None:
         f"install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh && "
         f"install -m 0600 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh_authorized_keys "
         f"/home/{ADMIN_USER}/.ssh/authorized_keys && rm /home/{ADMIN_USER}/.ssh_authorized_keys && "
-        f"grep -q ' {name}$' /etc/hosts || echo '127.0.1.1 {name}' >> /etc/hosts")
+        f"grep -q ' gx10-{index}$' /etc/hosts || echo '127.0.1.1 gx10-{index}' >> /etc/hosts")
 
 
 def wait_ssh(index: int, key: Path, timeout: float = 120.0) -> None:
@@ -213,7 +227,7 @@ def wait_ssh(index: int, key: Path, timeout: float = 120.0) -> None:
         if ok(*cmd):
             return
         time.sleep(1)
-    raise SystemExit(f"lab: gx10-{index} did not answer SSH on {host} within {timeout:.0f} s")
+    raise SystemExit(f"lab: {container_name(index)} did not answer SSH on {host} within {timeout:.0f} s")
 
 
 def write_inventory(count: int, key: Path) -> None:
@@ -274,7 +288,7 @@ def up(count: int) -> None:
             log(f"removing {name} ({'beyond LAB_NODES' if idx > count else 'image changed'})")
             remove_node(name)
     for i in range(1, count + 1):
-        name = f"gx10-{i}"
+        name = container_name(i)
         state = run("docker", "inspect", "-f", "{{.State.Running}}", name, capture=True, check=False).strip()
         if state == "":
             log(f"creating {name}")
@@ -295,8 +309,8 @@ def remove_node(name: str) -> None:
     run("docker", "volume", "rm", f"gb10lab-{name}-docker", capture=True, check=False)
     idx = name.rsplit("-", 1)[1]
     for tag in "mab":
-        if ok("ip", "link", "show", f"gb10l{idx}{tag}"):
-            run("ip", "link", "del", f"gb10l{idx}{tag}", check=False)
+        if ok("ip", "link", "show", host_veth(int(idx), tag)):
+            run("ip", "link", "del", host_veth(int(idx), tag), check=False)
 
 
 def down() -> None:

@@ -475,7 +475,8 @@ def _quant_scheme(quant: Mapping[str, Any]) -> QuantScheme:
     ignore = tuple(str(x) for x in ignore_raw) if isinstance(ignore_raw, list) else ()
     if method in ("fp8", "fbgemm-fp8"):
         block = quant.get("weight_block_size")
-        return QuantScheme("fp8", ignore, tuple(block) if block else None)  # type: ignore[arg-type]
+        pair = (int(block[0]), int(block[1])) if isinstance(block, list | tuple) and len(block) == 2 else None
+        return QuantScheme("fp8", ignore, pair)
     if method in ("mxfp4", "gpt-oss-mxfp4"):
         return QuantScheme("mxfp4", ignore, experts_only=True)
     if method in ("modelopt", "modelopt-fp4"):
@@ -926,7 +927,11 @@ def _settings(params: Mapping[str, Any], model: Model, derived_max_len: int) -> 
         raise PlanError(
             f"pipeline_parallel_size {pp} exceeds the {model.num_layers} decoder layers of {model.architecture}."
         )
-    max_model_len = _int_param(params, "max_model_len", derived_max_len) or derived_max_len
+    max_model_len = _int_param(params, "max_model_len", derived_max_len or None)
+    if max_model_len is None:
+        raise PlanError(
+            f"max_model_len is required: {model.architecture}'s config has no max_position_embeddings."
+        )
     if derived_max_len and max_model_len > derived_max_len:
         raise PlanError(
             f"max_model_len {max_model_len} exceeds the model's max_position_embeddings "
@@ -935,8 +940,11 @@ def _settings(params: Mapping[str, Any], model: Model, derived_max_len: int) -> 
     kv_dtype = str(params.get("kv_cache_dtype") or "auto")
     if kv_dtype not in KV_CACHE_DTYPES:
         raise PlanError(f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}, not {kv_dtype!r}.")
-    util = params.get("gpu_memory_utilization")
-    util = DEFAULT_GPU_MEMORY_UTILIZATION if util is None else float(util)
+    raw_util = params.get("gpu_memory_utilization")
+    try:
+        util = DEFAULT_GPU_MEMORY_UTILIZATION if raw_util is None else float(raw_util)
+    except (TypeError, ValueError) as exc:
+        raise PlanError(f"gpu_memory_utilization must be a number in (0, 1], not {raw_util!r}.") from exc
     if not 0 < util <= 1:
         raise PlanError(f"gpu_memory_utilization must be in (0, 1], not {util}.")
     spec_cfg = params.get("speculative_config") or {}
@@ -1335,7 +1343,7 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
     kv_tokens = int(max_concurrency * s.max_model_len)
 
     def fits_len(length: int, rank_index: int) -> bool:
-        bpb = per_rank[rank_index]["bytes_per_block"]
+        bpb = int(per_rank[rank_index]["bytes_per_block"])
         check = avail_kv[rank_index] - bpb
         return bpb * layout.blocks_per_request(length) <= check
 

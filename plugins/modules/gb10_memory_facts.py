@@ -106,19 +106,20 @@ nvidia_smi_error:
 """
 
 import os
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gb10_meminfo import NVIDIA_SMI_QUERY, memory_facts
 
 
+ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "meminfo_path": {"type": "path", "default": "/proc/meminfo"},
+    "nvidia_smi": {"type": "str", "default": "nvidia-smi"},
+}
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "meminfo_path": {"type": "path", "default": "/proc/meminfo"},
-            "nvidia_smi": {"type": "str", "default": "nvidia-smi"},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     path = module.params["meminfo_path"]
     try:
         with open(path, encoding="utf-8") as handle:

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Converge benchmark: the first site.yml run on a fresh lab and the no-op re-run, on 4 and 8 nodes.
+
+For each node count: `lab.py down`, `lab.py up --nodes N`, then site.yml twice through ansible-runner.
+Times come from ansible-runner's event stream (playbook_on_start to playbook_on_stats), changed counts
+from the final stats event, controller CPU seconds from the ansible-playbook process tree
+(RUSAGE_CHILDREN around each run). Results: bench/results/converge.json and converge.md.
+
+    sudo .venv/bin/python bench/converge/run.py [--nodes 4 8] [--keep-lab]
+
+All lab nodes share this machine's cores, so the 8-node figure is a ceiling on the controller's
+cost per host, not the real rack's scaling.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import ansible_runner
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+TARGET_NOOP_RATIO = 0.30
+TARGET_SCALING = 2.0
+
+
+def lab(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), *args], check=True)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_site() -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu0 = children_cpu()
+        result = ansible_runner.run(
+            private_data_dir=tmp,
+            project_dir=str(ROOT),
+            playbook=str(ROOT / "site.yml"),
+            inventory=str(ROOT / "inventory" / "lab"),
+            envvars={
+                "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            },
+            quiet=True,
+        )
+        cpu = children_cpu() - cpu0
+        events = list(result.events)
+    starts = [e["created"] for e in events if e.get("event") == "playbook_on_start"]
+    stats_events = [e for e in events if e.get("event") == "playbook_on_stats"]
+    if result.status != "successful" or not starts or not stats_events:
+        failed = [e["event_data"].get("res", {}).get("msg") for e in events if e.get("event") == "runner_on_failed"]
+        raise SystemExit(f"converge: site.yml did not succeed ({result.status}): {failed[:3]}")
+    t0 = dt.datetime.fromisoformat(starts[0])
+    t1 = dt.datetime.fromisoformat(stats_events[-1]["created"])
+    stats = stats_events[-1]["event_data"]
+    changed = sum(stats.get("changed", {}).values())
+    return {
+        "seconds": round((t1 - t0).total_seconds(), 2),
+        "controller_cpu_seconds": round(cpu, 2),
+        "changed": changed,
+        "tasks_ok": sum(stats.get("ok", {}).values()),
+    }
+
+
+def machine() -> dict[str, object]:
+    mem_kib = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")))
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "docker": subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                                 text=True, check=False).stdout.strip(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--keep-lab", action="store_true", help="leave the last lab up")
+    args = parser.parse_args()
+    import ansible  # noqa: PLC0415  (version for the record)
+    from ansible.release import __version__ as core_version  # noqa: PLC0415
+
+    rows = []
+    for n in args.nodes:
+        print(f"converge: fresh lab with {n} nodes", flush=True)
+        lab("down")
+        lab("up", "--nodes", str(n))
+        first = run_site()
+        print(f"converge: {n} nodes first run {first}", flush=True)
+        noop = run_site()
+        print(f"converge: {n} nodes no-op run {noop}", flush=True)
+        rows.append({
+            "nodes": n,
+            "first": first,
+            "noop": noop,
+            "noop_ratio": round(noop["seconds"] / first["seconds"], 3),
+            "noop_cpu_seconds_per_host": round(noop["controller_cpu_seconds"] / n, 2),
+        })
+    if not args.keep_lab:
+        lab("down")
+    by_n = {r["nodes"]: r for r in rows}
+    checks = []
+    for r in rows:
+        checks.append({"check": f"{r['nodes']} nodes: no-op run reports changed=0", "ok": r["noop"]["changed"] == 0,
+                       "value": r["noop"]["changed"]})
+        checks.append({"check": f"{r['nodes']} nodes: no-op run <= {TARGET_NOOP_RATIO:.0%} of the first run",
+                       "ok": r["noop_ratio"] <= TARGET_NOOP_RATIO, "value": r["noop_ratio"]})
+    if 4 in by_n and 8 in by_n:
+        scale = round(by_n[8]["noop"]["seconds"] / by_n[4]["noop"]["seconds"], 3)
+        checks.append({"check": f"8-node no-op <= {TARGET_SCALING}x the 4-node no-op", "ok": scale <= TARGET_SCALING,
+                       "value": scale})
+    report = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "ansible_core": core_version,
+        "ansible": getattr(ansible, "__version__", None),
+        "rows": rows,
+        "checks": checks,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "converge.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "# Converge benchmark (`bench/converge/run.py`)",
+        "",
+        f"Run {report['date']} on {report['machine']['cpus']} CPUs, {report['machine']['memory_gib']} GiB, "
+        f"{report['machine']['arch']}, Docker {report['machine']['docker']}, ansible-core {core_version}. "
+        "All lab nodes share these cores: the 8-node numbers are a ceiling, not the rack's scaling.",
+        "",
+        "| nodes | first run s | first changed | no-op s | no-op changed | no-op / first | controller CPU s (no-op) | CPU s per host |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['nodes']} | {r['first']['seconds']} | {r['first']['changed']} | {r['noop']['seconds']} | "
+            f"{r['noop']['changed']} | {r['noop_ratio']:.0%} | {r['noop']['controller_cpu_seconds']} | "
+            f"{r['noop_cpu_seconds_per_host']} |"
+        )
+    lines += ["", "| target | result | value |", "|---|---|---|"]
+    lines += [f"| {c['check']} | {'met' if c['ok'] else 'NOT met'} | {c['value']} |" for c in checks]
+    (RESULTS / "converge.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if all(c["ok"] for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
