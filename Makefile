@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 LAB_NODES ?= 4
+LAB_ID ?= 0
+export LAB_ID
+# The switch simulator of lab N listens on 8729 + N (api-ssl's port for the default lab).
+export SWITCH_SIM_PORT ?= $(shell echo $$((8729 + $(LAB_ID))))
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(abspath $(BIN)):$(PATH)
 

@@ -134,6 +134,8 @@ def human(n: float) -> str:
         return f"{n / GIB:.2f} GiB"
     if abs(n) >= MIB:
         return f"{n / MIB:.2f} MiB"
+    if n == 0:
+        return "0"
     return f"{n / 1024:.2f} KiB"
 
 
@@ -1406,7 +1408,8 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
             "used_bytes": total_used,
             "free_bytes": s.total - reserved,
             "host_left_bytes": s.available - reserved,
-            "bytes_per_block": members[0]["bytes_per_block"],
+            "bytes_per_block": max(x["bytes_per_block"] for x in members),
+            "kv_budget_bytes": min(x["kv_budget_bytes"] for x in members),
             "layers": members[0]["layers"],
         }
         per_node.append(entry)
@@ -1564,6 +1567,15 @@ def _advice(params: Mapping[str, Any], result: dict[str, Any], m: Model, s: Sett
                 f"lower gpu_memory_utilization to {util:.2f}{alone} (MemAvailable {gib(s.available)}, host floor "
                 f"{gib(s.host_floor)}); dropping the page cache before launch raises MemAvailable"
             )
+    if not failed & {"admission", "host floor"} and s.kv_cache_memory_bytes is None:
+        # the largest utilisation admission and the host floor still allow
+        ceiling = math.floor((s.available - s.host_floor) / s.total * 100) / 100
+        if s.util < ceiling <= 1:
+            trial = _try(params, gpu_memory_utilization=ceiling)
+            if trial and trial["fits"]:
+                advice.append(
+                    f"raise gpu_memory_utilization to {ceiling:.2f} (still leaves the {gib(s.host_floor)} host floor)"
+                )
     only_len = failed == {"one request at max_model_len"}
     if fit_len and fit_len < s.max_model_len and ("one request at max_model_len" in failed):
         trial = _try(params, max_model_len=fit_len)
@@ -1614,7 +1626,9 @@ def _advice(params: Mapping[str, Any], result: dict[str, Any], m: Model, s: Sett
 
 def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
     verdict = "FITS" if r["fits"] else "DOES NOT FIT"
-    node = r["per_node"][0]
+    # the tightest node: the smallest KV budget (PP stages differ: embeddings, lm_head, MTP draft)
+    node = min(r["per_node"], key=lambda n: (n["kv_budget_bytes"], -n["used_bytes"]))
+    where = "Per node" if len(r["per_node"]) == 1 or s.pp == 1 else f"Tightest node ({node['node_rank']})"
     lines = [
         (
             f"{m.architecture} on {s.nodes} node(s), tp={s.tp} pp={s.pp}, {s.platform}, "
@@ -1630,9 +1644,9 @@ def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
         budget = f"KV pool fixed at {human(s.kv_cache_memory_bytes)} per rank (kv_cache_memory_bytes)"
     lines.append(f"Per node: {budget}.")
     lines.append(
-        f"Per node: weights {gib(node['weights_bytes'])} + draft {gib(node['draft_bytes'])} + activations "
-        f"{gib(node['activation_peak_bytes'])} (est.) + non-torch {gib(node['non_torch_bytes'])} (est.) + "
-        f"CUDA graphs {gib(node['cudagraph_bytes'])} (est.) -> KV cache {gib(node['kv_cache_bytes'])}; "
+        f"{where}: weights {human(node['weights_bytes'])} + draft {human(node['draft_bytes'])} + activations "
+        f"{human(node['activation_peak_bytes'])} (est.) + non-torch {human(node['non_torch_bytes'])} (est.) + "
+        f"CUDA graphs {human(node['cudagraph_bytes'])} (est.) -> KV cache {human(node['kv_cache_bytes'])}; "
         f"{gib(node['host_left_bytes'])} left to the host (floor {gib(s.host_floor)})."
     )
     lines.append(
@@ -1640,9 +1654,17 @@ def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
         f"{r['blocks_per_request']} blocks per request -> KV cache size: {r['kv_cache_tokens']:,} tokens, "
         f"maximum concurrency for {s.max_model_len:,} tokens per request: {r['max_concurrency']:.2f}x."
     )
-    failed = [c for c in r["checks"] if not c["ok"]]
-    for c in failed:
-        lines.append(f"FAILED {c['name']}: {c['detail']}.")
+    # identical failures on several nodes are reported once
+    merged: dict[tuple[str, str], list[str]] = {}
+    for c in r["checks"]:
+        if c["ok"]:
+            continue
+        base, _, node_tag = c["name"].partition(" (")
+        merged.setdefault((base, c["detail"]), []).append(node_tag.rstrip(")").removeprefix("node "))
+    for (base, detail), nodes in merged.items():
+        tags = [t for t in nodes if t]
+        where = "" if not tags else f" (node {tags[0]})" if len(tags) == 1 else f" (nodes {', '.join(tags)})"
+        lines.append(f"FAILED {base}{where}: {detail}.")
     if not r["fits"]:
         if r["advice"]:
             lines.append("Advice: " + "; or ".join(r["advice"]) + ".")

@@ -326,49 +326,46 @@ PLAN_KEYS = (
 
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-        "model_config": {"type": "raw", "required": True},
-        "weights_bytes": {"type": "int"},
-        "safetensors_index": {"type": "raw"},
-        "platform": {"type": "str", "choices": ["cuda", "cpu"], "default": "cuda"},
-        "tensor_parallel_size": {"type": "int", "default": 1},
-        "pipeline_parallel_size": {"type": "int", "default": 1},
-        "nodes": {"type": "int"},
-        "max_model_len": {"type": "int"},
-        "max_num_seqs": {"type": "int"},
-        "max_num_batched_tokens": {"type": "int"},
-        "kv_cache_dtype": {
-            "type": "str",
-            "choices": ["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"],
-            "default": "auto",
-        },
-        "block_size": {"type": "int"},
-        "enable_prefix_caching": {"type": "bool"},
-        "gpu_memory_utilization": {"type": "float"},
-        "kv_cache_memory_bytes": {"type": "int"},
-        "speculative_config": {"type": "dict"},
-        "dtype": {"type": "str", "choices": ["auto", "bfloat16", "float16", "float32"], "default": "auto"},
-        "mamba_ssm_cache_dtype": {
-            "type": "str",
-            "choices": ["auto", "float32", "float16", "bfloat16"],
-            "default": "auto",
-        },
-        "node_memory_total_bytes": {"type": "int"},
-        "node_mem_available_bytes": {"type": "int"},
-        "host_floor_bytes": {"type": "int"},
-        "enforce_eager": {"type": "bool", "default": False},
-        "async_scheduling": {"type": "bool"},
-        "activation_peak_bytes": {"type": "int"},
-        "cudagraph_bytes": {"type": "int"},
-        "non_torch_bytes": {"type": "int"},
-        "fail_on_no_fit": {"type": "bool", "default": True},
-    }
+    "model_config": {"type": "raw", "required": True},
+    "weights_bytes": {"type": "int"},
+    "safetensors_index": {"type": "raw"},
+    "platform": {"type": "str", "choices": ["cuda", "cpu"], "default": "cuda"},
+    "tensor_parallel_size": {"type": "int", "default": 1},
+    "pipeline_parallel_size": {"type": "int", "default": 1},
+    "nodes": {"type": "int"},
+    "max_model_len": {"type": "int"},
+    "max_num_seqs": {"type": "int"},
+    "max_num_batched_tokens": {"type": "int"},
+    "kv_cache_dtype": {
+        "type": "str",
+        "choices": ["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2"],
+        "default": "auto",
+    },
+    "block_size": {"type": "int"},
+    "enable_prefix_caching": {"type": "bool"},
+    "gpu_memory_utilization": {"type": "float"},
+    "kv_cache_memory_bytes": {"type": "int"},
+    "speculative_config": {"type": "dict"},
+    "dtype": {"type": "str", "choices": ["auto", "bfloat16", "float16", "float32"], "default": "auto"},
+    "mamba_ssm_cache_dtype": {
+        "type": "str",
+        "choices": ["auto", "float32", "float16", "bfloat16"],
+        "default": "auto",
+    },
+    "node_memory_total_bytes": {"type": "int"},
+    "node_mem_available_bytes": {"type": "int"},
+    "host_floor_bytes": {"type": "int"},
+    "enforce_eager": {"type": "bool", "default": False},
+    "async_scheduling": {"type": "bool"},
+    "activation_peak_bytes": {"type": "int"},
+    "cudagraph_bytes": {"type": "int"},
+    "non_torch_bytes": {"type": "int"},
+    "fail_on_no_fit": {"type": "bool", "default": True},
+}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = {key: module.params[key] for key in PLAN_KEYS if module.params.get(key) is not None}
     try:
         result = plan_memory(params)

@@ -20,6 +20,13 @@ ping: local error: message too long, mtu=1500
 --- 192.168.101.12 ping statistics ---
 2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 1023ms
 """
+# iputils 20240905 (Debian trixie lab node) with the twin at MTU 1500: the error goes to stderr
+PING_SENDMSG_OUT = """PING 192.168.101.11 (192.168.101.11) from 192.168.101.13 enP2p1s0f1np1: 8972(9000) bytes of data.
+
+--- 192.168.101.11 ping statistics ---
+2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 1014ms
+"""
+PING_SENDMSG_ERR = "ping: sendmsg: Message too long\nping: sendmsg: Message too long\n"
 PING_LOST = """PING 192.168.101.13 (192.168.101.13) from 192.168.101.11 enP2p1s0f1np1: 8972(9000) bytes of data.
 
 --- 192.168.101.13 ping statistics ---
@@ -58,6 +65,8 @@ def test_parse_ping():
     assert parse_ping(0, PING_OK, "") == (True, "2/2 received, rtt avg 0.081 ms")
     ok, detail = parse_ping(1, PING_LOCAL_MTU, "")
     assert not ok and "message too long" in detail and "mtu=1500" in detail
+    ok, detail = parse_ping(1, PING_SENDMSG_OUT, PING_SENDMSG_ERR)
+    assert not ok and detail.startswith("message too long")
     ok, detail = parse_ping(1, PING_LOST, "")
     assert not ok and detail.startswith("0/2 received")
     ok, detail = parse_ping(2, "", "ping: SO_BINDTODEVICE enpX: No such device")

@@ -96,3 +96,27 @@ def test_module_worked_gb10_example(capsys):
     assert code == 0 and out["fits"] is True
     assert (out["block_size"], out["blocks_per_request"]) == (2112, 137)
     assert len(out["per_node"]) == 4
+
+
+@pytest.mark.parametrize("module", ["gb10_memory_fit", "gb10_memory_facts"])
+def test_documentation_mirrors_the_argument_spec(module):
+    import importlib
+
+    import yaml
+
+    mod = importlib.import_module(module)
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    yaml.safe_load(mod.EXAMPLES)
+    yaml.safe_load(mod.RETURN)
+    options = doc["options"]
+    assert set(options) == set(mod.ARGUMENT_SPEC)
+    for name, spec in mod.ARGUMENT_SPEC.items():
+        opt = options[name]
+        assert opt["type"] == spec["type"], name
+        assert opt.get("default") == spec.get("default"), name
+        assert opt.get("choices") == spec.get("choices"), name
+        assert bool(opt.get("required", False)) == bool(spec.get("required", False)), name
+
+
+def test_plan_keys_cover_every_planner_option():
+    assert set(gb10_memory_fit.PLAN_KEYS) == set(gb10_memory_fit.ARGUMENT_SPEC) - {"fail_on_no_fit"}

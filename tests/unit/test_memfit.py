@@ -526,6 +526,20 @@ def test_admission_failure_when_memavailable_is_short():
     assert any(a.startswith("lower gpu_memory_utilization to 0.75") for a in result["advice"])
 
 
+def test_activation_bound_plan_advises_fewer_batched_tokens_or_more_utilisation():
+    # gpt-oss-120b on one node at utilization 0.6 (73.01 GiB) with 131,072 batched tokens: the
+    # activation estimate (~20.8 GiB) plus 60.77 GiB of weights leave no KV budget.
+    result = plan(
+        "gpt-oss-120b", max_model_len=131072, max_num_batched_tokens=131072, max_num_seqs=1024,
+        gpu_memory_utilization=0.6,
+    )
+    assert result["fits"] is False
+    assert "lower max_num_batched_tokens to 2048 (smaller activation peak)" in result["advice"]
+    # (121.69 - 8) / 121.69 = 0.934 -> 0.93 keeps the host floor and fits
+    assert "raise gpu_memory_utilization to 0.93 (still leaves the 8.00 GiB host floor)" in result["advice"]
+    assert "use 2 nodes (tensor_parallel_size 2)" in result["advice"]
+
+
 # ---------------------------------------------------------------------------------------------
 # refusals (PlanError: one sentence)
 # ---------------------------------------------------------------------------------------------
@@ -609,3 +623,15 @@ def test_defaults_follow_vllm_032_on_gb10_and_cpu():
     cpu = plan("tiny-qwen3", platform="cpu", kv_cache_memory_bytes=GIB, tensor_parallel_size=2)
     assert (cpu["max_num_seqs"], cpu["max_num_batched_tokens"]) == (256, 4096)
     assert cpu["max_model_len"] == 4096  # max_position_embeddings
+
+
+def test_model_directory_finds_config_and_index(tmp_path):
+    # a model folder: config.json plus model.safetensors.index.json (DeepSeek MTP tensors are layer 61)
+    (tmp_path / "config.json").write_text((FIXTURES / "deepseek-v3.json").read_text())
+    index = {"metadata": {"total_size": 640 * GIB},
+             "weight_map": {"model.layers.61.eh_proj.weight": "model-00163.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    result = plan_memory({"model_config": str(tmp_path), "max_model_len": 4096, "tensor_parallel_size": 8})
+    assert result["weights_source"] == "safetensors_index"
+    assert result["weights_bytes"] == 640 * GIB
+    assert result["architecture"] == "DeepseekV3ForCausalLM"

@@ -11,6 +11,8 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+# Only the GB10 nodes of the lab inventory (it also holds `control` and the switch).
+testinfra_hosts = ["ansible://gx10"]
 TWINS = ("enp1s0f1np1", "enP2p1s0f1np1")
 MTU = 9000
 
@@ -97,7 +99,7 @@ def test_node_settings(host):
     assert host.file("/usr/local/sbin/gb10-drop-caches").mode == 0o755
     out = host.run("sudo /usr/local/sbin/gb10-drop-caches")
     assert "MemAvailable before:" in out.stdout and "MemAvailable after:" in out.stdout
-    assert "vm.swappiness=1" in host.file("/etc/sysctl.d/60-gb10.conf").content_string
+    assert "vm.swappiness = 1" in host.file("/etc/sysctl.d/60-gb10.conf").content_string
     assert "memlock unlimited" in host.file("/etc/security/limits.d/90-gb10.conf").content_string
     daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
     assert daemon["bridge"] == "none", "a key written by someone else must survive the merge"

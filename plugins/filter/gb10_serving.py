@@ -1,0 +1,66 @@
+"""Filters for the serving play (logic in plugins/module_utils/gb10_serving.py).
+
+- ``gb10_catalog | gb10_serving_plan(model, nodes, pins, options)``: the containers that serve a model,
+  or ``{'errors': [...]}`` (one sentence per problem).
+- ``log_text | gb10_kv_log``: what vLLM logged about its KV cache.
+- ``planned_tokens | gb10_kv_compare(logged)``: planner vs vLLM, with a printable line.
+- ``endpoint | gb10_client_settings(model, max_model_len, key_hint)``: settings for coding agents.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _load_helpers():
+    try:
+        from ansible.module_utils import gb10_serving as helpers  # type: ignore[attr-defined]
+
+        return helpers
+    except ImportError:
+        pass
+    name = "gb10_serving_module_utils"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "module_utils" / "gb10_serving.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_H = _load_helpers()
+
+
+def gb10_serving_plan(catalog: Any, model: str, nodes: Any, pins: Any = None, options: Any = None) -> dict[str, Any]:
+    try:
+        return _H.serving_plan(str(model), dict(catalog), list(nodes), dict(pins or {}), dict(options or {}))
+    except _H.ServingError as exc:
+        return {"errors": list(exc.errors)}
+
+
+def gb10_kv_log(text: Any) -> dict[str, Any]:
+    return _H.parse_kv_log(str(text or ""))
+
+
+def gb10_kv_compare(planned: Any, logged: Any, tolerance: Any = 0.0) -> dict[str, Any]:
+    return _H.kv_compare(int(planned), dict(logged or {}), float(tolerance))
+
+
+def gb10_client_settings(endpoint: Any, model: Any, max_model_len: Any, key_hint: Any = "<API key from vault>") -> str:
+    return _H.client_settings(str(endpoint), str(model), max_model_len, str(key_hint))
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "gb10_serving_plan": gb10_serving_plan,
+            "gb10_kv_log": gb10_kv_log,
+            "gb10_kv_compare": gb10_kv_compare,
+            "gb10_client_settings": gb10_client_settings,
+        }
