@@ -59,6 +59,7 @@ print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)
 
 molecule: deps
+	$(PY) lab/lab.py inventory --nodes $(LAB_NODES)
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; \
 	  $(BIN)/molecule test -s $$s || exit 1; done

@@ -6,6 +6,7 @@
     lab/lab.py status           one line per node
     lab/lab.py down             remove every container, volume, bridge and file the lab made
     lab/lab.py plumb            re-create the interfaces of running nodes (after a node restart)
+    lab/lab.py inventory        write inventory/lab only (molecule links it before it creates the lab)
 
 Each node has three interfaces, named like a GB10's: ``enP7s7`` (management, on the bridge
 ``gb10lab-mgmt`` which also holds the controller's address 10.77.0.1), and the ConnectX-7 twins
@@ -246,7 +247,7 @@ def write_inventory(count: int, key: Path) -> None:
             "children": {
                 "gx10": {"hosts": hosts},
                 "switch": {"hosts": extra.get("switch_hosts", {})},
-                "control": {"hosts": {"control": {"ansible_connection": "local", "ansible_host": "127.0.0.1"}}},
+                "control": {"hosts": {"controller": {"ansible_connection": "local", "ansible_host": "127.0.0.1"}}},
             }
         }
     }
@@ -355,7 +356,7 @@ def status() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["build", "up", "down", "status", "plumb"])
+    parser.add_argument("action", choices=["build", "up", "down", "status", "plumb", "inventory"])
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("LAB_NODES", "4")))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -366,6 +367,8 @@ def main() -> int:
         up(args.nodes)
     elif args.action == "down":
         down()
+    elif args.action == "inventory":  # molecule links it before `create` starts the nodes
+        write_inventory(args.nodes, ssh_key())
     elif args.action == "plumb":
         for name in lab_containers():
             plumb(int(name.rsplit("-", 1)[1]))

@@ -8,7 +8,7 @@
 #   SWITCH_SIM_PORT       TCP port, TLS (default 8729; 0 = pick a free port, see $STATE_DIR/port)
 #   SWITCH_SIM_HOST       listen address (default 127.0.0.1)
 #   SWITCH_SIM_SEED       JSON seed (RouterOS version, port conditions), read at start
-#   SWITCH_SIM_VERSION    RouterOS version to report, overrides the seed (e.g. 7.25)
+#   SWITCH_SIM_VERSION    RouterOS version to report (default 7.25, over the seed's; 7.22 for the QoS gate)
 #   SWITCH_SIM_USER       API user (default gb10)
 #   PYTHON                interpreter (default .venv/bin/python, else python3)
 #
@@ -61,7 +61,11 @@ start() {
               --password-file "$STATE_DIR/password" --state-file "$STATE_DIR/state.json"
               --phy-file "$STATE_DIR/phy.json" --port-file "$STATE_DIR/port")
   if [[ -n "${SWITCH_SIM_SEED:-}" ]]; then args+=(--seed "$SWITCH_SIM_SEED"); fi
-  if [[ -n "${SWITCH_SIM_VERSION:-}" ]]; then args+=(--version "$SWITCH_SIM_VERSION"); fi
+  if [[ -n "${SWITCH_SIM_VERSION:-}" ]]; then
+    args+=(--version "$SWITCH_SIM_VERSION")
+  elif [[ -z "${SWITCH_SIM_SEED:-}" ]]; then
+    args+=(--version 7.25)
+  fi
   cd "$ROOT"
   PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" nohup "$PYTHON" -m lab.routeros_sim "${args[@]}" \
     >> "$STATE_DIR/log" 2>&1 < /dev/null &

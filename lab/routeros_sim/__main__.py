@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password-file", type=Path, help="file holding the password (else '')")
     parser.add_argument("--seed", type=Path, help="JSON seed: version, ports (conditions), defconf")
     parser.add_argument("--version", dest="ros_version", help="RouterOS version, overrides the seed")
+    parser.add_argument("--condition", action="append", default=[], metavar="PORT=CONDITION",
+                        help="seed a port condition (repeatable): ok, no-module, module-not-initialised, "
+                             "wrong-rate, fec-mismatch, errors-rising, no-partner")
     parser.add_argument("--state-file", type=Path, help="persist configuration here (survives restarts)")
     parser.add_argument("--phy-file", type=Path, help="JSON re-read on change: port conditions")
     parser.add_argument("--port-file", type=Path, help="write the listening port here once ready")
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     seed = json.loads(args.seed.read_text()) if args.seed else {}
     if args.ros_version:
         seed["version"] = args.ros_version
+    for item in args.condition:
+        port, _, condition = item.partition("=")
+        seed.setdefault("ports", {})[port] = condition
     password = args.password_file.read_text().strip() if args.password_file else ""
     seed["users"] = {args.user: password}
     device = Device(seed, state_file=args.state_file, phy_file=args.phy_file)

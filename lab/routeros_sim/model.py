@@ -11,9 +11,9 @@ import ipaddress
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .values import (
     ValueError_,
@@ -283,6 +283,15 @@ def build_menus() -> dict[tuple[str, ...], Menu]:
             "platform": _f(read_only=True, default="MikroTik"),
         }),
         Menu(("system", "identity"), "single", {"name": _f(default="MikroTik")}),
+        Menu(("system", "routerboard"), "single", {
+            "routerboard": _f(kind="bool", read_only=True, default=True),
+            "board-name": _f(read_only=True, default="CRS804-4DDQ"),
+            "model": _f(read_only=True, default="CRS804-4DDQ-hRM"),
+            "serial-number": _f(read_only=True, default="SIMULATOR"),
+            "firmware-type": _f(read_only=True, default="al64"),
+            "factory-firmware": _f(read_only=True, default="7.19"),
+            "current-firmware": _f(read_only=True), "upgrade-firmware": _f(read_only=True),
+        }),
         Menu(("file",), "list", {
             "name": _f(read_only=True), "type": _f(read_only=True), "size": _f(read_only=True),
             "creation-time": _f(read_only=True), "contents": _f(read_only=True),
@@ -335,6 +344,16 @@ def default_phy(port: str, partner_lanes: tuple[int, ...], partner_rate: int) ->
 # --------------------------------------------------------------------------------------------
 # The device
 # --------------------------------------------------------------------------------------------
+
+def _routeros_duration(seconds: int) -> str:
+    """RouterOS style: 1w2d3h4m5s, zero units left out, '0s' for nothing."""
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
 
 def _ethernet_mac(index: int) -> str:
     return f"F4:1E:57:00:{index // 256:02X}:{index % 256:02X}"
@@ -408,6 +427,7 @@ class Device:
             self._insert(("ip", "service"), {"name": name, "port": port, "disabled": disabled})
         self._insert(("system", "resource"), {})
         self._insert(("system", "identity"), {})
+        self._insert(("system", "routerboard"), {})
 
     def _defconf(self) -> None:
         self._insert(("interface", "bridge"), {"name": "bridge", "comment": "defconf"})
@@ -510,6 +530,12 @@ class Device:
         return out
 
     def parse_value(self, path: tuple[str, ...], name: str, raw: str) -> Any:
+        try:
+            return self._parse_value(path, name, raw)
+        except ValueError_ as exc:
+            raise Trap(str(exc)) from exc
+
+    def _parse_value(self, path: tuple[str, ...], name: str, raw: str) -> Any:
         menu = self.menus[path]
         fld = menu.fields.get(name)
         if fld is None or not self.field_available(fld):
@@ -604,9 +630,11 @@ class Device:
             out["actual-interface"] = row["interface"]
         elif path == ("system", "resource"):
             uptime = int(time.time() - self.started)
-            out.update({"uptime": f"{uptime // 3600}h{uptime % 3600 // 60}m{uptime % 60}s",
+            out.update({"uptime": _routeros_duration(uptime),
                         "version": f"{self.version} (stable)", "build-time": "2026-10-01 10:00:00",
                         "free-memory": "3.1GiB", "total-memory": "4.0GiB"})
+        elif path == ("system", "routerboard"):
+            out.update({"current-firmware": self.version, "upgrade-firmware": self.version})
         elif path == ("file",):
             out["size"] = len(self.files.get(row["name"], "").encode())
         return out
@@ -968,9 +996,3 @@ class Device:
                 lines.extend(body)
         return "\n".join(lines) + "\n"
 
-
-def ensure_version_tuple(value: str) -> tuple[int, ...]:
-    return version_tuple(value)
-
-
-Handler = Callable[..., Any]

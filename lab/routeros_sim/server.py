@@ -175,6 +175,9 @@ class Connection:
                 self.dispatch(command, attrs, queries, tag, proplist)
         except Trap as exc:
             self.trap(exc.message, tag, exc.category)
+        except Exception as exc:  # noqa: BLE001 - a simulator bug must not look like a hung switch
+            LOG.exception("internal error on %s", command)
+            self.trap(f"failure: simulator internal error: {exc}", tag)
 
     def login(self, attrs: dict[str, str], tag: str | None) -> None:
         name = attrs.get("name")

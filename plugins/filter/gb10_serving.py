@@ -2,6 +2,7 @@
 
 - ``gb10_catalog | gb10_serving_plan(model, nodes, pins, options)``: the containers that serve a model,
   or ``{'errors': [...]}`` (one sentence per problem).
+- ``hosts | gb10_serving_nodes(hostvars)``: ``{host, mgmt_ip, fabric_ip}`` per host.
 - ``log_text | gb10_kv_log``: what vLLM logged about its KV cache.
 - ``planned_tokens | gb10_kv_compare(logged)``: planner vs vLLM, with a printable line.
 - ``endpoint | gb10_client_settings(model, max_model_len, key_hint)``: settings for coding agents.
@@ -44,6 +45,10 @@ def gb10_serving_plan(catalog: Any, model: str, nodes: Any, pins: Any = None, op
         return {"errors": list(exc.errors)}
 
 
+def gb10_serving_nodes(hosts: Any, hostvars: Any) -> list[dict[str, Any]]:
+    return _H.nodes_from_hostvars([str(h) for h in hosts], hostvars)
+
+
 def gb10_kv_log(text: Any) -> dict[str, Any]:
     return _H.parse_kv_log(str(text or ""))
 
@@ -61,6 +66,7 @@ class FilterModule:
         return {
             "gb10_serving_plan": gb10_serving_plan,
             "gb10_kv_log": gb10_kv_log,
+            "gb10_serving_nodes": gb10_serving_nodes,
             "gb10_kv_compare": gb10_kv_compare,
             "gb10_client_settings": gb10_client_settings,
         }

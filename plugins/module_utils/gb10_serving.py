@@ -148,6 +148,21 @@ def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str)
     return nodes, mode, errors
 
 
+def nodes_from_hostvars(hosts: Sequence[str], hostvars: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``{host, mgmt_ip, fabric_ip}`` per host: the management address is ansible_host, the fabric
+    address the one of the first twin in gb10_fabric_twins (falls back to the management address)."""
+    nodes = []
+    for host in hosts:
+        hv = hostvars[host]
+        mgmt = str(hv.get("ansible_host") or host)
+        twins = hv.get("gb10_fabric_twins") or []
+        iface = twins[0].get("interface") if twins and isinstance(twins[0], Mapping) else None
+        addrs = hv.get("gb10_fabric_addresses") or {}
+        fabric = str(addrs.get(iface) or mgmt).split("/")[0] if iface else mgmt
+        nodes.append({"host": str(host), "mgmt_ip": mgmt, "fabric_ip": fabric})
+    return nodes
+
+
 def serving_plan(
     model: str,
     catalog: Mapping[str, Any],
@@ -269,7 +284,7 @@ def serving_plan(
 
 
 def _hash_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("env_files", "api_key_env_file", "restart_policy", "shm_size", "gpus")
+    keys = ("env_files", "api_key_env_file", "restart_policy", "shm_size", "gpus", "ulimits")
     return {k: opts.get(k) for k in keys}
 
 
@@ -284,8 +299,9 @@ def _cpu_bind(setting: Any, rank: int, node: Mapping[str, Any]) -> str:
 def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any]) -> list[str]:
     """``docker run`` for one serving container (host network and IPC, restart policy, labels)."""
     argv = ["docker", "run", "--detach", "--name", str(container["name"]), "--network", "host", "--ipc", "host",
-            "--restart", str(opts.get("restart_policy", "unless-stopped")),
-            "--ulimit", "memlock=-1", "--ulimit", "nofile=1048576:1048576"]
+            "--restart", str(opts.get("restart_policy", "unless-stopped"))]
+    for limit in opts.get("ulimits", ["memlock=-1", "nofile=1048576:1048576"]):
+        argv += ["--ulimit", str(limit)]
     if opts.get("shm_size"):
         argv += ["--shm-size", str(opts["shm_size"])]
     if opts.get("gpus"):

@@ -84,7 +84,7 @@ ansible_facts:
           type: dict
         interfaces:
           description:
-            - State of each requested netdev: C(name), C(exists), C(operstate), C(mtu), C(speed),
+            - State of each requested netdev - C(name), C(exists), C(operstate), C(mtu), C(speed),
               C(rdma_device) and C(roce_v2_ipv4_gid_index) (null without an RDMA device).
           type: dict
         present:

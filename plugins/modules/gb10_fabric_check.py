@@ -124,6 +124,9 @@ failed_checks:
   type: int
 """
 
+import os
+import subprocess
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gb10_cx7 import netdev_info
 from ansible.module_utils.gb10_fabric import parse_ip_addr_json, run_node_checks
@@ -161,10 +164,17 @@ def main() -> None:
     params = module.params
 
     def run(argv: list[str]) -> tuple[int, str, str]:
+        # subprocess, not module.run_command: the pings run in threads, and run_command's 1 s select
+        # loop can stop reading when a ping exits right after a quiet second (summary lost).
         binary = module.get_bin_path(argv[0])
         if binary is None:
             return 127, "", f"{argv[0]}: command not found"
-        return module.run_command([binary] + argv[1:])
+        try:
+            done = subprocess.run([binary] + argv[1:], capture_output=True, text=True,
+                                  timeout=60, check=False, env={**os.environ, "LC_ALL": "C"})
+        except subprocess.TimeoutExpired:
+            return 124, "", f"{argv[0]}: timed out after 60 s"
+        return done.returncode, done.stdout, done.stderr
 
     def read_interface(name: str) -> dict:
         info = netdev_info(params["sysfs_root"], name)

@@ -10,7 +10,7 @@ description:
   - Runs O(argv) (an C(ib_write_bw) client or an C(mpirun ... all_gather_perf) command), parses the
     bandwidth (C(ib_write_bw) average Gb/s with C(--report_gbits); nccl-tests C(Avg bus bandwidth)
     GB/s) and compares it with O(minimum).
-  - With O(skip_reason) set, runs nothing and returns a C(skipped) row with that reason: hardware-only
+  - With O(skip_reason) set, runs nothing and returns a C(skipped) row with that reason; hardware-only
     checks are never reported as passed without the hardware.
   - Never fails on a low result; the row goes into the report (M(gb10_fabric_report)).
   - Runs nothing in check mode (returns a skipped row).
@@ -43,6 +43,10 @@ options:
     description: Why the test cannot run here; the row is C(skipped) with this detail.
     type: str
     default: ""
+  timeout:
+    description: Seconds before the command is killed (the row is then failed).
+    type: int
+    default: 900
 author:
   - gb10-cluster
 """
@@ -76,10 +80,21 @@ output:
   type: str
 """
 
+import subprocess
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gb10_fabric import parse_ib_write_bw, parse_nccl_busbw, threshold_check
 
 PARSERS = {"ib_write_bw": (parse_ib_write_bw, "Gb/s"), "nccl_all_gather": (parse_nccl_busbw, "GB/s")}
+
+
+def run(argv: list[str], timeout: int) -> tuple[int, str, str]:
+    """Run to completion and keep all output (the summary line comes last)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{argv[0]}: timed out after {timeout} s"
+    return done.returncode, done.stdout, done.stderr
 
 
 def main() -> None:
@@ -92,6 +107,7 @@ def main() -> None:
             "argv": {"type": "list", "elements": "str", "default": []},
             "minimum": {"type": "float", "required": True},
             "skip_reason": {"type": "str", "default": ""},
+            "timeout": {"type": "int", "default": 900},
         },
         supports_check_mode=True,
     )
@@ -107,7 +123,7 @@ def main() -> None:
         if binary is None:
             output = f"{p['argv'][0]}: command not found (install it on the node)"
         else:
-            rc, out, err = module.run_command([binary] + p["argv"][1:])
+            rc, out, err = run([binary] + p["argv"][1:], p["timeout"])
             output = f"{out}\n{err}".strip()
             value = parser(out) if rc == 0 else None
             if rc != 0 and value is None:

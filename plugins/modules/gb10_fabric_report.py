@@ -9,10 +9,10 @@ short_description: Write the fabric report (JSON) and the message that names the
 description:
   - Merges the check rows of every node (from M(gb10_fabric_check) and the hardware-only checks),
     writes C(<dest_dir>/fabric-<run_id>.json) and a copy at C(<dest_dir>/latest.json).
-  - Returns the counts, the failed rows (a node's own twin checks first: they usually explain the
+  - Returns the counts, the failed rows (a node's own twin checks first, since they usually explain the
     ping failures seen from the other nodes) and one message naming node, twin and check.
   - Does not fail on failed checks; the playbook asserts on C(ok) so the report is always written.
-  - Run it on the controller (C(delegate_to: localhost), C(run_once: true)).
+  - Run it on the controller, with C(delegate_to=localhost) and C(run_once=true).
 options:
   checks:
     description: Rows C({node, twin, peer, check, status, detail}); status passed, failed or skipped.
@@ -62,7 +62,7 @@ counts:
   type: dict
   sample: {passed: 36, failed: 0, skipped: 8}
 lines:
-  description: One line per check, for example C(jumbo_ping: 24 passed).
+  description: One line per check, for example C(jumbo_ping - 24 passed) (written with a colon).
   returned: always
   type: list
   elements: str

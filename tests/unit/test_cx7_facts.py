@@ -119,3 +119,12 @@ def test_module_hotplug_succeeds_with_empty_facts(capsys):
 def test_module_rejects_unknown_option(capsys):
     code, out = _run_module(capsys, {"sysfs_roots": "/sys"})
     assert code == 1 and out["failed"] is True
+
+
+def test_cx7_facts_docs_parse_and_match_the_options():
+    import yaml
+
+    doc = yaml.safe_load(gb10_cx7_facts.DOCUMENTATION)
+    yaml.safe_load(gb10_cx7_facts.EXAMPLES)
+    yaml.safe_load(gb10_cx7_facts.RETURN)
+    assert set(doc["options"]) == {"sysfs_root", "interfaces"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,16 +26,18 @@ def _run(capsys, module, args):
 def test_check_module_reads_sysfs_and_runs_commands(capsys, monkeypatch):
     seen = []
 
-    def fake_run(self, args, **kwargs):
+    def fake_run(args, **kwargs):
         seen.append(args)
         if "ip" in args[0]:
-            return 0, ('[{"ifname":"enp1s0f1np1","addr_info":[{"family":"inet",'
-                       '"local":"192.168.100.11","prefixlen":24}]}]'), ""
-        if "ethtool" in args[0]:
-            return 0, "\tSpeed: 200000Mb/s\n", ""
-        return 0, "2 packets transmitted, 2 received, 0% packet loss\n", ""
+            out = ('[{"ifname":"enp1s0f1np1","addr_info":[{"family":"inet",'
+                   '"local":"192.168.100.11","prefixlen":24}]}]')
+        elif "ethtool" in args[0]:
+            out = "\tSpeed: 200000Mb/s\n"
+        else:
+            out = "2 packets transmitted, 2 received, 0% packet loss\n"
+        return subprocess.CompletedProcess(args, 0, out, "")
 
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", fake_run)
+    monkeypatch.setattr(gb10_fabric_check.subprocess, "run", fake_run)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
     code, out = _run(capsys, gb10_fabric_check, {
         "node": "gx10-1",
@@ -90,7 +93,7 @@ def test_perf_module_skips_without_hardware(capsys, monkeypatch):
     def boom(*_a, **_k):
         raise AssertionError("must not run a command when skipped")
 
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", boom)
+    monkeypatch.setattr(gb10_fabric_perf, "run", boom)
     code, out = _run(capsys, gb10_fabric_perf, {
         "node": "gx10-1", "twin": "enp1s0f1np1", "peer": "gx10-2", "check": "ib_write_bw",
         "minimum": 90, "skip_reason": "lab container (docker): no RDMA device rocep1s0f1"})
@@ -101,8 +104,8 @@ def test_perf_module_skips_without_hardware(capsys, monkeypatch):
 
 def test_perf_module_rates_nccl_bus_bandwidth(capsys, monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
-    monkeypatch.setattr(basic.AnsibleModule, "run_command",
-                        lambda self, argv, **k: (0, "# Avg bus bandwidth    : 20.1\n", ""))
+    monkeypatch.setattr(gb10_fabric_perf, "run",
+                        lambda argv, timeout: (0, "# Avg bus bandwidth    : 20.1\n", ""))
     code, out = _run(capsys, gb10_fabric_perf, {
         "node": "gx10-1", "check": "nccl_all_gather", "minimum": 21.875,
         "argv": ["mpirun", "all_gather_perf"]})
@@ -112,8 +115,8 @@ def test_perf_module_rates_nccl_bus_bandwidth(capsys, monkeypatch):
 
 def test_perf_module_failed_command_is_a_failed_row(capsys, monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
-    monkeypatch.setattr(basic.AnsibleModule, "run_command",
-                        lambda self, argv, **k: (1, "", "Couldn't connect to 192.168.100.12:18515"))
+    monkeypatch.setattr(gb10_fabric_perf, "run",
+                        lambda argv, timeout: (1, "", "Couldn't connect to 192.168.100.12:18515"))
     code, out = _run(capsys, gb10_fabric_perf, {
         "node": "gx10-1", "twin": "enp1s0f1np1", "peer": "gx10-2", "check": "ib_write_bw",
         "minimum": 90, "argv": ["ib_write_bw", "192.168.100.12"]})
@@ -128,3 +131,15 @@ def test_perf_module_missing_binary_is_a_failed_row(capsys, monkeypatch):
         "minimum": 90, "argv": ["ib_write_bw", "192.168.100.12"]})
     assert code == 0 and out["row"]["status"] == "failed"
     assert "command not found" in out["row"]["detail"]
+
+
+@pytest.mark.parametrize("module", [gb10_fabric_check, gb10_fabric_perf, gb10_fabric_report])
+def test_fabric_module_docs_parse_and_match_the_options(module):
+    import yaml
+
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    yaml.safe_load(module.EXAMPLES)
+    yaml.safe_load(module.RETURN)
+    source = Path(module.__file__).read_text()
+    for option in doc["options"]:
+        assert f'"{option}"' in source, f"{option} documented but not in argument_spec"

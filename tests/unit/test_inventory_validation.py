@@ -29,8 +29,8 @@ def rack(n: int = 4) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
             "gb10_switch_port": f"qsfp56-dd-{i}-1",
         }
     hostvars["crs804"] = {"ansible_host": "192.168.1.2"}
-    hostvars["control"] = {"ansible_host": "127.0.0.1"}
-    return {"gx10": nodes, "switch": ["crs804"], "control": ["control"]}, hostvars
+    hostvars["controller"] = {"ansible_host": "127.0.0.1"}
+    return {"gx10": nodes, "switch": ["crs804"], "control": ["controller"]}, hostvars
 
 
 def test_good_rack_has_no_errors() -> None:

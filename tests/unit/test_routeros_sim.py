@@ -151,6 +151,18 @@ def test_l2mtu_before_mtu_and_routeros_error_texts(api):
     assert (row["l2mtu"], row["mtu"]) == (9216, 9000)
 
 
+def test_bad_values_are_traps_not_crashes(api):
+    eth = api.path("interface", "ethernet")
+    with pytest.raises(TrapError, match="input does not match any value of auto-negotiation"):
+        eth.update(numbers="ether1", **{"auto-negotiation": "perhaps"})
+    with pytest.raises(TrapError, match="invalid value for argument address"):
+        api.path("ip", "address").add(address="300.1.1.1/24", interface="ether1")
+    with pytest.raises(TrapError, match="invalid value for argument egress-rate-queue3"):
+        api.path("interface", "ethernet", "switch", "qos", "port").update(
+            numbers="qsfp56-dd-1-1", **{"egress-rate-queue3": "fast"})
+    assert list(api.path("system", "identity")) == [{"name": "MikroTik"}]
+
+
 def test_breakout_speed_needs_enough_lanes(api):
     eth = api.path("interface", "ethernet")
     eth.update(numbers="qsfp56-dd-1-5", speed="200G-baseCR4", **{"auto-negotiation": False})
