@@ -8,6 +8,7 @@ LAB_ID ?= 0
 export LAB_ID
 # The switch simulator of lab N listens on 8729 + N (api-ssl's port for the default lab).
 export SWITCH_SIM_PORT ?= $(shell echo $$((8729 + $(LAB_ID))))
+export SWITCH_SIM_STATE_DIR ?= $(CURDIR)/lab/.state/$(if $(filter 0,$(LAB_ID)),switch,switch-$(LAB_ID))
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -33,6 +34,7 @@ lab-up: deps
 
 lab-down:
 	-lab/switch-sim.sh stop
+	rm -rf $(SWITCH_SIM_STATE_DIR)
 	python3 lab/lab.py down
 
 lab-status:

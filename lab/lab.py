@@ -231,9 +231,29 @@ def wait_ssh(index: int, key: Path, timeout: float = 120.0) -> None:
     raise SystemExit(f"lab: {container_name(index)} did not answer SSH on {host} within {timeout:.0f} s")
 
 
+def switch_state_dir() -> Path:
+    """Where lab/switch-sim.sh keeps the simulator of this lab (the Makefile passes the same path)."""
+    return STATE / ("switch" if LAB_ID == 0 else f"switch-{LAB_ID}")
+
+
+def switch_host() -> dict[str, object]:
+    """The simulated CRS804 as the switch role sees it: API over TLS on loopback, lab credentials."""
+    state = switch_state_dir()
+    return {
+        "ansible_host": "127.0.0.1",
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "switch_api_port": 8729 + LAB_ID,
+        "switch_api_username": f"{{{{ lookup('ansible.builtin.file', '{state}/username') }}}}",
+        "switch_api_password": f"{{{{ lookup('ansible.builtin.file', '{state}/password') }}}}",
+        "switch_api_ca_path": str(state / "cert.pem"),
+        # The controller reaches the simulator from loopback; the real switch sees the management subnet.
+        "switch_services_address": "127.0.0.1/32,{{ gb10_mgmt_subnet }}",
+        "switch_mgmt_address": f"{MGMT_PREFIX}.2/24",
+    }
+
+
 def write_inventory(count: int, key: Path) -> None:
-    extra_path = STATE / "inventory-extra.json"
-    extra = json.loads(extra_path.read_text()) if extra_path.exists() else {}
     hosts = {}
     for i in range(1, count + 1):
         hosts[f"gx10-{i}"] = {
@@ -246,7 +266,7 @@ def write_inventory(count: int, key: Path) -> None:
         "all": {
             "children": {
                 "gx10": {"hosts": hosts},
-                "switch": {"hosts": extra.get("switch_hosts", {})},
+                "switch": {"hosts": {"crs804": switch_host()}},
                 "control": {"hosts": {"controller": {"ansible_connection": "local", "ansible_host": "127.0.0.1"}}},
             }
         }
@@ -257,7 +277,6 @@ def write_inventory(count: int, key: Path) -> None:
         "gb10_mgmt_interface": MGMT_INTERFACE,
         "gb10_fabric_twins": [{"interface": t[0], "rdma_device": t[3]} for t in TWINS],
     }
-    group_all.update(extra.get("all_vars", {}))
     group_gx10 = {
         "ansible_user": ADMIN_USER,
         "ansible_become": True,

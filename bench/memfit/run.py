@@ -539,7 +539,9 @@ def write_reports(rows: list[dict[str, Any]], observed: dict[str, Any]) -> None:
         "|---|---|---|---:|---:|---:|---:|---|---|---|",
     ]
     for r in rows:
-        if r["vllm_status"] != "ok":
+        if r["vllm_status"] == "not run":
+            match = "not run yet (no vLLM observation cached)"
+        elif r["vllm_status"] != "ok":
             match = "vLLM cannot run"
         elif "planner_error" in r:
             match = "planner error"
@@ -552,7 +554,7 @@ def write_reports(rows: list[dict[str, Any]], observed: dict[str, Any]) -> None:
             f"{_fmt(r.get('planner_concurrency'))} | {_fmt(r.get('vllm_block_size'))} / "
             f"{_fmt(r.get('planner_block_size'))} | {_fmt(r.get('vllm_num_blocks'))} / "
             f"{_fmt(r.get('planner_num_blocks'))} | {match} |")
-    failed = [r for r in rows if r["vllm_status"] != "ok"]
+    failed = [r for r in rows if r["vllm_status"] == "failed"]
     if failed:
         lines += ["", "## Cases vLLM cannot run", ""]
         for r in failed:

@@ -291,8 +291,8 @@ def _hash_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
 def _cpu_bind(setting: Any, rank: int, node: Mapping[str, Any]) -> str:
     value = str(setting or "auto")
     if value == "by_rank":
-        cpus = int(node.get("cpus") or 1)
-        return str(rank % max(cpus, 1))
+        cpus = int(node.get("cpus") or 0)
+        return str(rank % cpus if cpus > 0 else rank)
     return value
 
 

@@ -1,0 +1,153 @@
+"""Serving plan (plugins/module_utils/gb10_serving.py): images, layouts, vLLM flags, logs, swap hashes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.module_utils.gb10_serving import (
+    ServingError,
+    client_settings,
+    image_for,
+    kv_compare,
+    nodes_from_hostvars,
+    parse_kv_log,
+    serving_plan,
+    vllm_args,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGEST = "sha256:" + "ab" * 32
+PINS = {"lab-vllm-cpu": {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0.32.0-x", "digest": DIGEST,
+                         "image_id": "sha256:" + "cd" * 32}}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return yaml.safe_load((ROOT / "group_vars/all/catalog.yml").read_text())["gb10_catalog"]
+
+
+def nodes(n=4):
+    return [{"host": f"gx10-{i}", "mgmt_ip": f"10.77.0.1{i}", "fabric_ip": f"192.168.100.1{i}"} for i in range(1, n + 1)]
+
+
+def test_nodes_from_hostvars():
+    hv = {"a": {"ansible_host": "10.0.0.1", "gb10_fabric_twins": [{"interface": "enp1s0f1np1"}],
+                "gb10_fabric_addresses": {"enp1s0f1np1": "192.168.100.11/24"}},
+          "b": {"ansible_host": "10.0.0.2"}}
+    assert nodes_from_hostvars(["a", "b"], hv) == [
+        {"host": "a", "mgmt_ip": "10.0.0.1", "fabric_ip": "192.168.100.11"},
+        {"host": "b", "mgmt_ip": "10.0.0.2", "fabric_ip": "10.0.0.2"},
+    ]
+
+
+def test_lab_tp2_native_multinode(catalog):
+    plan = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"cpu_threads_bind": "by_rank"})
+    assert plan["executor"] == "native"
+    assert plan["hosts"] == ["gx10-1", "gx10-2"]
+    assert plan["image_ref"] == f"10.77.0.1:5000/gb10/vllm-cpu@{DIGEST}"
+    head, follower = plan["containers"]
+    assert head["role"] == "api" and follower["role"] == "follower"
+    assert "--headless" in follower["args"] and "--headless" not in head["args"]
+    for c, rank in ((head, "0"), (follower, "1")):
+        a = c["args"]
+        assert a[a.index("--node-rank") + 1] == rank
+        assert a[a.index("--master-addr") + 1] == "192.168.100.11"
+        assert a[a.index("--nnodes") + 1] == "2"
+        assert c["env"]["VLLM_CPU_OMP_THREADS_BIND"] == rank
+        assert c["env"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert "--port" in head["args"] and "--port" not in follower["args"]
+    # the CPU build sizes KV from the environment, not from --kv-cache-memory-bytes
+    assert "--kv-cache-memory-bytes" not in head["args"]
+    assert head["argv"][:2] == ["docker", "run"]
+    assert "--load-format" in head["args"] and "dummy" in head["args"]
+
+
+def test_same_request_same_hash_other_model_other_hash(catalog):
+    a = serving_plan("tiny-qwen3", catalog, nodes(), PINS)
+    b = serving_plan("tiny-qwen3", catalog, nodes(), PINS)
+    c = serving_plan("tiny-llama", catalog, nodes(), PINS)
+    assert a["hash"] == b["hash"] != c["hash"]
+    assert c["executor"] == "single" and c["hosts"] == ["gx10-1"]
+    assert a["containers"][0]["labels"]["gb10.serving.hash"] == a["hash"]
+
+
+def test_refuses_image_without_digest(catalog):
+    with pytest.raises(ServingError) as exc:
+        serving_plan("tiny-qwen3", catalog, nodes(), {})
+    assert "no image repository" in exc.value.errors[0]
+    entry = dict(catalog["gpt-oss-120b"])
+    with pytest.raises(ServingError) as exc:
+        serving_plan("gpt-oss-120b", {"gpt-oss-120b": entry}, nodes(), {})
+    assert "not pinned by digest" in " ".join(exc.value.errors)
+
+
+def test_refuses_empty_revision_for_real_models(catalog):
+    entry = dict(catalog["qwen3-next-80b-a3b"])
+    entry["image"] = dict(entry["image"], digest=DIGEST)
+    with pytest.raises(ServingError) as exc:
+        serving_plan("qwen3-next-80b-a3b", {"qwen3-next-80b-a3b": entry}, nodes(), {})
+    assert any("hf_revision is empty" in e for e in exc.value.errors)
+
+
+def test_gpu_multinode_defaults_to_ray_with_flags(catalog):
+    entry = dict(catalog["qwen3.5-397b-a17b-fp8"])
+    entry["image"] = dict(entry["image"], digest=DIGEST)
+    plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {},
+                        {"gpus": "all", "ray_tmp": "/var/lib/gb10/ray"})
+    assert plan["executor"] == "ray" and plan["nodes"] == 4
+    assert len(plan["containers"]) == 1  # Ray places the workers
+    args = plan["containers"][0]["args"]
+    assert args[args.index("--distributed-executor-backend") + 1] == "ray"
+    assert args[args.index("--tensor-parallel-size") + 1] == "4"
+    assert args[args.index("--kv-cache-dtype") + 1] == "fp8"
+    assert args[args.index("--speculative-config") + 1] == '{"method":"mtp","num_speculative_tokens":2}'
+    assert "--enable-auto-tool-choice" in args and "--enable-prefix-caching" in args
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert plan["containers"][0]["env"]["RAY_ADDRESS"] == "192.168.100.11:6379"
+    assert "--gpus" in plan["containers"][0]["argv"]
+
+
+def test_cpu_refuses_ray_and_too_few_nodes(catalog):
+    with pytest.raises(ServingError) as exc:
+        serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"executor": "ray"})
+    assert "refuses the Ray executor" in exc.value.errors[0]
+    with pytest.raises(ServingError) as exc:
+        serving_plan("tiny-qwen3", catalog, nodes(1), PINS)
+    assert "needs 2 node(s)" in exc.value.errors[0]
+    with pytest.raises(ServingError) as exc:
+        serving_plan("nope", catalog, nodes(), PINS)
+    assert "Unknown model 'nope'" in exc.value.errors[0]
+
+
+def test_inventory_pin_overrides_catalog_image(catalog):
+    pins = {"gpt-oss-120b": {"repository": "mirror.local/nvidia/vllm", "tag": "26.10-py3", "digest": DIGEST}}
+    img = image_for("gpt-oss-120b", catalog["gpt-oss-120b"], pins)
+    assert img["repository"] == "mirror.local/nvidia/vllm" and img["source"] == "gb10_image_pins['gpt-oss-120b']"
+
+
+def test_vllm_args_booleans():
+    assert vllm_args({"enable_prefix_caching": False}, "cuda") == ["--no-enable-prefix-caching"]
+    assert vllm_args({"trust_remote_code": True, "speculative_config": {"method": "mtp", "num_speculative_tokens": 0}},
+                     "cuda") == ["--trust-remote-code"]
+
+
+LOG = """
+(EngineCore pid=10) INFO 11-27 10:00:00 [kv_cache_utils.py:1100] CPU KV cache size: 2,097,152 tokens
+(EngineCore pid=10) INFO 11-27 10:00:00 [kv_cache_utils.py:1104] Maximum concurrency for 512 tokens per request: 4096.00x
+"""
+
+
+def test_parse_kv_log_and_compare():
+    got = parse_kv_log(LOG)
+    assert got == {"found": True, "kv_cache_tokens": 2097152, "max_concurrency": 4096.0, "request_tokens": 512}
+    cmp = kv_compare(2097152, got)
+    assert cmp["agree"] and "agree" in cmp["line"]
+    cmp = kv_compare(2000000, got)
+    assert not cmp["agree"] and "+97,152" in cmp["line"]
+    assert not kv_compare(1, parse_kv_log("nothing"))["agree"]
+
+
+def test_client_settings_has_no_secret():
+    text = client_settings("http://10.77.0.11:8000/v1", "tiny-qwen3", 512, "<key>")
+    assert "OPENAI_BASE_URL=http://10.77.0.11:8000/v1" in text and "<key>" in text
