@@ -55,7 +55,7 @@ unit: venv
 	$(BIN)/pytest -q tests/unit
 
 # Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
-MOLECULE_SCENARIOS ?= default
+MOLECULE_SCENARIOS ?= default fabric fabric_negative switch
 
 print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)

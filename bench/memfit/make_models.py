@@ -252,19 +252,37 @@ def _qwen3_next() -> dict[str, Any]:
     }
 
 
+def _llama_fat_kv() -> dict[str, Any]:
+    # 64 KiB of KV per token (8 layers x 8 KV heads x head_dim 256, BF16): 1 GiB holds 16,384
+    # tokens, so a 1 GiB pool can be too small for one request (vLLM refuses, or auto-fits).
+    cfg = _llama_dense()
+    cfg.update(
+        {
+            "num_hidden_layers": 8,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 8,
+            "head_dim": 256,
+            "max_position_embeddings": 65536,
+        }
+    )
+    return cfg
+
+
 def _qwen3_next_7l() -> dict[str, Any]:
     # 5 gated-DeltaNet + 2 full-attention layers: the layer counts do not divide, so vLLM's
     # grouping has to pad (or pack) groups.
     cfg = _qwen3_next()
     cfg["num_hidden_layers"] = 7
-    cfg["layer_types"] = ["linear_attention"] * 3 + ["full_attention"] + ["linear_attention"] * 2 + [
-        "full_attention"]
+    cfg["layer_types"] = (
+        ["linear_attention"] * 3 + ["full_attention"] + ["linear_attention"] * 2 + ["full_attention"]
+    )
     return cfg
 
 
 MODELS: dict[str, Any] = {
     "qwen3-dense": _qwen3_dense,
     "llama-dense": _llama_dense,
+    "llama-fat-kv": _llama_fat_kv,
     "qwen3-moe": _qwen3_moe,
     "gpt-oss-swa": _gpt_oss,
     "mistral-swa": _mistral_swa,
@@ -318,8 +336,12 @@ def write_model(name: str, out_root: Path, with_tokenizer: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = model_config(name)
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    gen = {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
-           "pad_token_id": cfg["pad_token_id"], "do_sample": False}
+    gen = {
+        "bos_token_id": cfg["bos_token_id"],
+        "eos_token_id": cfg["eos_token_id"],
+        "pad_token_id": cfg["pad_token_id"],
+        "do_sample": False,
+    }
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     if with_tokenizer and not (out / "tokenizer.json").exists():
         _train_tokenizer(out)

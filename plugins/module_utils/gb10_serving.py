@@ -298,7 +298,7 @@ def _cpu_bind(setting: Any, rank: int, node: Mapping[str, Any]) -> str:
 
 def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any]) -> list[str]:
     """``docker run`` for one serving container (host network and IPC, restart policy, labels)."""
-    argv = ["docker", "run", "--detach", "--name", str(container["name"]), "--network", "host", "--ipc", "host",
+    argv = ["docker", "run", "--detach", "--pull", "never", "--name", str(container["name"]), "--network", "host", "--ipc", "host",
             "--restart", str(opts.get("restart_policy", "unless-stopped"))]
     for limit in opts.get("ulimits", ["memlock=-1", "nofile=1048576:1048576"]):
         argv += ["--ulimit", str(limit)]
@@ -308,8 +308,10 @@ def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any]) -> li
         argv += ["--gpus", str(opts["gpus"])]
     for label, value in sorted(container["labels"].items()):
         argv += ["--label", f"{label}={value}"]
+    # Optional env files (the nodes work's) are single "--env-file=<path>" words, so the launcher can
+    # drop one that is missing on the node at run time.
     for path in opts.get("env_files") or []:
-        argv += ["--env-file", str(path)]
+        argv.append(f"--env-file={path}")
     if opts.get("api_key_env_file") and container["role"] == "api":
         argv += ["--env-file", str(opts["api_key_env_file"])]
     for key, value in container["env"].items():
