@@ -113,8 +113,13 @@ def inputs_hash() -> str:
     return digest.hexdigest()[:12]
 
 
+def base_tag() -> str:
+    return f"{IMAGE_REPO}-base:{VLLM_VERSION}-{inputs_hash()}"
+
+
 def image_tag() -> str:
-    return f"{IMAGE_REPO}:{VLLM_VERSION}-{inputs_hash()}"
+    digest = hashlib.sha256(base_tag().encode() + (IMAGE_DIR / "Dockerfile").read_bytes()).hexdigest()[:12]
+    return f"{IMAGE_REPO}:{VLLM_VERSION}-{digest}"
 
 
 def packages() -> list[str]:
@@ -126,6 +131,24 @@ def build() -> str:
     tag = image_tag()
     if ok("docker", "image", "inspect", tag):
         log(f"image {tag} is up to date (cached by content)")
+        return tag
+    base = build_base()
+    log(f"second stage (lab/serving/image/Dockerfile) on {base}")
+    run("docker", "build", "--network", "host", "--build-arg", f"BASE={base}", "-t", tag,
+        "-f", str(IMAGE_DIR / "Dockerfile"), str(IMAGE_DIR))
+    log(f"built {tag}")
+    return tag
+
+
+def build_base() -> str:
+    tag = base_tag()
+    if ok("docker", "image", "inspect", tag):
+        log(f"base image {tag} is up to date (cached by content)")
+        return tag
+    # Images built before the two-stage layout carry the same root under the final name.
+    old = f"{IMAGE_REPO}:{VLLM_VERSION}-{inputs_hash()}"
+    if ok("docker", "image", "inspect", old):
+        run("docker", "tag", old, tag)
         return tag
     rootfs = STATE / f"rootfs-{inputs_hash()}"
     done = STATE / f"rootfs-{inputs_hash()}.debootstrapped"
@@ -210,37 +233,53 @@ class Registry:
         conn.request("HEAD", f"/v2/{self.repo}/blobs/{digest}")
         return conn.getresponse().status == 200
 
-    def upload_blob(self, stream, size: int, digest: str) -> None:  # type: ignore[no-untyped-def]
+    def upload_blob(self, stream, size: int, digest: str | None = None) -> str:  # type: ignore[no-untyped-def]
+        """Upload ``size`` bytes from ``stream`` (one streamed PATCH), hashing on the way; returns the digest."""
         conn = self._conn()
         conn.request("POST", f"/v2/{self.repo}/blobs/uploads/")
         res = conn.getresponse()
         res.read()
         if res.status != 202:
             raise SystemExit(f"lab-serving: registry refused an upload ({res.status})")
-        location = res.getheader("Location") or ""
-        if location.startswith("http"):
-            location = "/" + location.split("/", 3)[3]
-        sep = "&" if "?" in location else "?"
+        location = self._path(res.getheader("Location") or "")
         conn = self._conn()
-        conn.putrequest("PUT", f"{location}{sep}digest={digest}")
+        conn.putrequest("PATCH", location)
         conn.putheader("Content-Type", "application/octet-stream")
         conn.putheader("Content-Length", str(size))
         conn.endheaders()
+        sha = hashlib.sha256()
         sent, t0, last = 0, time.monotonic(), 0.0
-        while True:
-            chunk = stream.read(8 << 20)
+        while sent < size:
+            chunk = stream.read(min(8 << 20, size - sent))
             if not chunk:
-                break
+                raise SystemExit("lab-serving: the layer stream ended early")
+            sha.update(chunk)
             conn.send(chunk)
             sent += len(chunk)
-            if time.monotonic() - last > 5:
+            if time.monotonic() - last > 10:
                 last = time.monotonic()
-                log(f"  uploading {digest[:19]}: {sent / 2**30:.2f} / {size / 2**30:.2f} GiB")
+                log(f"  uploading: {sent / 2**30:.2f} / {size / 2**30:.2f} GiB")
+        res = conn.getresponse()
+        res.read()
+        if res.status != 202:
+            raise SystemExit(f"lab-serving: blob upload failed ({res.status})")
+        got = "sha256:" + sha.hexdigest()
+        if digest and digest != got:
+            raise SystemExit(f"lab-serving: uploaded {got}, expected {digest}")
+        location = self._path(res.getheader("Location") or location)
+        sep = "&" if "?" in location else "?"
+        conn = self._conn()
+        conn.request("PUT", f"{location}{sep}digest={got}", headers={"Content-Length": "0"})
         res = conn.getresponse()
         body = res.read()
         if res.status != 201:
-            raise SystemExit(f"lab-serving: blob upload failed ({res.status}): {body[:300]!r}")
-        log(f"  uploaded {digest[:19]} ({size / 2**20:.0f} MiB) in {time.monotonic() - t0:.0f} s")
+            raise SystemExit(f"lab-serving: blob commit failed ({res.status}): {body[:300]!r}")
+        log(f"  uploaded {got[:19]} ({size / 2**20:.0f} MiB) in {time.monotonic() - t0:.0f} s")
+        return got
+
+    @staticmethod
+    def _path(location: str) -> str:
+        return "/" + location.split("/", 3)[3] if location.startswith("http") else location
 
     def put_manifest(self, tag: str, body: bytes, media_type: str) -> str:
         conn = self._conn()
@@ -268,25 +307,32 @@ def push(tag: str) -> dict[str, str]:
         manifest = cached.read_bytes()
     else:
         log(f"pushing {tag} to {REGISTRY_ADDR}/{REGISTRY_REPO} (uncompressed layers)")
-        layers: list[dict[str, object]] = []
+        # docker save (20.10) writes layers in directory order, not layer order: hash every layer.tar
+        # on the way up and put them in order from manifest.json (the last member).
+        uploaded: dict[str, tuple[str, int]] = {}
         config_bytes = b""
+        order: list[str] = []
         save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
         assert save.stdout is not None
         with tarfile.open(fileobj=save.stdout, mode="r|") as tar:
             for member in tar:
-                if member.name.endswith("/layer.tar"):
-                    # A layer's digest is the sha256 of its uncompressed tar (its diff_id); docker save
-                    # writes layers in order, so the n-th layer.tar is diff_ids[n].
-                    digest = diff_ids[len(layers)]
+                if member.name.endswith("/layer.tar") and member.isfile():
                     f = tar.extractfile(member)
-                    if not reg.has_blob(digest):
-                        reg.upload_blob(f, member.size, digest)
-                    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                                   "digest": digest, "size": member.size})
+                    uploaded[member.name] = (reg.upload_blob(f, member.size), member.size)
                 elif member.name == f"{config_digest.split(':')[1]}.json":
                     f = tar.extractfile(member)
                     assert f is not None
                     config_bytes = f.read()
+                elif member.name == "manifest.json":
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    order = json.loads(f.read())[0]["Layers"]
+        layers: list[dict[str, object]] = [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": uploaded[name][0], "size": uploaded[name][1]}
+            for name in order
+        ]
+        if [layer["digest"] for layer in layers] != diff_ids:
+            raise SystemExit("lab-serving: the saved layers do not match the image's diff_ids")
         save.wait()
         if save.returncode != 0 or len(layers) != len(diff_ids) or not config_bytes:
             raise SystemExit("lab-serving: docker save did not give the expected layers and config")
@@ -381,6 +427,11 @@ def secrets() -> None:
         "# A lab node (a container) cannot raise its own hard limits (memlock 8 MiB, 20000 files).\n"
         "vllm_serve_ulimits: [memlock=8388608, nofile=20000:20000]\n"
         "ray_cluster_ulimits: [memlock=8388608, nofile=20000:20000]\n"
+        "# A lab node's /dev/shm is 64 MiB; vLLM's message queue wants 160 MiB: private IPC, 1 GiB shm.\n"
+        "vllm_serve_ipc: private\n"
+        "vllm_serve_shm_size: 1g\n"
+        "# The lab image has no C++ compiler for torch inductor: run vLLM uncompiled (also starts faster).\n"
+        "vllm_serve_extra_args: ['--compilation-config', '{\"mode\": 0}']\n"
         "# vLLM on the CPU build under load takes minutes to start.\n"
         "vllm_serve_health_timeout: 900\n"
     )

@@ -284,7 +284,7 @@ def serving_plan(
 
 
 def _hash_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("env_files", "api_key_env_file", "restart_policy", "shm_size", "gpus", "ulimits")
+    keys = ("env_files", "api_key_env_file", "restart_policy", "shm_size", "gpus", "ulimits", "ipc")
     return {k: opts.get(k) for k in keys}
 
 
@@ -298,8 +298,8 @@ def _cpu_bind(setting: Any, rank: int, node: Mapping[str, Any]) -> str:
 
 def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any]) -> list[str]:
     """``docker run`` for one serving container (host network and IPC, restart policy, labels)."""
-    argv = ["docker", "run", "--detach", "--pull", "never", "--name", str(container["name"]), "--network", "host", "--ipc", "host",
-            "--restart", str(opts.get("restart_policy", "unless-stopped"))]
+    argv = ["docker", "run", "--detach", "--pull", "never", "--name", str(container["name"]), "--network", "host",
+            "--ipc", str(opts.get("ipc", "host")), "--restart", str(opts.get("restart_policy", "unless-stopped"))]
     for limit in opts.get("ulimits", ["memlock=-1", "nofile=1048576:1048576"]):
         argv += ["--ulimit", str(limit)]
     if opts.get("shm_size"):
