@@ -92,7 +92,8 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--keep-lab", action="store_true", help="leave the last lab up")
     args = parser.parse_args()
-    import ansible  # noqa: PLC0415  (version for the record)
+    from importlib.metadata import version  # noqa: PLC0415  (versions for the record)
+
     from ansible.release import __version__ as core_version  # noqa: PLC0415
 
     rows = []
@@ -128,7 +129,8 @@ def main() -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "ansible_core": core_version,
-        "ansible": getattr(ansible, "__version__", None),
+        "ansible": version("ansible"),
+        "load_average_after": os.getloadavg(),
         "rows": rows,
         "checks": checks,
     }
