@@ -12,7 +12,7 @@ export SWITCH_SIM_STATE_DIR ?= $(CURDIR)/lab/.state/$(if $(filter 0,$(LAB_ID)),s
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test venv deps lint unit molecule print-scenarios lab-up lab-down lab-status lab-build bench-converge clean
+.PHONY: demo test venv deps lint unit molecule print-scenarios lab-serving serve stop bench-staging lab-up lab-down lab-status lab-build bench-converge clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -35,11 +35,27 @@ lab-up: deps
 lab-down:
 	-lab/switch-sim.sh stop
 	rm -rf $(SWITCH_SIM_STATE_DIR)
+	-python3 lab/serving/lab_serving.py stop-registry
 	python3 lab/lab.py down
 
 lab-status:
 	python3 lab/lab.py status
 	lab/switch-sim.sh status
+
+# The serving side of the lab: registry on the management bridge, the vLLM CPU image (built once,
+# cached by content), pushed and pinned by digest, tiny models, the vaulted lab API key.
+lab-serving: lab-up
+	$(PY) lab/serving/lab_serving.py all
+
+MODEL ?= tiny-qwen3
+serve: lab-serving
+	ANSIBLE_VAULT_PASSWORD_FILE=lab/.state/serving/vault-pass $(BIN)/ansible-playbook -i inventory/lab serve.yml -e model=$(MODEL)
+
+stop:
+	ANSIBLE_VAULT_PASSWORD_FILE=lab/.state/serving/vault-pass $(BIN)/ansible-playbook -i inventory/lab stop.yml
+
+bench-staging: lab-serving
+	$(PY) bench/staging/run.py
 
 demo: lab-up
 	$(BIN)/ansible-playbook -i inventory/lab site.yml
@@ -55,7 +71,7 @@ unit: venv
 	$(BIN)/pytest -q tests/unit
 
 # Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
-MOLECULE_SCENARIOS ?= default fabric fabric_negative switch
+MOLECULE_SCENARIOS ?= default fabric fabric_negative switch serve
 
 print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)

@@ -9,6 +9,9 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
+# The control-side registry the lab's nodes pull the vLLM image from (lab/serving).
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "host: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

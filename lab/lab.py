@@ -67,9 +67,10 @@ def log(msg: str) -> None:
     print(f"lab: {msg}", flush=True)
 
 
-def run(*cmd: str, check: bool = True, capture: bool = False, inp: bytes | None = None) -> str:
+def run(*cmd: str, check: bool = True, capture: bool = False, inp: bytes | None = None,
+        env: dict[str, str] | None = None) -> str:
     res = subprocess.run(cmd, check=False, input=inp, stdout=subprocess.PIPE if capture else None,
-                         stderr=subprocess.PIPE if capture else None)
+                         stderr=subprocess.PIPE if capture else None, env=env)
     if check and res.returncode != 0:
         err = res.stderr.decode(errors="replace").strip() if capture and res.stderr else ""
         raise SystemExit(f"lab: command failed ({res.returncode}): {' '.join(cmd)}\n{err}")

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from lab.lab import MGMT_PREFIX, container_name, host_veth  # noqa: E402
 KEY = ROOT / "lab" / ".state" / "ssh" / "id_ed25519"
 TOOL = ROOT / "roles" / "weights" / "files" / "gb10_stage.py"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,26 +47,26 @@ def ssh(ip: str, cmd: str, check: bool = True, background: bool = False):  # typ
 
 
 def node_pid(i: int) -> str:
-    return sh("docker", "inspect", "-f", "{{.State.Pid}}", f"gx10-{i}").strip()
+    return sh("docker", "inspect", "-f", "{{.State.Pid}}", container_name(i)).strip()
 
 
 def limit(nodes: list[int], rate: str) -> None:
     """tbf on both ends of each node's twin-A veth: the host side shapes traffic towards the node, the
     node side (its netns, via nsenter; the host kernel has no police action) traffic from it."""
     for i in nodes:
-        sh("tc", "qdisc", "replace", "dev", f"gb10l{i}a", "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms")
+        sh("tc", "qdisc", "replace", "dev", host_veth(i, "a"), "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms")
         sh("nsenter", "-t", node_pid(i), "-n", "tc", "qdisc", "replace", "dev", "enp1s0f1np1", "root", "tbf",
            "rate", rate, "burst", "256kb", "latency", "50ms")
 
 
 def unlimit(nodes: list[int]) -> None:
     for i in nodes:
-        sh("tc", "qdisc", "del", "dev", f"gb10l{i}a", "root", check=False)
+        sh("tc", "qdisc", "del", "dev", host_veth(i, "a"), "root", check=False)
         sh("nsenter", "-t", node_pid(i), "-n", "tc", "qdisc", "del", "dev", "enp1s0f1np1", "root", check=False)
 
 
 def mgmt(i: int) -> str:
-    return f"10.77.0.{10 + i}"
+    return f"{MGMT_PREFIX}.{10 + i}"
 
 
 def fabric(i: int) -> str:

