@@ -78,6 +78,7 @@ print-scenarios:
 
 molecule: deps
 	$(PY) lab/lab.py inventory --nodes $(LAB_NODES)
+	$(PY) lab/serving/lab_serving.py vault-pass
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; \
 	  $(BIN)/molecule test -s $$s || exit 1; done

