@@ -34,6 +34,7 @@ lab-up: deps
 
 lab-down:
 	-lab/switch-sim.sh stop
+	-cp $(SWITCH_SIM_STATE_DIR)/log lab/.state/switch-sim-$(LAB_ID).last.log 2>/dev/null
 	rm -rf $(SWITCH_SIM_STATE_DIR)
 	-python3 lab/serving/lab_serving.py stop-registry
 	python3 lab/lab.py down
