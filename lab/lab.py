@@ -94,8 +94,9 @@ def image_tag() -> str:
     return f"{IMAGE_REPO}:{image_inputs_hash()}"
 
 
-def packages() -> list[str]:
-    lines = (IMAGE_DIR / "packages.txt").read_text().splitlines()
+def packages(path: Path = IMAGE_DIR / "packages.txt") -> list[str]:
+    """Package names of an image's packages.txt (one a line, # comments)."""
+    lines = path.read_text().splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 

@@ -36,7 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
-from lab.lab import MGMT_GATEWAY, ok, run  # noqa: E402  (the lab's own helpers and addresses)
+# The lab's own helpers and addresses.
+from lab.lab import MGMT_GATEWAY, ok, run  # noqa: E402
+from lab.lab import packages as read_packages  # noqa: E402
 
 HERE = ROOT / "lab" / "serving"
 IMAGE_DIR = HERE / "image"
@@ -140,11 +142,6 @@ def image_tag() -> str:
     return f"{IMAGE_REPO}:{VLLM_VERSION}-{digest}"
 
 
-def packages() -> list[str]:
-    lines = (IMAGE_DIR / "packages.txt").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-
-
 def build() -> str:
     tag = image_tag()
     if ok("docker", "image", "inspect", tag):
@@ -176,7 +173,8 @@ def build_base() -> str:
             shutil.rmtree(rootfs)
         rootfs.parent.mkdir(parents=True, exist_ok=True)
         log(f"debootstrap {SUITE} into {rootfs}")
-        run("debootstrap", "--variant=minbase", f"--include={','.join(packages())}", SUITE, str(rootfs), MIRROR)
+        include = ",".join(read_packages(IMAGE_DIR / "packages.txt"))
+        run("debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(rootfs), MIRROR)
         done.write_text("")
     shutil.copy(IMAGE_DIR / "customize.sh", rootfs / "tmp" / "customize.sh")
     shutil.copy(IMAGE_DIR / "requirements.txt", rootfs / "tmp" / "requirements.txt")
