@@ -72,9 +72,9 @@ unit: venv
 	$(BIN)/pytest -q tests/unit
 
 # Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
-# `serve` (vLLM CPU image build, registry, TP=2 serving, swap, rollback) runs on its own for now:
-# `make molecule MOLECULE_SCENARIOS=serve` (about 25 minutes cold, 30+ GB of disk for 4 nodes).
-MOLECULE_SCENARIOS ?= default fabric fabric_negative switch
+# `serve` builds the vLLM CPU image (about 10 minutes cold, cached by content afterwards), serves
+# TP=2 across two lab nodes, swaps and rolls back; it needs about 30 GB of free disk for 4 nodes.
+MOLECULE_SCENARIOS ?= default fabric fabric_negative switch serve
 
 print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)
