@@ -79,7 +79,7 @@ unit: venv
 # Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
 # `serve` builds the vLLM CPU image (about 10 minutes cold, cached by content afterwards), serves
 # TP=2 across two lab nodes, swaps and rolls back; it needs about 30 GB of free disk for 4 nodes.
-MOLECULE_SCENARIOS ?= default fabric fabric_negative switch serve
+MOLECULE_SCENARIOS ?= default fabric fabric_negative switch faults serve
 
 print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)

@@ -2,6 +2,8 @@
 
 - ``gb10_catalog | gb10_serving_plan(model, nodes, pins, options)``: the containers that serve a model,
   or ``{'errors': [...]}`` (one sentence per problem).
+- ``catalog | gb10_serve_request_errors(model, hosts, group, api_key_length)``: what is wrong with a
+  serve.yml request (model, nodes, API key, the model's catalog entry), one sentence each.
 - ``hosts | gb10_serving_nodes(hostvars)``: ``{host, mgmt_ip, fabric_ip}`` per host.
 - ``log_text | gb10_kv_log``: what vLLM logged about its KV cache.
 - ``planned_tokens | gb10_kv_compare(logged)``: planner vs vLLM, with a printable line.
@@ -16,17 +18,20 @@ from pathlib import Path
 from typing import Any
 
 
-def _load_helpers():
+def _load_helpers(stem: str = "gb10_serving"):
     try:
-        from ansible.module_utils import gb10_serving as helpers  # type: ignore[attr-defined]
+        import ansible.module_utils as module_utils
 
+        helpers = getattr(module_utils, stem, None)
+        if helpers is None:
+            helpers = importlib.import_module(f"ansible.module_utils.{stem}")
         return helpers
     except ImportError:
         pass
-    name = "gb10_serving_module_utils"
+    name = f"{stem}_module_utils"
     if name in sys.modules:
         return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "module_utils" / "gb10_serving.py"
+    path = Path(__file__).resolve().parents[1] / "module_utils" / f"{stem}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -36,6 +41,19 @@ def _load_helpers():
 
 
 _H = _load_helpers()
+_CATALOG = _load_helpers("gb10_catalog")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gb10_serve_request_errors(catalog: Any, model: Any, hosts: Any, group: Any, api_key_length: Any) -> list[str]:
+    """Everything wrong with a serve.yml request that can be told on the control machine, and the
+    catalog entry of the model (tensor parallel vs attention heads, launch settings, config)."""
+    catalog = dict(catalog or {})
+    name = str(model or "")
+    errors = _H.request_errors(name, catalog, [str(h) for h in hosts or []], str(group), int(api_key_length or 0))
+    if name in catalog:
+        errors += _CATALOG.entry_errors(name, catalog[name], str(ROOT))
+    return errors
 
 
 def gb10_serving_plan(catalog: Any, model: str, nodes: Any, pins: Any = None, options: Any = None) -> dict[str, Any]:
@@ -65,6 +83,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "gb10_serving_plan": gb10_serving_plan,
+            "gb10_serve_request_errors": gb10_serve_request_errors,
             "gb10_kv_log": gb10_kv_log,
             "gb10_serving_nodes": gb10_serving_nodes,
             "gb10_kv_compare": gb10_kv_compare,

@@ -303,7 +303,11 @@ def _heads_errors(where: str, text: Mapping[str, Any], launch: Mapping[str, Any]
     tp = as_positive_int(launch.get("tensor_parallel_size")) or 1
     heads = as_positive_int(text.get("num_attention_heads")) or 1
     if heads % tp:
-        return [f"{where}: tensor_parallel_size {tp} does not divide the {heads} attention heads."]
+        divisors = ", ".join(str(d) for d in range(1, heads + 1) if heads % d == 0 and d <= MAX_NODES)
+        return [
+            f"{where}.launch: tensor_parallel_size {tp} does not divide the model's {heads} attention heads; "
+            f"use one of {divisors}."
+        ]
     return []
 
 

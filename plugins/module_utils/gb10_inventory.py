@@ -30,6 +30,103 @@ BOOLEAN_VARS = (
 )
 
 
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def boolean_options(specs: Mapping[str, Any]) -> list[str]:
+    """Names of the ``type: bool`` options in roles' argument specs (``{role: parsed argument_specs.yml}``).
+
+    The validation checks these in the inventory too, so a new role's booleans are covered without
+    listing them here.
+    """
+    names: set[str] = set()
+    for spec in specs.values():
+        entry_points = spec.get("argument_specs") if isinstance(spec, Mapping) else None
+        if not isinstance(entry_points, Mapping):
+            continue
+        for entry in entry_points.values():
+            options = entry.get("options") if isinstance(entry, Mapping) else None
+            if not isinstance(options, Mapping):
+                continue
+            for name, option in options.items():
+                if isinstance(option, Mapping) and option.get("type") in ("bool", "boolean"):
+                    names.add(str(name))
+    return sorted(names)
+
+
+def extra_var_bool_errors(values: Mapping[str, Any]) -> list[str]:
+    """One sentence per ``-e name=value`` that should be a boolean and is not.
+
+    Extra variables given as ``-e name=value`` always arrive as strings, so the usual words
+    (true/false, yes/no, on/off, 1/0) are accepted; anything else is refused.
+    """
+    errors: list[str] = []
+    for name, value in values.items():
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
+            continue
+        errors.append(f"-e {name}={value} is not a boolean (extra variables); give -e {name}=true or -e {name}=false.")
+    return errors
+
+
+def silent_nodes(nodes: Sequence[str], results: Mapping[str, Any], addresses: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The nodes whose preflight SSH check did not succeed, as ``{host, address, reason}``.
+
+    ``results`` maps a node to its registered ``wait_for_connection`` result (missing or None when the
+    task never ran for it); ``addresses`` maps a node to its ``ansible_host``.
+    """
+    silent = []
+    for host in nodes:
+        result = results.get(host)
+        if isinstance(result, Mapping) and not result.get("failed") and not result.get("unreachable"):
+            continue
+        reason = result.get("msg") if isinstance(result, Mapping) else None
+        silent.append({"host": host, "address": addresses.get(host) or host, "reason": reason or "no answer"})
+    return silent
+
+
+def unreachable_message(silent: Sequence[Mapping[str, Any]], timeout: Any) -> str:
+    """The sentence naming every node that did not answer over SSH, its address and why.
+
+    ``silent``: ``{host, address, reason}`` per node, in inventory order.
+    """
+    if not silent:
+        return ""
+    parts = []
+    for item in silent:
+        reason = " ".join(str(item.get("reason") or "no answer").split())
+        if len(reason) > 200:
+            reason = reason[:197] + "..."
+        parts.append(f"{item.get('host')} ({item.get('address')}) does not answer over SSH within {timeout} s: {reason}")
+    them = "it" if len(silent) == 1 else "them"
+    return "; ".join(parts) + f"; nothing was changed: bring {them} up or remove {them} from the inventory (or --limit), then run again."
+
+
+def switch_unreachable_message(host: str, address: Any, port: Any, timeout: Any) -> str:
+    """The sentence for a switch whose RouterOS API port does not answer."""
+    return (
+        f"The switch {host} does not answer on {address}:{port} (RouterOS api-ssl, switch_api_port) within {timeout} s; "
+        "nothing was changed: check that it is powered and cabled and that api-ssl is enabled, or run with "
+        "--limit gx10 to configure the nodes only, then run again."
+    )
+
+
+def _type_name(value: Any) -> str:
+    """The YAML-level type of a value (Ansible hands over subclasses of str, int, ...)."""
+    for kind in (bool, int, float, str, list, dict):
+        if isinstance(value, kind):
+            return kind.__name__
+    return "mapping" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _plain(value: Any) -> Any:
+    for kind in (int, float, str):
+        if isinstance(value, kind) and not isinstance(value, bool):
+            return kind(value)
+    return value
+
+
 def _fmt_list(items: Sequence[str]) -> str:
     return ", ".join(items) if items else "(none)"
 
@@ -79,12 +176,13 @@ def _twins(all_vars: Mapping[str, Any], errors: list[str]) -> list[str]:
 
 
 def validate(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping[str, Any]],
-             all_vars: Mapping[str, Any] | None = None) -> list[str]:
+             all_vars: Mapping[str, Any] | None = None, boolean_vars: Sequence[str] = ()) -> list[str]:
     """Return one sentence per problem found in the inventory; an empty list means it is valid.
 
     ``groups`` is Ansible's ``groups`` (group name -> host names); ``hostvars`` maps each host to its
     variables (only the keys read here matter); ``all_vars`` are the site-wide settings, taken from the
-    first node when not given.
+    first node when not given; ``boolean_vars`` are more variables that must be real booleans when set
+    (the roles' ``type: bool`` options, see :func:`boolean_options`).
     """
     errors: list[str] = []
     nodes = list(groups.get(NODE_GROUP, []))
@@ -128,12 +226,12 @@ def validate(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping
                 f"gb10_mgmt_subnet is '{mgmt_raw}' (group_vars/all), which is not a network in CIDR form like 192.168.1.0/24."
             )
 
-    for var in BOOLEAN_VARS:
+    for var in sorted(set(BOOLEAN_VARS) | set(boolean_vars)):
         for host in nodes + switches:
             value = hostvars.get(host, {}).get(var)
             if value is not None and not isinstance(value, bool):
                 errors.append(
-                    f"{host}: {var} is {value!r} ({type(value).__name__}); write true or false without quotes."
+                    f"{host}: {var} is {_plain(value)!r} ({_type_name(value)}); write true or false without quotes."
                 )
 
     seen_ips: dict[str, str] = {}

@@ -22,6 +22,7 @@ HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
 EXECUTORS = ("auto", "single", "native", "ray")
 SERVING_KEYS = ("executor", "nodes", "image_pin")
 CONTAINER_PREFIX = "gb10-vllm"
+MIN_API_KEY_LENGTH = 16
 LABEL_MODEL = "gb10.serving.model"
 LABEL_HASH = "gb10.serving.hash"
 LABEL_ROLE = "gb10.serving.role"
@@ -69,6 +70,58 @@ def image_for(name: str, entry: Mapping[str, Any], pins: Mapping[str, Any] | Non
         "image_id": "",
         "source": f"gb10_catalog['{name}'].image",
     }
+
+
+def pin_errors(name: str, entry: Mapping[str, Any], pins: Any) -> list[str]:
+    """Refuse an inventory pin of ``name`` that is not a mapping (a string like ``repo:tag`` would
+    otherwise be skipped silently and the catalog's image served instead)."""
+    if pins is None:
+        return []
+    if not isinstance(pins, Mapping):
+        return [f"gb10_image_pins is {pins!r} (inventory); make it a mapping of model or pin name to "
+                "{repository, tag, digest}."]
+    serving = entry.get("serving") or {}
+    keys = [name, serving.get("image_pin") if isinstance(serving, Mapping) else None, entry.get("image_pin")]
+    errors = []
+    for key in dict.fromkeys(k for k in keys if k):
+        if key in pins and not isinstance(pins[key], Mapping):
+            errors.append(
+                f"gb10_image_pins['{key}'] is {pins[key]!r} (inventory), not a mapping; write it as "
+                "{repository: <registry/name>, tag: <tag>, digest: 'sha256:<64 hex>'}."
+            )
+    return errors
+
+
+def request_errors(model: str, catalog: Mapping[str, Any], hosts: Sequence[str], group: str,
+                   api_key_length: int) -> list[str]:
+    """What is wrong with a ``serve.yml`` request before anything is planned, one sentence each.
+
+    ``api_key_length`` is the length of ``vllm_serve_api_key`` (0 when it is not set); the key itself
+    never reaches this function.
+    """
+    errors: list[str] = []
+    names = ", ".join(sorted(str(n) for n in catalog))
+    if not model:
+        errors.append(f"No model given: run serve.yml -e model=<name> with one of {names}.")
+    elif model not in catalog:
+        errors.append(f"Unknown model '{model}' (-e model): use one of {names}.")
+    if not hosts:
+        errors.append(
+            f"The inventory has no hosts in group '{group}' (serve_group): put the GB10 nodes there "
+            "or name their group with -e serve_group=<group>."
+        )
+    if api_key_length <= 0:
+        errors.append(
+            "vllm_serve_api_key is not set: put an API key of 16 or more characters in an ansible-vault "
+            "encrypted variable (ansible-vault encrypt_string --stdin-name vllm_serve_api_key, into "
+            "group_vars/all of your inventory) and run with --ask-vault-pass or --vault-password-file."
+        )
+    elif api_key_length < MIN_API_KEY_LENGTH:
+        errors.append(
+            f"vllm_serve_api_key has {api_key_length} characters (inventory, ansible-vault); "
+            f"use a key of at least {MIN_API_KEY_LENGTH}, e.g. openssl rand -hex 24."
+        )
+    return errors
 
 
 def image_errors(name: str, image: Mapping[str, str]) -> list[str]:
@@ -195,8 +248,11 @@ def serving_plan(
             f"{model}: gb10_catalog['{model}'].hf_revision is empty; pin the Hugging Face commit "
             "(40 hex) so every node serves the same weights."
         )
-    image = image_for(model, entry, pins)
-    errors += image_errors(model, image)
+    bad_pins = pin_errors(model, entry, pins)
+    errors += bad_pins
+    if not bad_pins:
+        image = image_for(model, entry, pins)
+        errors += image_errors(model, image)
     platform = str(entry.get("platform", "cuda"))
     count, mode, layout_errors = _layout(model, entry, len(nodes), str(opts.get("executor") or "auto"))
     errors += layout_errors
