@@ -201,6 +201,54 @@ def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str)
     return nodes, mode, errors
 
 
+# A follower of vLLM's native multi-node mode does not notice when the head's vLLM dies: it waits
+# forever, and a head that Docker restarted waits for it in turn. The follower therefore runs under a
+# small watchdog: it holds one idle TCP connection to the head's torch rendezvous (the master port,
+# open for the life of rank 0's process); when that connection closes (the head's process ended) or
+# TCP keepalive gives up (the head's node is gone), it stops vLLM, the container exits, Docker
+# restarts it, and the new follower joins the restarted head. Arguments: the watchdog's Python, head
+# address, master port, then the command.
+FOLLOWER_WATCH_PY = """
+import os, signal, socket, sys, time
+host, port, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+while True:
+    try:
+        conn = socket.create_connection((host, port), 5)
+        break
+    except OSError:
+        time.sleep(5)
+conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+    if hasattr(socket, name):
+        conn.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+print(f"gb10-follower: watching the head's rendezvous {host}:{port}", file=sys.stderr, flush=True)
+try:
+    conn.recv(1)
+except OSError:
+    pass
+print(f"gb10-follower: the head's rendezvous {host}:{port} went away (vLLM on the head ended): stopping this "
+      "follower so that Docker restarts it and it joins the head again", file=sys.stderr, flush=True)
+os.kill(pid, signal.SIGTERM)
+time.sleep(20)
+try:
+    os.kill(pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+FOLLOWER_WATCH_SH = (
+    'watch_py=$1; host=$2; port=$3; shift 3; "$@" & pid=$!; '
+    'trap \'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 143\' TERM INT; '
+    'python3 -c "$watch_py" "$host" "$port" "$pid" & watch=$!; '
+    'wait "$pid"; rc=$?; kill "$watch" 2>/dev/null; exit "$rc"'
+)
+
+
+def follower_command(head_ip: str, master_port: int, args: Sequence[str]) -> list[str]:
+    """The follower's container command: ``vllm serve <args>`` under the head watchdog."""
+    return ["sh", "-c", FOLLOWER_WATCH_SH, "gb10-follower", FOLLOWER_WATCH_PY, head_ip, str(master_port),
+            "vllm", "serve", *args]
+
+
 def nodes_from_hostvars(hosts: Sequence[str], hostvars: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``{host, mgmt_ip, fabric_ip}`` per host: the management address is ansible_host, the fabric
     address the one of the first twin in gb10_fabric_twins (falls back to the management address)."""
@@ -288,6 +336,7 @@ def serving_plan(
             if rank > 0:
                 args.append("--headless")
                 role = "follower"
+
         elif mode == "ray":
             if rank > 0:
                 continue  # Ray places the workers; only the head runs vLLM
@@ -295,8 +344,11 @@ def serving_plan(
             node_env["RAY_ADDRESS"] = f"{head.get('fabric_ip') or head.get('mgmt_ip')}:{int(opts.get('ray_port', 6379))}"
         if role == "api":
             args += ["--host", str(opts.get("api_host", "0.0.0.0")), "--port", str(api_port)]
+        head_ip = str(head.get("fabric_ip") or head.get("mgmt_ip"))
+        watched = role == "follower" and bool(opts.get("follower_watchdog", True))
         containers.append(
             {
+                "command": (follower_command(head_ip, master_port, args) if watched else ["vllm", "serve", *args]),
                 "host": node["host"],
                 "rank": rank,
                 "role": role,
@@ -314,7 +366,8 @@ def serving_plan(
     for c in containers:
         c["labels"] = {LABEL_MODEL: model, LABEL_HASH: spec_hash, LABEL_ROLE: c["role"]}
         c["argv"] = docker_run_argv(c, opts)
-        c["command_line"] = "vllm serve " + " ".join(shlex.quote(a) for a in c["args"])
+        c["command_line"] = ("(under the head watchdog) " if c["command"][0] != "vllm" else "") + \
+            "vllm serve " + " ".join(shlex.quote(a) for a in c["args"])
     return {
         "model": model,
         "platform": platform,
@@ -340,7 +393,7 @@ def serving_plan(
 
 
 def _hash_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("env_files", "api_key_env_file", "restart_policy", "shm_size", "gpus", "ulimits", "ipc")
+    keys = ("env_files", "api_key_env_file", "restart_policy", "shm_size", "gpus", "ulimits", "ipc", "follower_watchdog")
     return {k: opts.get(k) for k in keys}
 
 
@@ -374,7 +427,7 @@ def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any]) -> li
         argv += ["--env", f"{key}={value}"]
     for mount in container["mounts"]:
         argv += ["--volume", mount]
-    argv += [str(container["image"]), "vllm", "serve"] + list(container["args"])
+    argv += [str(container["image"])] + [str(a) for a in container.get("command") or ["vllm", "serve", *container["args"]]]
     return argv
 
 

@@ -151,3 +151,50 @@ def test_parse_kv_log_and_compare():
 def test_client_settings_has_no_secret():
     text = client_settings("http://10.77.0.11:8000/v1", "tiny-qwen3", 512, "<key>")
     assert "OPENAI_BASE_URL=http://10.77.0.11:8000/v1" in text and "<key>" in text
+
+
+def test_native_follower_runs_under_the_head_watchdog(catalog):
+    plan = serving_plan("tiny-qwen3", catalog, nodes(), PINS)
+    head, follower = plan["containers"]
+    assert head["command"] == ["vllm", "serve", *head["args"]]
+    cmd = follower["command"]
+    assert cmd[:2] == ["sh", "-c"] and cmd[5:7] == ["192.168.100.11", "29501"]
+    assert cmd[7:9] == ["vllm", "serve"] and cmd[9:] == follower["args"]
+    assert follower["argv"][-len(cmd):] == cmd
+    assert "rendezvous" in cmd[4] and "SIGTERM" in cmd[4]
+    off = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"follower_watchdog": False})
+    assert off["containers"][1]["command"][:2] == ["vllm", "serve"]
+    assert off["hash"] != plan["hash"]
+
+
+def test_follower_watchdog_stops_the_follower_when_the_head_goes(tmp_path):
+    """Run the real watchdog shell + Python: a fake head (a listening socket) and a fake vLLM (sleep)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from ansible.module_utils.gb10_serving import follower_command
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    cmd = follower_command("127.0.0.1", port, [])[:-2] + [sys.executable, "-c", "import time; time.sleep(60)"]
+    # python3 on PATH is what the image has; here the test's interpreter stands in for it.
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    (tmp_path / "python3").symlink_to(sys.executable)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        conn, _ = server.accept()  # the watchdog connected: the head is "up"
+        time.sleep(1)
+        assert proc.poll() is None  # nothing happens while the head lives
+        conn.close()
+        server.close()  # the head's process ended
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert rc != 0
+    assert "went away" in err
