@@ -203,30 +203,34 @@ def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str)
 
 # A follower of vLLM's native multi-node mode does not notice when the head's vLLM dies: it waits
 # forever, and a head that Docker restarted waits for it in turn. The follower therefore runs under a
-# small watchdog: it holds one idle TCP connection to the head's torch rendezvous (the master port,
-# open for the life of rank 0's process); when that connection closes (the head's process ended) or
-# TCP keepalive gives up (the head's node is gone), it stops vLLM, the container exits, Docker
-# restarts it, and the new follower joins the restarted head. Arguments: the watchdog's Python, head
-# address, master port, then the command.
+# small watchdog: once the head's API has answered /health, the watchdog polls it; when it fails
+# several times in a row (the head's vLLM ended, or its node is gone), it stops vLLM here, the
+# container exits, Docker restarts it, and the new follower joins the restarting head (which cannot
+# become healthy without it, so there is no race). The torch rendezvous port cannot serve as the
+# signal: vLLM closes it once the group has formed. Arguments: the watchdog's Python, the head's
+# /health URL, then the command.
 FOLLOWER_WATCH_PY = """
-import os, signal, socket, sys, time
-host, port, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-while True:
+import os, signal, sys, time, urllib.request
+url, pid = sys.argv[1], int(sys.argv[2])
+interval, misses_allowed = 5, 4
+
+
+def healthy():
     try:
-        conn = socket.create_connection((host, port), 5)
-        break
-    except OSError:
-        time.sleep(5)
-conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
-    if hasattr(socket, name):
-        conn.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-print(f"gb10-follower: watching the head's rendezvous {host}:{port}", file=sys.stderr, flush=True)
-try:
-    conn.recv(1)
-except OSError:
-    pass
-print(f"gb10-follower: the head's rendezvous {host}:{port} went away (vLLM on the head ended): stopping this "
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status == 200
+    except Exception:
+        return False
+
+
+while not healthy():
+    time.sleep(interval)
+print(f"gb10-follower: the head answers {url}; watching it", file=sys.stderr, flush=True)
+misses = 0
+while misses < misses_allowed:
+    time.sleep(interval)
+    misses = 0 if healthy() else misses + 1
+print(f"gb10-follower: the head stopped answering {url} ({misses_allowed} checks in a row): stopping this "
       "follower so that Docker restarts it and it joins the head again", file=sys.stderr, flush=True)
 os.kill(pid, signal.SIGTERM)
 time.sleep(20)
@@ -236,17 +240,16 @@ except ProcessLookupError:
     pass
 """
 FOLLOWER_WATCH_SH = (
-    'watch_py=$1; host=$2; port=$3; shift 3; "$@" & pid=$!; '
+    'watch_py=$1; url=$2; shift 2; "$@" & pid=$!; '
     'trap \'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 143\' TERM INT; '
-    'python3 -c "$watch_py" "$host" "$port" "$pid" & watch=$!; '
+    'python3 -c "$watch_py" "$url" "$pid" & watch=$!; '
     'wait "$pid"; rc=$?; kill "$watch" 2>/dev/null; exit "$rc"'
 )
 
 
-def follower_command(head_ip: str, master_port: int, args: Sequence[str]) -> list[str]:
+def follower_command(head_health_url: str, args: Sequence[str]) -> list[str]:
     """The follower's container command: ``vllm serve <args>`` under the head watchdog."""
-    return ["sh", "-c", FOLLOWER_WATCH_SH, "gb10-follower", FOLLOWER_WATCH_PY, head_ip, str(master_port),
-            "vllm", "serve", *args]
+    return ["sh", "-c", FOLLOWER_WATCH_SH, "gb10-follower", FOLLOWER_WATCH_PY, head_health_url, "vllm", "serve", *args]
 
 
 def nodes_from_hostvars(hosts: Sequence[str], hostvars: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -348,7 +351,8 @@ def serving_plan(
         watched = role == "follower" and bool(opts.get("follower_watchdog", True))
         containers.append(
             {
-                "command": (follower_command(head_ip, master_port, args) if watched else ["vllm", "serve", *args]),
+                "command": (follower_command(f"http://{head_ip}:{api_port}/health", args) if watched
+                            else ["vllm", "serve", *args]),
                 "host": node["host"],
                 "rank": rank,
                 "role": role,

@@ -158,43 +158,51 @@ def test_native_follower_runs_under_the_head_watchdog(catalog):
     head, follower = plan["containers"]
     assert head["command"] == ["vllm", "serve", *head["args"]]
     cmd = follower["command"]
-    assert cmd[:2] == ["sh", "-c"] and cmd[5:7] == ["192.168.100.11", "29501"]
-    assert cmd[7:9] == ["vllm", "serve"] and cmd[9:] == follower["args"]
+    assert cmd[:2] == ["sh", "-c"] and cmd[5] == "http://192.168.100.11:8000/health"
+    assert cmd[6:8] == ["vllm", "serve"] and cmd[8:] == follower["args"]
     assert follower["argv"][-len(cmd):] == cmd
-    assert "rendezvous" in cmd[4] and "SIGTERM" in cmd[4]
+    assert "/health" not in cmd[2] and "SIGTERM" in cmd[4]
     off = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"follower_watchdog": False})
     assert off["containers"][1]["command"][:2] == ["vllm", "serve"]
     assert off["hash"] != plan["hash"]
 
 
 def test_follower_watchdog_stops_the_follower_when_the_head_goes(tmp_path):
-    """Run the real watchdog shell + Python: a fake head (a listening socket) and a fake vLLM (sleep)."""
-    import socket
+    """The real watchdog (shell + Python) against a fake head (an HTTP server) and a fake vLLM (sleep)."""
+    import http.server
     import subprocess
     import sys
+    import threading
     import time
 
     from ansible.module_utils.gb10_serving import follower_command
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    port = server.getsockname()[1]
-    cmd = follower_command("127.0.0.1", port, [])[:-2] + [sys.executable, "-c", "import time; time.sleep(60)"]
-    # python3 on PATH is what the image has; here the test's interpreter stands in for it.
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
-    (tmp_path / "python3").symlink_to(sys.executable)
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/health"
+    cmd = follower_command(url, [])[:-2] + [sys.executable, "-c", "import time; time.sleep(120)"]
+    (tmp_path / "python3").symlink_to(sys.executable)  # the image's python3; here the test's interpreter
+    proc = subprocess.Popen(cmd, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, stderr=subprocess.PIPE, text=True)
     try:
-        conn, _ = server.accept()  # the watchdog connected: the head is "up"
-        time.sleep(1)
-        assert proc.poll() is None  # nothing happens while the head lives
-        conn.close()
-        server.close()  # the head's process ended
-        rc = proc.wait(timeout=30)
+        time.sleep(7)
+        assert proc.poll() is None  # the head answers: nothing happens
+        server.shutdown()
+        server.server_close()  # the head's vLLM ended
+        t0 = time.monotonic()
+        rc = proc.wait(timeout=60)
+        waited = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             proc.kill()
     err = proc.stderr.read()
     assert rc != 0
-    assert "went away" in err
+    assert "watching it" in err and "stopped answering" in err
+    assert waited >= 15  # four missed checks, not the first one
