@@ -12,6 +12,10 @@ export SWITCH_SIM_STATE_DIR ?= $(CURDIR)/lab/.state/$(if $(filter 0,$(LAB_ID)),s
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(abspath $(BIN)):$(PATH)
 
+# The lab's secrets (switch password, API key, HF token) are vaulted with the lab's own password file.
+LAB_VAULT_PASS := $(CURDIR)/lab/.state/serving/vault-pass
+demo molecule serve stop lab-serving bench-staging bench-converge: export ANSIBLE_VAULT_PASSWORD_FILE ?= $(LAB_VAULT_PASS)
+
 .PHONY: demo test venv deps lint unit molecule print-scenarios lab-serving serve stop bench-staging lab-up lab-down lab-status lab-build bench-converge clean
 
 $(VENV)/.installed: requirements.txt
@@ -31,6 +35,7 @@ lab-build: deps
 lab-up: deps
 	$(PY) lab/lab.py up --nodes $(LAB_NODES)
 	lab/switch-sim.sh start
+	$(PY) lab/lab.py switch-vault
 
 lab-down:
 	-lab/switch-sim.sh stop
@@ -50,10 +55,10 @@ lab-serving: lab-up
 
 MODEL ?= tiny-qwen3
 serve: lab-serving
-	ANSIBLE_VAULT_PASSWORD_FILE=lab/.state/serving/vault-pass $(BIN)/ansible-playbook -i inventory/lab serve.yml -e model=$(MODEL)
+	$(BIN)/ansible-playbook -i inventory/lab serve.yml -e model=$(MODEL)
 
 stop:
-	ANSIBLE_VAULT_PASSWORD_FILE=lab/.state/serving/vault-pass $(BIN)/ansible-playbook -i inventory/lab stop.yml
+	$(BIN)/ansible-playbook -i inventory/lab stop.yml
 
 bench-staging: lab-serving
 	$(PY) bench/staging/run.py
@@ -81,7 +86,7 @@ print-scenarios:
 
 molecule: deps
 	$(PY) lab/lab.py inventory --nodes $(LAB_NODES)
-	$(PY) lab/serving/lab_serving.py vault-pass
+	$(PY) lab/lab.py vault-pass
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; \
 	  $(BIN)/molecule test -s $$s || exit 1; done

@@ -93,8 +93,19 @@ def stage(source: int, targets: list[int]) -> dict[str, object]:
                                    f"--listen {fabric(t)}:{PORT}{nxt} --timeout 300", background=True))
     time.sleep(2)
     t0 = time.monotonic()
-    out = ssh(mgmt(source), f"python3 {REMOTE_TOOL} send {SRC} {manifest} --next {fabric(targets[0])}:{PORT} "
-                            f"--need /tmp/bench-need.json")
+    try:
+        out = ssh(mgmt(source), f"python3 {REMOTE_TOOL} send {SRC} {manifest} --next {fabric(targets[0])}:{PORT} "
+                                f"--need /tmp/bench-need.json")
+    except BaseException:
+        # Say which relay of the chain failed, and why (relays were started last target first).
+        for t, r in zip(reversed(targets), relays):
+            try:
+                _, err = r.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                r.kill()
+                _, err = r.communicate()
+            print(f"relay on gx10-{t} (rc {r.returncode}): {err.decode(errors='replace').strip()[-1500:]}", flush=True)
+        raise
     wall = time.monotonic() - t0
     for r in relays:
         r.wait(timeout=120)
