@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -187,7 +188,7 @@ def main() -> int:
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
             parser.error("exec needs a command")
-        res = lab.subprocess.run(["docker", "exec", NAME, *cmd], check=False)
+        res = subprocess.run(["docker", "exec", NAME, *cmd], check=False)
         return res.returncode
     return 0
 
