@@ -10,6 +10,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v tc >/dev/null 2>&1 || need+=(iproute2)
+# nft -c checks the firewall role's rendered rules in the unit tests.
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
 # The control-side registry the lab's nodes pull the vLLM image from (lab/serving).
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 if [ "${#need[@]}" -gt 0 ]; then

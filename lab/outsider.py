@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""A stranger on the lab's networks: what can someone who is not a cluster member reach on the nodes?
+
+    lab/outsider.py up                  start lab<ID>-outsider on the management bridge and both fabric
+                                        bridges, at .200 of each subnet (not a cluster member)
+    lab/outsider.py scan [--ports P]    TCP SYN scan (nmap, default every port 1-65535) of every node's
+                                        management and fabric addresses, from the outsider; prints
+                                        {address: [open ports]} as JSON
+    lab/outsider.py probe ADDR PORT     one TCP connection from the outsider: open | refused | timeout
+    lab/outsider.py exec -- CMD...      run a command inside the outsider (e.g. curl)
+    lab/outsider.py down                remove the outsider and its interfaces
+
+The outsider runs the lab node image plus nmap (image ``gb10-lab-outsider:<node image hash>``, built
+once with apt over the host network). It has no SSH key, no API key and no Ray: it is the home-LAN
+client or the stranger plugged into a free switch port of the threat model (docs/threat-model.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lab  # noqa: E402  (lab/lab.py: names, bridges, subnets of this LAB_ID)
+
+sys.path.insert(0, str(lab.ROOT / "plugins" / "module_utils"))
+from gb10_firewall import parse_nmap_xml  # noqa: E402
+
+NAME = f"lab{lab.LAB_ID}-outsider"
+LABEL = f"gb10-lab-outsider={lab.LAB_ID}"
+IMAGE_REPO = "gb10-lab-outsider"
+HOST_INDEX = 200
+# (interface inside the outsider, lab bridge, subnet prefix, host-side veth tag, MTU)
+LINKS = [("mgmt0", lab.MGMT_BRIDGE, lab.MGMT_PREFIX, "m", 1500)] + [
+    (f"fab{'ab'[i]}0", twin[1], twin[2], "ab"[i], lab.FABRIC_MTU) for i, twin in enumerate(lab.TWINS)
+]
+
+
+def log(msg: str) -> None:
+    print(f"outsider: {msg}", file=sys.stderr, flush=True)
+
+
+def host_veth(tag: str) -> str:
+    """Host side of the outsider's veth ``tag``: ``gb<ID>o<tag>`` (node veths are ``gb<ID>l<n><tag>``)."""
+    return f"gb{lab.LAB_ID}o{tag}" if lab.LAB_ID else f"gb10o{tag}"
+
+
+def addresses() -> dict[str, str]:
+    """The outsider's address per interface (the .200 of each lab subnet)."""
+    return {ifname: f"{prefix}.{HOST_INDEX}" for ifname, _bridge, prefix, _tag, _mtu in LINKS}
+
+
+def image() -> str:
+    """The outsider image (node image + nmap), built once per node image."""
+    node = lab.build()
+    tag = f"{IMAGE_REPO}:{node.split(':', 1)[1]}"
+    if lab.ok("docker", "image", "inspect", tag):
+        return tag
+    log(f"building {tag} (node image + nmap, apt over the host network)")
+    dockerfile = (
+        f"FROM {node}\n"
+        "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nmap "
+        "&& apt-get clean && rm -rf /var/lib/apt/lists/*\n"
+    )
+    lab.run("docker", "build", "--network", "host", "-t", tag, "-", inp=dockerfile.encode())
+    return tag
+
+
+def node_indexes() -> list[int]:
+    return [int(n.rsplit("-", 1)[1]) for n in lab.lab_containers()]
+
+
+def targets() -> list[str]:
+    """Every node's management and fabric addresses (what the lab gives them, see lab.py)."""
+    out = []
+    for i in node_indexes():
+        out.append(f"{lab.MGMT_PREFIX}.{10 + i}")
+        out += [f"{twin[2]}.{10 + i}" for twin in lab.TWINS]
+    return out
+
+
+def up() -> None:
+    if not node_indexes():
+        raise SystemExit(f"outsider: lab {lab.LAB_ID} has no nodes; run `LAB_ID={lab.LAB_ID} make lab-up` first")
+    if HOST_INDEX - 10 in node_indexes():
+        raise SystemExit(f"outsider: .{HOST_INDEX} belongs to a lab node; the outsider must not be a cluster member")
+    tag = image()
+    state = lab.run("docker", "inspect", "-f", "{{.State.Running}}", NAME, capture=True, check=False).strip()
+    if state == "false":
+        lab.run("docker", "start", NAME, capture=True)
+    elif state != "true":
+        lab.run("docker", "run", "--detach", "--name", NAME, "--hostname", "outsider", "--label", LABEL,
+                "--network", "none", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", "--memory", "1g",
+                "--entrypoint", "sleep", tag, "infinity", capture=True)
+    pid = lab.container_pid(NAME)
+    links = lab.nsenter(pid, "ip", "-o", "link", "show")
+    for ifname, bridge, prefix, tag_, mtu in LINKS:
+        if f" {ifname}@" not in links and f" {ifname}:" not in links:
+            host_side = host_veth(tag_)
+            if lab.ok("ip", "link", "show", host_side):
+                lab.run("ip", "link", "del", host_side)
+            lab.run("ip", "link", "add", host_side, "type", "veth", "peer", "name", ifname, "netns", str(pid))
+            lab.run("ip", "link", "set", host_side, "mtu", str(mtu), "master", bridge, "up")
+            lab.nsenter(pid, "ip", "link", "set", ifname, "mtu", str(mtu), "up")
+        addr = f"{prefix}.{HOST_INDEX}"
+        if addr not in lab.nsenter(pid, "ip", "-4", "addr", "show", ifname):
+            lab.nsenter(pid, "ip", "addr", "add", f"{addr}/24", "dev", ifname)
+    log(f"{NAME} is up: {', '.join(f'{k} {v}' for k, v in addresses().items())}")
+
+
+def exec_in(*cmd: str, check: bool = True) -> str:
+    return lab.run("docker", "exec", NAME, *cmd, capture=True, check=check)
+
+
+def scan(ports: str, min_rate: int, target_list: list[str]) -> dict[str, list[int]]:
+    """Open TCP ports per address, seen from the outsider (SYN scan, no ping, no DNS)."""
+    t0 = time.monotonic()
+    xml = exec_in("nmap", "-Pn", "-n", "-sS", "-p", ports, "--min-rate", str(min_rate), "--max-retries", "2",
+                  "-T4", "-oX", "-", *target_list)
+    result = parse_nmap_xml(xml)
+    missing = [t for t in target_list if t not in result]
+    if missing:
+        raise SystemExit(f"outsider: nmap reported nothing for {', '.join(missing)}; the scan is incomplete")
+    log(f"scanned {len(target_list)} addresses, ports {ports}, in {time.monotonic() - t0:.0f} s")
+    return result
+
+
+PROBE = """
+import socket, sys, json
+addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(timeout)
+try:
+    s.connect((addr, port)); result = "open"
+except socket.timeout:
+    result = "timeout"
+except ConnectionRefusedError:
+    result = "refused"
+except OSError as exc:
+    result = "error: " + exc.strerror if exc.strerror else "error"
+print(json.dumps({"address": addr, "port": port, "result": result}))
+"""
+
+
+def probe(address: str, port: int, timeout: float) -> dict[str, object]:
+    return json.loads(exec_in("python3", "-c", PROBE, address, str(port), str(timeout)))
+
+
+def down() -> None:
+    lab.run("docker", "rm", "-f", NAME, capture=True, check=False)
+    for _ifname, _bridge, _prefix, tag, _mtu in LINKS:
+        if lab.ok("ip", "link", "show", host_veth(tag)):
+            lab.run("ip", "link", "del", host_veth(tag), check=False)
+    log(f"{NAME} removed")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("up")
+    sub.add_parser("down")
+    sub.add_parser("targets")
+    p_scan = sub.add_parser("scan")
+    p_scan.add_argument("--ports", default="1-65535")
+    p_scan.add_argument("--min-rate", type=int, default=20000)
+    p_scan.add_argument("targets", nargs="*", help="addresses (default every node's management and fabric addresses)")
+    p_probe = sub.add_parser("probe")
+    p_probe.add_argument("address")
+    p_probe.add_argument("port", type=int)
+    p_probe.add_argument("--timeout", type=float, default=5.0)
+    p_exec = sub.add_parser("exec")
+    p_exec.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if args.action == "up":
+        up()
+    elif args.action == "down":
+        down()
+    elif args.action == "targets":
+        print(json.dumps({"outsider": addresses(), "targets": targets()}))
+    elif args.action == "scan":
+        print(json.dumps(scan(args.ports, args.min_rate, args.targets or targets()), indent=1))
+    elif args.action == "probe":
+        print(json.dumps(probe(args.address, args.port, args.timeout)))
+    elif args.action == "exec":
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not cmd:
+            parser.error("exec needs a command")
+        res = subprocess.run(["docker", "exec", NAME, *cmd], check=False)
+        return res.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
