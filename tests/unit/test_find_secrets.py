@@ -82,9 +82,11 @@ def test_secret_across_a_chunk_boundary(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_command_line_leak_is_reported(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"--api-key={SECRET}"])
+    # A value of its own: another test run on the machine may hold the module's SECRET on its command line.
+    secret = f"lab-{os.getpid()}-{os.urandom(8).hex()}"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"--api-key={secret}"])
     try:
-        hits = find_secrets.cmdline_hits([SECRET.encode()])
+        hits = find_secrets.cmdline_hits([secret.encode()])
         assert [h["pid"] for h in hits] == [proc.pid]
     finally:
         proc.kill()
