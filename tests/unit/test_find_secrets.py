@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,11 @@ def test_command_line_leak_is_reported(tmp_path: Path) -> None:
     secret = f"lab-{os.getpid()}-{os.urandom(8).hex()}"
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"--api-key={secret}"])
     try:
-        hits = find_secrets.cmdline_hits([secret.encode()])
+        for _ in range(100):  # until the child has exec'd (before, /proc shows the parent's command line)
+            hits = find_secrets.cmdline_hits([secret.encode()])
+            if hits:
+                break
+            time.sleep(0.05)
         assert [h["pid"] for h in hits] == [proc.pid]
     finally:
         proc.kill()
