@@ -34,6 +34,9 @@ from typing import Any, BinaryIO
 
 STAGE_DIR = ".gb10-stage"
 DEFAULT_CHUNK = 64 << 20
+# Bytes per frame on the wire. Every relay forwards a frame once it has it whole, so each hop of the
+# chain adds one frame's transfer time: small frames keep an 8-node chain close to one copy.
+FRAME_BYTES = 1 << 20
 READ_BLOCK = 1 << 20
 
 
@@ -357,8 +360,8 @@ def send(root: Path, manifest: dict[str, Any], nxt: str, need: list[list[Any]], 
             fh = handles[rel]
             fh.seek(idx * chunk_bytes)
             sent = 0
-            while sent < size:  # frames of at most 4 MiB keep every hop's pipeline short
-                block = fh.read(min(4 << 20, size - sent))
+            while sent < size:  # frames of FRAME_BYTES keep every hop's pipeline short
+                block = fh.read(min(FRAME_BYTES, size - sent))
                 if not block:
                     raise SystemExit(f"gb10-stage: {rel} is shorter than the manifest says")
                 _send_frame(down, {"kind": "chunk", "path": rel, "index": idx, "offset": idx * chunk_bytes + sent,
