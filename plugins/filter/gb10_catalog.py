@@ -9,33 +9,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.append(str(Path(__file__).resolve().parents[1] / "module_utils"))  # only for gb10_load
+from gb10_load import helper  # noqa: E402  pylint: disable=wrong-import-position
 
-def _load_helpers():
-    """Import the helper the way modules do; fall back to the file next door (plugins/module_utils)."""
-    try:
-        from ansible.module_utils import gb10_catalog as helpers  # type: ignore[attr-defined]
-
-        return helpers
-    except ImportError:
-        pass
-    name = "gb10_catalog_module_utils"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "module_utils" / "gb10_catalog.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_H = _load_helpers()
+_H = helper("gb10_catalog")
 
 
 def gb10_catalog_errors(catalog: Any, root: str) -> list[str]:

@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "module_utils"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "module_utils"))  # only for gb10_load
+from gb10_load import helper  # noqa: E402  pylint: disable=wrong-import-position
 
-import gb10_inventory  # noqa: E402  pylint: disable=wrong-import-position
+gb10_inventory = helper("gb10_inventory")
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 

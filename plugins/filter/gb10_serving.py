@@ -12,36 +12,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.append(str(Path(__file__).resolve().parents[1] / "module_utils"))  # only for gb10_load
+from gb10_load import helper  # noqa: E402  pylint: disable=wrong-import-position
 
-def _load_helpers(stem: str = "gb10_serving"):
-    try:
-        import ansible.module_utils as module_utils
-
-        helpers = getattr(module_utils, stem, None)
-        if helpers is None:
-            helpers = importlib.import_module(f"ansible.module_utils.{stem}")
-        return helpers
-    except ImportError:
-        pass
-    name = f"{stem}_module_utils"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "module_utils" / f"{stem}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_H = _load_helpers()
-_CATALOG = _load_helpers("gb10_catalog")
+_H = helper("gb10_serving")
+_CATALOG = helper("gb10_catalog")
 ROOT = Path(__file__).resolve().parents[2]
 
 
