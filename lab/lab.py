@@ -332,6 +332,8 @@ def write_inventory(count: int, key: Path) -> None:
         "ansible_become": True,
         "ansible_ssh_private_key_file": str(key),
         "ansible_python_interpreter": "/usr/bin/python3",
+        # Lab nodes get new host keys whenever the lab is rebuilt: keep them out of known_hosts.
+        "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null",
     }
     (INVENTORY / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
     (INVENTORY / "group_vars" / "gx10").mkdir(parents=True, exist_ok=True)
