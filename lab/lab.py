@@ -9,6 +9,9 @@
     lab/lab.py inventory        write inventory/lab only (molecule links it before it creates the lab)
     lab/lab.py switch-vault     vault the switch simulator's credentials into inventory/lab
     lab/lab.py vault-pass       make the lab's vault password file if missing
+    lab/lab.py cable N TWIN up|down
+                                plug or pull a twin's cable: TWIN is the node's interface name
+                                (enp1s0f1np1 or enP2p1s0f1np1); the node sees its link lose carrier
 
 Each node has three interfaces, named like a GB10's: ``enP7s7`` (management, on the bridge
 ``gb10lab-mgmt`` which also holds the controller's address 10.77.0.1), and the ConnectX-7 twins
@@ -425,10 +428,26 @@ def status() -> int:
     return 1 if bad else 0
 
 
+def cable(index: int, twin: str, state: str) -> None:
+    """Pull (down) or plug (up) a twin's cable: the host side of its veth goes down or up, so the node
+    keeps its configuration and sees the carrier go, as with a cable or a switch port."""
+    tags = {iface: tag for (iface, *_), tag in zip(TWINS, "ab")}
+    if twin not in tags:
+        raise SystemExit(f"lab: no twin {twin!r}; the twins are {', '.join(tags)}")
+    if state not in ("up", "down"):
+        raise SystemExit(f"lab: cable state must be up or down, not {state!r}")
+    dev = host_veth(index, tags[twin])
+    if not ok("ip", "link", "show", dev):
+        raise SystemExit(f"lab: {container_name(index)} has no {twin} plumbed (is the lab up?)")
+    run("ip", "link", "set", "dev", dev, state)
+    log(f"{container_name(index)} {twin}: cable {'plugged' if state == 'up' else 'pulled'} (host side {dev} {state})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["build", "up", "down", "status", "plumb", "inventory", "switch-vault",
-                                           "vault-pass"])
+                                           "vault-pass", "cable"])
+    parser.add_argument("args", nargs="*", help="cable: N TWIN up|down")
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("LAB_NODES", "4")))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -445,6 +464,10 @@ def main() -> int:
         switch_vault()
     elif args.action == "vault-pass":
         vault_password()
+    elif args.action == "cable":
+        if len(args.args) != 3 or not args.args[0].isdigit():
+            raise SystemExit("lab: usage: lab/lab.py cable N TWIN up|down")
+        cable(int(args.args[0]), args.args[1], args.args[2])
     elif args.action == "plumb":
         for name in lab_containers():
             plumb(int(name.rsplit("-", 1)[1]))

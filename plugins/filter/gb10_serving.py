@@ -8,6 +8,8 @@
 - ``log_text | gb10_kv_log``: what vLLM logged about its KV cache.
 - ``planned_tokens | gb10_kv_compare(logged)``: planner vs vLLM, with a printable line.
 - ``endpoint | gb10_client_settings(model, max_model_len, key_hint)``: settings for coding agents.
+- ``registered | gb10_unreachable_hosts(default_host)``: hosts a delegated task could not reach.
+- ``hosts | gb10_lost_message(nodes, step)``: one sentence naming them with their addresses.
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ def gb10_client_settings(endpoint: Any, model: Any, max_model_len: Any, key_hint
     return _H.client_settings(str(endpoint), str(model), max_model_len, str(key_hint))
 
 
+def gb10_unreachable_hosts(result: Any, default_host: Any = "") -> list[str]:
+    return _H.unreachable_hosts(result, str(default_host or ""))
+
+
+def gb10_lost_message(hosts: Any, nodes: Any, step: Any) -> str:
+    return _H.lost_message([str(h) for h in hosts or []], list(nodes or []), str(step))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -67,4 +77,6 @@ class FilterModule:
             "gb10_serving_nodes": gb10_serving_nodes,
             "gb10_kv_compare": gb10_kv_compare,
             "gb10_client_settings": gb10_client_settings,
+            "gb10_unreachable_hosts": gb10_unreachable_hosts,
+            "gb10_lost_message": gb10_lost_message,
         }

@@ -479,3 +479,37 @@ def client_settings(endpoint: str, model: str, max_model_len: Any, key_hint: str
         "# Continue / Cline / Roo / opencode: provider 'OpenAI compatible', base URL "
         f"{endpoint}, model {model}, context {max_model_len}",
     ])
+
+
+def _result_host(result: Mapping[str, Any], default_host: str) -> str:
+    item = result.get("item", default_host)
+    if isinstance(item, Mapping):
+        return str(item.get("host", default_host))
+    if isinstance(item, (list, tuple)) and item:
+        return str(item[0])
+    return str(item)
+
+
+def unreachable_hosts(result: Any, default_host: str = "") -> list[str]:
+    """The hosts a delegated task (run with ``ignore_unreachable``) could not reach, in order.
+
+    ``result`` is what the task registered: with a loop, the host of each unreachable item is the item
+    itself, its ``host`` key, or its first element; without a loop it is ``default_host``."""
+    if not isinstance(result, Mapping):
+        return []
+    if isinstance(result.get("results"), list):
+        hosts: list[str] = []
+        for r in result["results"]:
+            if isinstance(r, Mapping) and r.get("unreachable"):
+                host = _result_host(r, default_host)
+                if host not in hosts:
+                    hosts.append(host)
+        return hosts
+    return [str(default_host)] if result.get("unreachable") else []
+
+
+def lost_message(hosts: Sequence[str], nodes: Sequence[Mapping[str, Any]], step: str) -> str:
+    """One sentence naming the nodes that stopped answering, with their management addresses."""
+    addr = {str(n.get("host")): str(n.get("mgmt_ip", "")) for n in nodes}
+    named = [f"{h} ({addr[h]})" if addr.get(h) else h for h in hosts]
+    return f"{' and '.join(named)} stopped answering over SSH while {step}."

@@ -138,8 +138,10 @@ def _inventory(tmp_path: Path, case_change: Callable[[dict], None], group_all: d
 
 
 def _touched(result) -> set[str]:
+    """Hosts a task ran for (a skipped task touches nothing)."""
     return {e["event_data"].get("host") for e in result.events
-            if e.get("event", "").startswith("runner_on_") and e["event_data"].get("host")}
+            if e.get("event", "") in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
+            and e["event_data"].get("host")}
 
 
 def _failure_message(result) -> str:
@@ -290,3 +292,36 @@ def test_heads_sentence_says_what_to_use() -> None:
     errors = gb10_catalog.entry_errors("tiny-qwen3", _catalog_with_tp("tiny-qwen3", 3)["tiny-qwen3"], str(ROOT))
     assert errors == ["gb10_catalog['tiny-qwen3'].launch: tensor_parallel_size 3 does not divide the model's "
                       "4 attention heads; use one of 1, 2, 4."]
+
+
+def _only_the_inventory_check(result) -> bool:
+    """Every task event on a node comes from the inventory check, a play with `connection: local` whose
+    tasks run on the control machine: no node was contacted."""
+    return all(str(e["event_data"].get("play")).startswith("Check the inventory before touching any host")
+               for e in result.events
+               if e.get("event", "").startswith("runner_on_") and e["event_data"].get("host") not in (None, "localhost"))
+
+
+def test_limit_cannot_skip_the_inventory_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--limit gx10-1 leaves localhost out of the run: the inventory is still checked (on the control
+    machine, once) and a mistake elsewhere in it still stops site.yml before any node is reached."""
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    inv = _inventory(tmp_path, _fabric("gx10-4", "enp1s0f1np1", "192.168.105.14/24"),
+                     {"vllm_serve_api_key": API_KEY, "gb10_image_pins": {"lab-vllm-cpu": LAB_PIN}})
+    result = run_playbook(tmp_path, "site.yml", inv, cmdline="--limit gx10-1")
+    assert result.status == "failed"
+    msg = _failure_message(result)
+    assert "gx10-4: twin enp1s0f1np1 is in 192.168.105.0/24 but on gx10-1 it is in 192.168.100.0/24" in msg
+    assert _touched(result) == {"gx10-1"} and _only_the_inventory_check(result)
+
+
+def test_serve_refuses_a_limit_without_localhost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    inv = _inventory(tmp_path, lambda nodes: None, {"vllm_serve_api_key": API_KEY,
+                                                    "gb10_image_pins": {"lab-vllm-cpu": LAB_PIN}})
+    result = run_playbook(tmp_path, "serve.yml", inv, {"model": "tiny-qwen3"}, cmdline="--limit gx10")
+    assert result.status == "failed"
+    msg = _failure_message(result)
+    assert ("serve.yml works from the control machine (localhost) but --limit 'gx10' leaves it out; "
+            "add it (--limit 'gx10,localhost') or run without --limit.") in msg
+    assert _only_the_inventory_check(result)

@@ -10,9 +10,11 @@ from ansible.module_utils.gb10_serving import (
     client_settings,
     image_for,
     kv_compare,
+    lost_message,
     nodes_from_hostvars,
     parse_kv_log,
     serving_plan,
+    unreachable_hosts,
     vllm_args,
 )
 
@@ -206,3 +208,25 @@ def test_follower_watchdog_stops_the_follower_when_the_head_goes(tmp_path):
     assert rc != 0
     assert "watching it" in err and "stopped answering" in err
     assert waited >= 15  # four missed checks, not the first one
+
+
+def test_unreachable_hosts_from_registered_results():
+    looped = {"unreachable": True, "results": [
+        {"item": "gx10-1", "rc": 0},
+        {"item": "gx10-2", "unreachable": True, "msg": "timed out"},
+        {"item": {"host": "gx10-3", "rank": 1}, "unreachable": True},
+        {"item": ["gx10-4", "/srv/cache"], "unreachable": True},
+        {"item": ["gx10-4", "/srv/other"], "unreachable": True},
+    ]}
+    assert unreachable_hosts(looped) == ["gx10-2", "gx10-3", "gx10-4"]
+    assert unreachable_hosts({"unreachable": True, "msg": "x"}, "gx10-1") == ["gx10-1"]
+    assert unreachable_hosts({"rc": 0, "changed": False}, "gx10-1") == []
+    assert unreachable_hosts({"results": [{"item": "gx10-1", "rc": 0}]}) == []
+    assert unreachable_hosts(None) == []
+
+
+def test_lost_message_names_nodes_and_addresses():
+    nodes = [{"host": "gx10-1", "mgmt_ip": "10.77.0.11"}, {"host": "gx10-2", "mgmt_ip": "10.77.0.12"}]
+    assert lost_message(["gx10-2"], nodes, "starting tiny-llama") == (
+        "gx10-2 (10.77.0.12) stopped answering over SSH while starting tiny-llama.")
+    assert lost_message(["gx10-1", "gx10-9"], nodes, "x").startswith("gx10-1 (10.77.0.11) and gx10-9 stopped")

@@ -91,3 +91,59 @@ def test_manifest_rejects_unsafe_paths(tmp_path):
         assert "unsafe path" in str(exc)
     else:
         raise AssertionError("unsafe path accepted")
+
+
+def test_a_full_disk_stops_that_node_only_and_the_rest_resumes(tmp_path, monkeypatch):
+    """A node whose disk fills mid-copy says so with the sizes, the chain behind it still completes,
+    and what it wrote before is kept: the next copy needs only the rest."""
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    a, b = tmp_path / "a", tmp_path / "b"
+    pa, pb = _free_port(), _free_port()
+    results = {}
+    real_open = stage._open_for_write
+    budget = {"bytes": 2 * CHUNK}  # a can hold two chunks
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def seek(self, off):
+            self.fh.seek(off)
+
+        def write(self, data):
+            if budget["bytes"] < len(data):
+                raise OSError(28, "No space left on device")
+            budget["bytes"] -= len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    def open_for_write(root, entry, handles):
+        fh = real_open(root, entry, handles)
+        return Full(fh) if root == a else fh
+
+    monkeypatch.setattr(stage, "_open_for_write", open_for_write)
+
+    def relay(name, root, port, nxt):
+        results[name] = stage.relay(root, m, f"127.0.0.1:{port}", nxt, str(tmp_path / f"{name}.json"), 30, name)
+
+    tb = threading.Thread(target=relay, args=("b", b, pb, None))
+    ta = threading.Thread(target=relay, args=("a", a, pa, f"127.0.0.1:{pb}"))
+    tb.start()
+    ta.start()
+    need = stage.status(tmp_path / "x", m)["need"]
+    res = stage.send(src, m, f"127.0.0.1:{pa}", need, str(tmp_path / "src.json"))
+    ta.join(10)
+    tb.join(10)
+    assert not res["complete"]
+    by_node = {r["node"]: r for r in res["results"]}
+    assert by_node["b"]["complete"] and stage.verify(b, m)["complete"]
+    assert not by_node["a"]["complete"]
+    assert by_node["a"]["error"].startswith("No space left on device in ")
+    assert "after writing 2.0 KiB of the 5.0 KiB this copy sends" in by_node["a"]["error"]
+    # a kept its two chunks: the next copy needs the other four (and the small file)
+    st = stage.status(a, m)
+    assert st["need_bytes"] == m["total_bytes"] - 2 * CHUNK
+    assert ["model.safetensors", 0] not in st["need"] and ["model.safetensors", 1] not in st["need"]

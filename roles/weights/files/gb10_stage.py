@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import socket
 import struct
 import sys
@@ -263,9 +264,12 @@ class Progress:
                "elapsed_s": round(elapsed, 1), "rate_bps": round(self.done / elapsed),
                "time": time.time()} | (extra or {})
         tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(doc, f)
-        os.replace(tmp, self.path)
+        try:  # best effort: a full disk must not stop the copy over a progress line
+            with open(tmp, "w") as f:
+                json.dump(doc, f)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
 
 
 def _open_for_write(root: Path, entry: dict[str, Any], handles: dict[str, BinaryIO]) -> BinaryIO:
@@ -280,9 +284,31 @@ def _open_for_write(root: Path, entry: dict[str, Any], handles: dict[str, Binary
     return handles[rel]
 
 
+def _disk_full_message(root: Path, written: int, total: int, err: OSError) -> str:
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        free = -1
+    return (f"{err.strerror or err} in {root} after writing {_iec(written)} of the {_iec(total)} this copy sends"
+            f" ({_iec(free) if free >= 0 else 'unknown'} free now)")
+
+
+def _iec(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
 def relay(root: Path, manifest: dict[str, Any], listen: str, nxt: str | None, progress: str | None,
-          timeout: float) -> dict[str, Any]:
-    """Receive chunks, write them, forward them; verify at the end; acknowledge with every node's result."""
+          timeout: float, name: str | None = None) -> dict[str, Any]:
+    """Receive chunks, write them, forward them; verify at the end; acknowledge with every node's result.
+
+    A write that fails (disk full, quota, I/O error) stops this node's writing but not the chain: the
+    frames still go on to the next node, and this node's result says what failed and how far it got.
+    The chunks written before that are kept, so the next run sends only what is missing."""
     files = {f["path"]: f for f in manifest["files"]}
     root.mkdir(parents=True, exist_ok=True)
     (root / STAGE_DIR).mkdir(parents=True, exist_ok=True)
@@ -296,6 +322,8 @@ def relay(root: Path, manifest: dict[str, Any], listen: str, nxt: str | None, pr
     down = _connect(nxt) if nxt else None
     handles: dict[str, BinaryIO] = {}
     prog = Progress(progress, 0, "relay")
+    error: str | None = None
+    written = 0
     try:
         while True:
             header, data = _recv_frame(up)
@@ -306,25 +334,45 @@ def relay(root: Path, manifest: dict[str, Any], listen: str, nxt: str | None, pr
                 prog.total = int(header.get("bytes", 0))
                 prog.add(0, final=True, state="copying")
             elif kind == "chunk":
-                entry = files[header["path"]]
-                fh = _open_for_write(root, entry, handles)
-                fh.seek(int(header["offset"]))
-                fh.write(data)
+                if error is None:
+                    entry = files[header["path"]]
+                    try:
+                        fh = _open_for_write(root, entry, handles)
+                        fh.seek(int(header["offset"]))
+                        fh.write(data)
+                        fh.flush()
+                        written += len(data)
+                    except OSError as exc:
+                        error = _disk_full_message(root, written, prog.total, exc)
+                        prog.add(0, final=True, state="write failed", extra={"error": error})
                 prog.add(len(data))
             elif kind == "end":
                 break
         for fh in handles.values():
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                error = error or _disk_full_message(root, written, prog.total, exc)
+            finally:
+                try:
+                    fh.close()
+                except OSError:
+                    pass
         for rel, entry in files.items():  # files with no chunk sent (empty files), and exact sizes
             path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with (path.open("r+b") if path.exists() else path.open("w+b")) as fh:
-                fh.truncate(entry["size"])
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with (path.open("r+b") if path.exists() else path.open("w+b")) as fh:
+                    fh.truncate(entry["size"])
+            except OSError as exc:
+                error = error or _disk_full_message(root, written, prog.total, exc)
         prog.add(0, final=True, state="verifying")
         mine = status(root, manifest)
-        result = {"node": socket.gethostname(), "complete": mine["complete"], "need_bytes": mine["need_bytes"]}
+        result = {"node": name or socket.gethostname(), "complete": mine["complete"] and error is None,
+                  "need_bytes": mine["need_bytes"]}
+        if error is not None:
+            result["error"] = error
         results = [result]
         if down is not None:
             ack, _ = _recv_frame(down)
@@ -399,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--next")
     p.add_argument("--progress")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--name", help="this node's name in the results (default: its hostname)")
     p = sub.add_parser("send")
     p.add_argument("dir")
     p.add_argument("manifest")
@@ -435,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
         return 0 if res["complete"] else 1
     if args.cmd == "relay":
-        res = relay(root, manifest, args.listen, args.next, args.progress, args.timeout)
+        res = relay(root, manifest, args.listen, args.next, args.progress, args.timeout, args.name)
         print(json.dumps(res))
         return 0 if all(r["complete"] for r in res["results"]) else 1
     need = json.loads(Path(args.need).read_text())
