@@ -4,8 +4,10 @@
 # fault command, let the run go on (SIGCONT) and wait for it to end. Freezing makes it deterministic: the
 # fault is in place before the task announced by the matching line does anything.
 #   on-line.sh <log file> <pattern (grep -E)> <fault command (sh -c)> <command...>
-# Prints "fault at: <line> | fault rc=<rc> | run rc=<rc>" and exits 0 when the fault was caused and the
-# run went on to its end; exits 1 when the pattern never appeared or the fault command failed.
+# The fault command finds the run's process group in $RUN_PGID (e.g. 'kill -INT -$RUN_PGID' is a Ctrl-C,
+# delivered when the run goes on).
+# Prints "fault at: <line> | fault rc=<rc> | run rc=<rc> | after=<s>" and exits 0 when the fault was
+# caused and the run went on to its end; exits 1 when the pattern never appeared or the fault failed.
 set -uo pipefail
 log=$1; pattern=$2; fault=$3; shift 3
 mkdir -p "$(dirname "$log")"
@@ -27,10 +29,11 @@ until grep -Eq -- "$pattern" "$log"; do
 done
 kill -STOP -- "-$pid"
 line=$(grep -Em1 -- "$pattern" "$log")
-sh -c "$fault"
+RUN_PGID=$pid sh -c "$fault"
 fault_rc=$?
+after=$(( $(date +%s) - start ))
 kill -CONT -- "-$pid"
 wait "$pid"
 rc=$?
-echo "fault at: ${line} | fault rc=${fault_rc} | run rc=${rc}"
+echo "fault at: ${line} | fault rc=${fault_rc} | run rc=${rc} | after=${after}"
 [ "$fault_rc" -eq 0 ]

@@ -49,15 +49,12 @@ def test_manifest_and_status(tmp_path):
     assert st["need"] == [["sub/config.json", 0]]
 
 
-def test_chain_copies_verifies_and_resumes(tmp_path):
-    src = _src(tmp_path)
-    m = stage.make_manifest(src, CHUNK)
-    a, b = tmp_path / "a", tmp_path / "b"
+def _copy_down_chain(tmp_path: Path, src: Path, m: dict, a: Path, b: Path) -> dict:
+    """Send every chunk from ``src`` down the chain a -> b (two relays on loopback); the source's result."""
     pa, pb = _free_port(), _free_port()
-    results = {}
 
     def relay(name, root, port, nxt):
-        results[name] = stage.relay(root, m, f"127.0.0.1:{port}", nxt, str(tmp_path / f"{name}.json"), 30)
+        stage.relay(root, m, f"127.0.0.1:{port}", nxt, str(tmp_path / f"{name}.json"), 30, name)
 
     tb = threading.Thread(target=relay, args=("b", b, pb, None))
     ta = threading.Thread(target=relay, args=("a", a, pa, f"127.0.0.1:{pb}"))
@@ -67,6 +64,14 @@ def test_chain_copies_verifies_and_resumes(tmp_path):
     res = stage.send(src, m, f"127.0.0.1:{pa}", need, str(tmp_path / "src.json"))
     ta.join(10)
     tb.join(10)
+    return res
+
+
+def test_chain_copies_verifies_and_resumes(tmp_path):
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    a, b = tmp_path / "a", tmp_path / "b"
+    res = _copy_down_chain(tmp_path, src, m, a, b)
     assert res["complete"] and len(res["results"]) == 2
     for root in (a, b):
         assert stage.verify(root, m)["complete"]
@@ -99,8 +104,6 @@ def test_a_full_disk_stops_that_node_only_and_the_rest_resumes(tmp_path, monkeyp
     src = _src(tmp_path)
     m = stage.make_manifest(src, CHUNK)
     a, b = tmp_path / "a", tmp_path / "b"
-    pa, pb = _free_port(), _free_port()
-    results = {}
     real_open = stage._open_for_write
     budget = {"bytes": 2 * CHUNK}  # a can hold two chunks
 
@@ -125,18 +128,7 @@ def test_a_full_disk_stops_that_node_only_and_the_rest_resumes(tmp_path, monkeyp
         return Full(fh) if root == a else fh
 
     monkeypatch.setattr(stage, "_open_for_write", open_for_write)
-
-    def relay(name, root, port, nxt):
-        results[name] = stage.relay(root, m, f"127.0.0.1:{port}", nxt, str(tmp_path / f"{name}.json"), 30, name)
-
-    tb = threading.Thread(target=relay, args=("b", b, pb, None))
-    ta = threading.Thread(target=relay, args=("a", a, pa, f"127.0.0.1:{pb}"))
-    tb.start()
-    ta.start()
-    need = stage.status(tmp_path / "x", m)["need"]
-    res = stage.send(src, m, f"127.0.0.1:{pa}", need, str(tmp_path / "src.json"))
-    ta.join(10)
-    tb.join(10)
+    res = _copy_down_chain(tmp_path, src, m, a, b)
     assert not res["complete"]
     by_node = {r["node"]: r for r in res["results"]}
     assert by_node["b"]["complete"] and stage.verify(b, m)["complete"]
