@@ -25,9 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab  # noqa: E402  (lab/lab.py: names, bridges, subnets of this LAB_ID)
-
-sys.path.insert(0, str(lab.ROOT / "plugins" / "module_utils"))
-from gb10_firewall import parse_nmap_xml  # noqa: E402
+from ansible_collections.gb10.cluster.plugins.module_utils.firewall import parse_nmap_xml  # noqa: E402
 
 NAME = f"lab{lab.LAB_ID}-outsider"
 LABEL = f"gb10-lab-outsider={lab.LAB_ID}"

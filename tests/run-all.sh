@@ -2,7 +2,7 @@
 # `make test`: every check, stage by stage (lint, unit, each molecule scenario), ending with one
 # "N passed, N failed" line. Exits non-zero when any stage failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export DEBIAN_FRONTEND=noninteractive
 start=$(date +%s)
 passed=0; failed=0; failed_names=()

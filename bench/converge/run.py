@@ -126,7 +126,7 @@ def main() -> int:
         checks.append({"check": f"8-node no-op <= {TARGET_SCALING}x the 4-node no-op", "ok": scale <= TARGET_SCALING,
                        "value": scale})
     report = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "ansible_core": core_version,
         "ansible": version("ansible"),

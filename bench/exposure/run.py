@@ -23,8 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
-import lab  # noqa: E402
 import outsider  # noqa: E402
+
+import lab  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SERVICE = "gb10-firewall"
@@ -147,7 +148,7 @@ def main() -> int:
 
     results = {
         "lab_id": lab.LAB_ID,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "scanner": "nmap -Pn -n -sS -p 1-65535 --min-rate 20000 --max-retries 2 -T4 (inside lab/outsider.py)",
         "outsider": outsider.addresses(),
         "containers": containers,

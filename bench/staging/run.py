@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from lab.lab import MGMT_PREFIX, container_name, host_veth  # noqa: E402
+
 KEY = ROOT / "lab" / ".state" / "ssh" / "id_ed25519"
 TOOL = ROOT / "roles" / "weights" / "files" / "gb10_stage.py"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,7 +33,7 @@ PORT = 29650
 
 
 def sh(*cmd: str, check: bool = True, inp: bytes | None = None) -> str:
-    res = subprocess.run(cmd, input=inp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    res = subprocess.run(cmd, input=inp, capture_output=True)
     if check and res.returncode != 0:
         raise SystemExit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr.decode()[-800:]}")
     return res.stdout.decode()

@@ -76,7 +76,7 @@ def run_query(device: Device, path: tuple[str, ...], row: dict[str, str], words:
 # --------------------------------------------------------------------------------------------
 
 class Connection:
-    def __init__(self, server: "Simulator", sock: socket.socket, peer: str) -> None:
+    def __init__(self, server: Simulator, sock: socket.socket, peer: str) -> None:
         self.server = server
         self.device = server.device
         self.sock = sock
@@ -385,14 +385,14 @@ class Simulator:
         while not self._stop.is_set():
             try:
                 sock, addr = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break
             sock.settimeout(None)
             threading.Thread(target=self._serve_client, args=(sock, addr), daemon=True).start()
 
-    def start(self) -> "Simulator":
+    def start(self) -> Simulator:
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
         return self

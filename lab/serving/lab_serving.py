@@ -37,8 +37,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 # The lab's own helpers and addresses.
-from lab.lab import MGMT_GATEWAY, ok, run  # noqa: E402
-from lab.lab import encrypt_vars  # noqa: E402
+from lab.lab import (  # noqa: E402
+    MGMT_GATEWAY,
+    encrypt_vars,  # noqa: E402
+    ok,
+    run,
+)
 from lab.lab import packages as read_packages  # noqa: E402
 from lab.lab import vault_password as lab_vault_password  # noqa: E402
 

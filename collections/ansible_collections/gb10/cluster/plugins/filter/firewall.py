@@ -1,0 +1,43 @@
+"""Filters for the firewall role (logic in plugins/module_utils/firewall.py).
+
+- ``cidrs | firewall_networks(variable)``: ``{ipv4: [...], ipv6: [...]}`` or ``{errors: [...]}``.
+- ``hosts | firewall_members(hostvars)``: every node's own addresses, same shape.
+- ``ssh_connection | firewall_lockout(host, networks, port)``: one sentence when the new rules
+  would cut Ansible's own SSH session, else an empty string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible_collections.gb10.cluster.plugins.module_utils import firewall as _H
+
+
+def firewall_networks(values: Any, variable: Any = "the network list") -> dict[str, Any]:
+    try:
+        return _H.networks(values, str(variable))
+    except _H.FirewallError as exc:
+        return {"errors": list(exc.errors)}
+
+
+def firewall_members(hosts: Any, hostvars: Any) -> dict[str, Any]:
+    try:
+        return _H.cluster_members([str(h) for h in hosts], hostvars)
+    except _H.FirewallError as exc:
+        return {"errors": list(exc.errors)}
+
+
+def firewall_lockout(ssh_connection: Any, host: Any, networks: Any, port: Any) -> str:
+    try:
+        return _H.lockout_error(str(host), str(ssh_connection or ""), [str(n) for n in networks], int(port))
+    except _H.FirewallError as exc:
+        return f"{host}: " + " ".join(exc.errors)
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "firewall_networks": firewall_networks,
+            "firewall_members": firewall_members,
+            "firewall_lockout": firewall_lockout,
+        }

@@ -1,0 +1,194 @@
+#!/usr/bin/python
+"""Ansible module: diagnose the CRS804 fabric ports over the RouterOS API (read-only unless bouncing)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: gb10_switch_diag
+short_description: Diagnose the CRS804-4DDQ fabric ports and say what to do (reseat, plug, fix FEC)
+description:
+  - For every fabric port, reads C(/interface/ethernet/monitor <port> once) (link, rate, FEC, module
+    presence, CMIS state, rx-loss, EEPROM checksum) and samples the error counters of
+    C(/interface/ethernet/print stats) twice, O(sample_interval) seconds apart.
+  - Classifies each port as OK, port disabled, no module, module present but not initialised, module
+    ready but no link, wrong rate, FEC mismatch or errors rising, each with the action in plain words.
+  - With O(bounce=true), ports that are not initialised or have no link get one automatic bounce
+    (disable, enable, wait O(bounce_wait) seconds) before the verdict asks for a physical reseat.
+  - Does not fail on unhealthy ports; the playbook writes the report and then fails naming them.
+  - Connects like the community.routeros API modules (librouteros, TLS on 8729 by default).
+extends_documentation_fragment:
+  - community.routeros.api
+options:
+  ports:
+    description: C({node, port, expected}) per fabric port; C(expected) has rate, fec, speed and mode.
+    type: list
+    elements: dict
+    required: true
+  sample_interval:
+    description: Seconds between the two counter samples.
+    type: int
+    default: 5
+  error_threshold:
+    description: Errors tolerated between the two samples before a port counts as errors rising.
+    type: int
+    default: 0
+  bounce:
+    description: Try one port bounce (disable/enable) before asking for a reseat. Skipped in check mode.
+    type: bool
+    default: false
+  bounce_wait:
+    description: Seconds to wait after re-enabling a bounced port.
+    type: int
+    default: 10
+author:
+  - gb10-cluster
+"""
+
+EXAMPLES = r"""
+- name: Diagnose the fabric ports
+  gb10_switch_diag:
+    hostname: 192.168.1.2
+    username: "{{ switch_api_username }}"
+    password: "{{ switch_api_password }}"
+    tls: true
+    ports:
+      - node: gx10-2
+        port: qsfp56-dd-2-1
+        expected: {rate: 200Gbps, fec: fec91, speed: 200G-baseCR4, mode: 2x200G}
+  register: diag
+"""
+
+RETURN = r"""
+ok:
+  description: True when every fabric port is OK.
+  returned: success
+  type: bool
+ports:
+  description: One verdict per port (node, port, status, summary, action, link, rate, fec, module_present,
+    cmis_state, rx_loss, eeprom_checksum, error_delta, notes, bounced, ok, message).
+  returned: success
+  type: list
+  elements: dict
+failed_ports:
+  description: The verdicts that are not OK.
+  returned: success
+  type: list
+  elements: dict
+messages:
+  description: One line per unhealthy port, naming node and port and the action.
+  returned: success
+  type: list
+  elements: str
+summary:
+  description: One line for the whole fabric.
+  returned: success
+  type: str
+routeros_version:
+  description: The switch's RouterOS version.
+  returned: success
+  type: str
+raw:
+  description: The monitor outputs and counter samples the verdicts were made from.
+  returned: success
+  type: dict
+"""
+
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.gb10.cluster.plugins.module_utils.switch_diag import classify, report, should_bounce
+
+try:
+    from ansible_collections.community.routeros.plugins.module_utils.api import (
+        api_argument_spec,
+        check_has_library,
+        create_api,
+    )
+    HAS_COLLECTION = True
+    COLLECTION_ERR = ""
+except ImportError:  # pragma: no cover - the ansible bundle ships community.routeros
+    HAS_COLLECTION = False
+    COLLECTION_ERR = traceback.format_exc()
+
+    def api_argument_spec():  # type: ignore[no-redef]
+        return {}
+
+
+def _rows_by_name(rows):
+    return {str(r.get("name")): r for r in rows}
+
+
+def _stats(api):
+    path = api.path("interface", "ethernet")
+    return _rows_by_name(path("print", stats=""))
+
+
+def _monitor(api, port):
+    rows = list(api.path("interface", "ethernet")("monitor", numbers=port, once=""))
+    return rows[0] if rows else {}
+
+
+def main() -> None:
+    spec = dict(
+        ports=dict(type="list", elements="dict", required=True),
+        sample_interval=dict(type="int", default=5),
+        error_threshold=dict(type="int", default=0),
+        bounce=dict(type="bool", default=False),
+        bounce_wait=dict(type="int", default=10),
+    )
+    spec.update(api_argument_spec())
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if not HAS_COLLECTION:
+        module.fail_json(msg="community.routeros is not installed (it comes with the ansible bundle)",
+                         exception=COLLECTION_ERR)
+    check_has_library(module)
+    api = create_api(module)
+    p = module.params
+    try:
+        version = str(list(api.path("system", "resource"))[0].get("version", ""))
+        first = _stats(api)
+        monitors = {e["port"]: _monitor(api, e["port"]) for e in p["ports"]}
+        time.sleep(max(0, p["sample_interval"]))
+        second = _stats(api)
+    except Exception as exc:  # librouteros raises its own error classes
+        module.fail_json(msg=f"reading the switch failed: {exc}")
+
+    verdicts = []
+    bounced = []
+    for entry in p["ports"]:
+        port = entry["port"]
+        node = entry.get("node", "?")
+        expected = entry.get("expected") or {}
+        v = classify(node, port, expected, second.get(port), monitors[port], first.get(port),
+                     second.get(port), p["sample_interval"], p["error_threshold"])
+        if p["bounce"] and should_bounce(v) and not module.check_mode:
+            eth = api.path("interface", "ethernet")
+            try:
+                tuple(eth("disable", numbers=port))
+                time.sleep(1)
+                tuple(eth("enable", numbers=port))
+                time.sleep(max(0, p["bounce_wait"]))
+                monitors[port] = _monitor(api, port)
+                after = _stats(api)
+            except Exception as exc:
+                module.fail_json(msg=f"bouncing {port} failed: {exc}")
+            v2 = classify(node, port, expected, after.get(port), monitors[port])
+            v2.bounced = True
+            if v2.ok:
+                v2.notes.append(f"{port} recovered after one port bounce (disable/enable)")
+            else:
+                v2.action = f"{v2.action} (one port bounce did not help)"
+            v = v2
+            bounced.append(port)
+        verdicts.append(v)
+    result = report(verdicts)
+    raw = {"monitor": monitors,
+           "stats_first": {e["port"]: first.get(e["port"], {}) for e in p["ports"]},
+           "stats_second": {e["port"]: second.get(e["port"], {}) for e in p["ports"]}}
+    module.exit_json(changed=bool(bounced), routeros_version=version, raw=raw, bounced=bounced, **result)
+
+
+if __name__ == "__main__":
+    main()

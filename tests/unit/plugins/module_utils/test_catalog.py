@@ -1,0 +1,265 @@
+"""The model catalog (group_vars/all/catalog.yml) and its config.json copies."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
+    HEX40_RE,
+    NAME_RE,
+    REQUIRED_KEYS,
+    catalog_errors,
+    config_errors,
+    entry_errors,
+    load_model_config,
+    resolve_plan,
+    text_config,
+)
+from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
+
+ROOT = Path(__file__).resolve().parents[4]
+CATALOG_FILE = ROOT / "group_vars" / "all" / "catalog.yml"
+EXPECTED = {
+    "qwen3.5-397b-a17b-fp8",
+    "qwen3.5-397b-a17b-nvfp4",
+    "qwen3.5-397b-a17b-int4-autoround",
+    "qwen3-next-80b-a3b",
+    "qwen3-235b-a22b-fp8",
+    "gpt-oss-120b",
+    "llama-3.3-70b-instruct",
+    "deepseek-r1-awq",
+    "tiny-qwen3",
+}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> dict:
+    data = yaml.safe_load(CATALOG_FILE.read_text(encoding="utf-8"))
+    return data["gb10_catalog"]
+
+
+def test_catalog_is_valid(catalog):
+    assert catalog_errors(catalog, str(ROOT)) == []
+
+
+def test_catalog_has_the_expected_entries(catalog):
+    assert set(catalog) >= EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_entry_shape(catalog, name):
+    entry = catalog[name]
+    assert NAME_RE.match(name)
+    for key in REQUIRED_KEYS:
+        assert key in entry, key
+    assert entry["hf_revision"] == "" or HEX40_RE.match(entry["hf_revision"])
+    path = ROOT / entry["config"]
+    assert path.is_file()
+    assert path.parent.name == name, "config lives in catalog/models/<name>/"
+    config = load_model_config(str(path))
+    assert config_errors(config, name) == []
+    assert isinstance(entry["checkpoint_bytes"], int) and entry["checkpoint_bytes"] > 0
+    launch = entry["launch"]
+    assert launch["tensor_parallel_size"] * launch["pipeline_parallel_size"] >= 1
+    assert entry["min_nodes"] <= launch["tensor_parallel_size"] * launch["pipeline_parallel_size"]
+
+
+def test_every_config_json_in_catalog_dir_belongs_to_an_entry(catalog):
+    used = {str(ROOT / entry["config"]) for entry in catalog.values()}
+    for path in (ROOT / "catalog" / "models").glob("*/config.json"):
+        assert str(path) in used, f"{path} is not referenced by any catalog entry"
+        json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_mtp_entries(catalog):
+    for name in ("qwen3.5-397b-a17b-fp8", "qwen3.5-397b-a17b-nvfp4", "qwen3.5-397b-a17b-int4-autoround"):
+        spec = catalog[name]["launch"]["speculative_config"]
+        assert spec["method"] == "mtp"
+        assert 1 <= spec["num_speculative_tokens"] <= 3, "MTP deeper than 2-3 tokens crashed on GB10"
+        assert (
+            text_config(load_model_config(str(ROOT / catalog[name]["config"])))["mtp_num_hidden_layers"] == 1
+        )
+
+
+def test_reference_model_launch(catalog):
+    entry = catalog["qwen3.5-397b-a17b-fp8"]
+    launch = entry["launch"]
+    assert (launch["tensor_parallel_size"], launch["max_model_len"], launch["kv_cache_dtype"]) == (
+        4,
+        262144,
+        "fp8",
+    )
+    assert (launch["max_num_seqs"], launch["max_num_batched_tokens"]) == (16, 8192)
+    text = text_config(load_model_config(str(ROOT / entry["config"])))
+    assert (
+        text["num_hidden_layers"],
+        text["hidden_size"],
+        text["num_key_value_heads"],
+        text["head_dim"],
+    ) == (
+        60,
+        4096,
+        2,
+        256,
+    )
+    assert text["layer_types"].count("full_attention") == 15
+    assert text["vocab_size"] == 248320
+    assert entry["min_nodes"] == 4
+
+
+def test_quantization_configs(catalog):
+    methods = {
+        name: load_model_config(str(ROOT / entry["config"]))
+        .get("quantization_config", {})
+        .get("quant_method")
+        for name, entry in catalog.items()
+    }
+    assert methods["qwen3.5-397b-a17b-fp8"] == "fp8"
+    assert methods["qwen3.5-397b-a17b-nvfp4"] == "modelopt"
+    assert methods["qwen3.5-397b-a17b-int4-autoround"] == "auto-round"
+    assert methods["gpt-oss-120b"] == "mxfp4"
+    assert methods["deepseek-r1-awq"] == "awq"
+    assert methods["tiny-qwen3"] is None
+
+
+def test_deepseek_entry_is_mla(catalog):
+    text = load_model_config(str(ROOT / catalog["deepseek-r1-awq"]["config"]))
+    assert (text["kv_lora_rank"], text["qk_rope_head_dim"]) == (512, 64)
+    assert catalog["deepseek-r1-awq"]["min_nodes"] <= 8
+
+
+def test_tiny_lab_entry(catalog):
+    entry = catalog["tiny-qwen3"]
+    assert entry["platform"] == "cpu" and entry["lab"] is True
+    assert entry["launch"]["load_format"] == "dummy"
+    config = load_model_config(str(ROOT / entry["config"]))
+    assert config["architectures"] == ["Qwen3ForCausalLM"]
+    assert (
+        config["hidden_size"],
+        config["num_hidden_layers"],
+        config["num_attention_heads"],
+        config["num_key_value_heads"],
+        config["head_dim"],
+        config["vocab_size"],
+    ) == (128, 4, 4, 2, 32, 512)
+
+
+def test_gpu_entries_name_an_nvidia_image(catalog):
+    for name, entry in catalog.items():
+        if entry["platform"] != "cuda":
+            continue
+        assert entry["image"]["repository"] == "nvcr.io/nvidia/vllm", name
+        assert entry["image"]["tag"].endswith("-py3"), name
+        assert entry["image"]["digest"] == "" or entry["image"]["digest"].startswith("sha256:"), name
+
+
+# --- negative cases: one sentence per mistake --------------------------------------------------
+
+
+def _broken(catalog, **changes):
+    entry = copy.deepcopy(catalog["gpt-oss-120b"])
+    for key, value in changes.items():
+        if value is None:
+            entry.pop(key)
+        else:
+            entry[key] = value
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"config": "catalog/models/nope/config.json"}, "does not exist"),
+        ({"hf_revision": "main"}, "40-hex"),
+        ({"platform": "rocm"}, "platform must be one of"),
+        ({"checkpoint_bytes": "big"}, "checkpoint_bytes must be a positive integer"),
+        ({"image": {"repository": "x", "tag": "y"}}, "image must have repository, tag and digest"),
+        ({"image": {"repository": "x", "tag": "y", "digest": "latest"}}, "sha256"),
+        ({"env": {"A": 1}}, "quote numbers"),
+        ({"min_nodes": None}, "min_nodes is missing"),
+        (
+            {"launch": {"tensor_parallel_size": 3, "pipeline_parallel_size": 1, "max_model_len": 8}},
+            "does not divide",
+        ),
+        (
+            {
+                "launch": {
+                    "tensor_parallel_size": 1,
+                    "pipeline_parallel_size": 1,
+                    "max_model_len": 8,
+                    "kv_cache_dtype": "int8",
+                }
+            },
+            "kv_cache_dtype must be one of",
+        ),
+        (
+            {
+                "launch": {
+                    "tensor_parallel_size": 1,
+                    "pipeline_parallel_size": 1,
+                    "max_model_len": 8,
+                    "foo": 1,
+                }
+            },
+            "not a known setting",
+        ),
+        (
+            {
+                "launch": {
+                    "tensor_parallel_size": 1,
+                    "pipeline_parallel_size": 1,
+                    "max_model_len": 8,
+                    "speculative_config": {"method": "eagle"},
+                }
+            },
+            "speculative_config",
+        ),
+    ],
+)
+def test_entry_errors(catalog, changes, needle):
+    errors = entry_errors("gpt-oss-120b", _broken(catalog, **changes), str(ROOT))
+    assert errors, changes
+    assert any(needle in error for error in errors), errors
+    assert all(error.endswith(".") for error in errors)
+
+
+def test_bad_names_are_refused(catalog):
+    assert "name must be lower case" in entry_errors("GPT OSS", catalog["gpt-oss-120b"], str(ROOT))[0]
+    assert catalog_errors({}, str(ROOT))
+
+
+def test_config_errors_on_a_broken_config(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"architectures": [], "hidden_size": 0}', encoding="utf-8")
+    errors = config_errors(load_model_config(str(path)), "x")
+    assert any("architectures" in e for e in errors)
+    assert any("hidden_size" in e for e in errors)
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="not readable JSON"):
+        load_model_config(str(path))
+
+
+# --- the planner on every entry ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_planner_runs_for_every_entry_on_4_nodes(catalog, name):
+    resolved = resolve_plan({"model": name, "nodes": "4"}, catalog, str(ROOT))
+    assert resolved["layout"]["nodes"] == 4
+    result = plan_memory(dict(resolved["params"]))
+    for key in (
+        "fits",
+        "per_node",
+        "kv_cache_tokens",
+        "max_concurrency",
+        "advice",
+        "message",
+        "vllm_release",
+    ):
+        assert key in result, key
+    assert len(result["per_node"]) == 4
+    assert isinstance(result["fits"], bool)

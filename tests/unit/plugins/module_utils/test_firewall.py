@@ -1,0 +1,248 @@
+"""The node firewall: input checks, the member set, the lock-out guard, scan parsing, the rendered rules."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import yaml
+
+from ansible_collections.gb10.cluster.plugins.filter import firewall as filters
+from ansible_collections.gb10.cluster.plugins.module_utils.firewall import (
+    FirewallError,
+    address_in,
+    cluster_members,
+    exposure_violations,
+    lockout_error,
+    networks,
+    parse_nmap_xml,
+    ssh_session,
+)
+
+ROOT = Path(__file__).resolve().parents[4]
+ROLE = ROOT / "roles" / "firewall"
+SAMPLE = ROOT / "inventory" / "sample"
+
+
+
+def sample_hosts() -> dict[str, Any]:
+    doc = yaml.safe_load((SAMPLE / "hosts.yml").read_text())
+    return doc["all"]["children"]["gx10"]["hosts"]
+
+
+# ------------------------------------------------------------------------------------- networks
+def test_networks_normalise_sort_and_split_families() -> None:
+    got = networks(["10.0.0.7/24", "fd00::1/64", "10.0.0.0/24", "192.168.1.5"], "firewall_client_networks")
+    assert got == {"ipv4": ["10.0.0.0/24", "192.168.1.5/32"], "ipv6": ["fd00::/64"]}
+
+
+def test_networks_name_the_variable_and_index_of_a_bad_entry() -> None:
+    with pytest.raises(FirewallError) as exc:
+        networks(["10.0.0.0/24", "10.0.0.0/33", "home-lan"], "firewall_ssh_networks")
+    assert len(exc.value.errors) == 2
+    assert "firewall_ssh_networks[1]" in exc.value.errors[0] and "10.0.0.0/33" in exc.value.errors[0]
+    assert "firewall_ssh_networks[2]" in exc.value.errors[1] and "'home-lan'" in exc.value.errors[1]
+
+
+@pytest.mark.parametrize("value", ["10.0.0.0/24", None, 5])
+def test_networks_refuse_something_that_is_not_a_list(value: Any) -> None:
+    with pytest.raises(FirewallError, match="must be a list of CIDR networks"):
+        networks(value, "firewall_client_networks")
+
+
+def test_networks_refuse_an_empty_list() -> None:
+    with pytest.raises(FirewallError, match="firewall_client_networks is empty"):
+        networks([], "firewall_client_networks")
+
+
+def test_filter_returns_errors_instead_of_raising() -> None:
+    assert filters.firewall_networks(["nope"], "firewall_ssh_networks")["errors"][0].startswith(
+        "firewall_ssh_networks[0] holds 'nope'"
+    )
+
+
+# ------------------------------------------------------------------------------------- members
+def test_members_are_every_nodes_mgmt_and_fabric_addresses() -> None:
+    hosts = sample_hosts()
+    got = cluster_members(list(hosts), hosts)
+    assert got["ipv6"] == []
+    assert len(got["ipv4"]) == 3 * len(hosts)
+    for hv in hosts.values():
+        assert hv["ansible_host"] in got["ipv4"]
+        for addr in hv["gb10_fabric_addresses"].values():
+            assert addr.split("/")[0] in got["ipv4"]
+    # Addresses, never whole subnets: a stranger in 192.168.100.0/24 is not a member.
+    assert all("/" not in a for a in got["ipv4"])
+    assert not address_in("192.168.100.200", got["ipv4"])
+
+
+def test_members_refuse_a_dns_name_naming_host_and_variable() -> None:
+    hostvars = {"gx10-1": {"ansible_host": "gx10-1.lan", "gb10_fabric_addresses": {"enp1s0f1np1": "192.168.100.11/24"}},
+                "gx10-2": {"ansible_host": "10.0.0.12", "gb10_fabric_addresses": {"enp1s0f1np1": "fabric"}}}
+    with pytest.raises(FirewallError) as exc:
+        cluster_members(["gx10-1", "gx10-2"], hostvars)
+    assert "ansible_host of gx10-1 is 'gx10-1.lan'" in exc.value.errors[0]
+    assert "gb10_fabric_addresses.enp1s0f1np1 of gx10-2" in exc.value.errors[1]
+
+
+def test_members_refuse_an_empty_group() -> None:
+    with pytest.raises(FirewallError, match="gx10 group is empty"):
+        cluster_members([], {})
+
+
+# ------------------------------------------------------------------------------------- lock-out
+def test_ssh_session_parses_ssh_connection() -> None:
+    assert ssh_session("10.77.3.1 51234 10.77.3.11 22") == {
+        "client": "10.77.3.1", "client_port": 51234, "server": "10.77.3.11", "server_port": 22}
+    assert ssh_session("") == {}
+
+
+def test_lockout_allows_a_session_from_inside() -> None:
+    assert lockout_error("gx10-1", "10.77.3.1 51234 10.77.3.11 22", ["10.77.3.0/24"], 22) == ""
+
+
+def test_lockout_refuses_a_session_from_outside() -> None:
+    msg = lockout_error("gx10-1", "172.16.0.9 51234 10.77.3.11 22", ["10.77.3.0/24"], 22)
+    assert msg.startswith("gx10-1: Ansible connects from 172.16.0.9")
+    assert "firewall_ssh_networks" in msg and msg.count(".") >= 1
+
+
+def test_lockout_refuses_another_ssh_port() -> None:
+    msg = lockout_error("gx10-2", "10.77.3.1 51234 10.77.3.12 2222", ["10.77.3.0/24"], 22)
+    assert "port 2222" in msg and "firewall_ssh_port" in msg
+
+
+def test_lockout_filter_reports_a_garbled_ssh_connection() -> None:
+    assert "four fields" in filters.firewall_lockout("10.0.0.1 22", "gx10-1", ["10.0.0.0/8"], 22)
+
+
+# ------------------------------------------------------------------------------------- scans
+NMAP_XML = """<?xml version="1.0"?>
+<nmaprun scanner="nmap">
+<host><status state="up"/><address addr="10.77.3.11" addrtype="ipv4"/><address addr="02:00:00:00:00:01" addrtype="mac"/>
+<ports><extraports state="filtered" count="65533"/>
+<port protocol="tcp" portid="22"><state state="open"/></port>
+<port protocol="tcp" portid="8000"><state state="open"/></port>
+<port protocol="tcp" portid="6379"><state state="filtered"/></port>
+</ports></host>
+<host><status state="up"/><address addr="192.168.100.11" addrtype="ipv4"/>
+<ports><extraports state="filtered" count="65535"/></ports></host>
+<host><status state="up"/><address addr="10.77.3.2" addrtype="ipv4"/>
+<ports><port protocol="tcp" portid="6379"><state state="open"/></port>
+<port protocol="tcp" portid="10001"><state state="closed"/></port></ports></host>
+</nmaprun>
+"""
+
+
+def test_parse_nmap_xml_lists_open_ports_per_address() -> None:
+    assert parse_nmap_xml(NMAP_XML) == {"10.77.3.2": [6379], "10.77.3.11": [22, 8000], "192.168.100.11": []}
+
+
+def test_exposure_violations_flag_extra_ports_and_missing_targets() -> None:
+    scan = parse_nmap_xml(NMAP_XML)
+    allowed = {"10.77.3.11": {22, 8000}}
+    problems = exposure_violations(scan, allowed, ["10.77.3.11", "192.168.100.11", "192.168.101.11"])
+    assert problems == [
+        "The scan has no result for 192.168.101.11, so its exposure is unknown; check the scan ran.",
+        "10.77.3.2 accepts connections on port(s) 6379 from outside the cluster; the firewall must drop them.",
+    ]
+    assert exposure_violations({"10.77.3.11": [22]}, allowed, ["10.77.3.11"]) == []
+
+
+# ------------------------------------------------------------------------------------- role files
+def _defaults() -> dict[str, Any]:
+    return yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+
+
+def test_every_default_is_documented_and_prefixed() -> None:
+    defaults = _defaults()
+    options = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    assert set(defaults) == set(options)
+    assert all(name.startswith("firewall_") for name in defaults)
+
+
+def test_api_port_default_follows_vllm_serve() -> None:
+    vllm = yaml.safe_load((ROOT / "roles" / "vllm_serve" / "defaults" / "main.yml").read_text())
+    (expr,) = _defaults()["firewall_api_ports"]
+    match = re.fullmatch(r"\{\{ vllm_serve_api_port \| default\((\d+)\) \}\}", expr)
+    assert match is not None, expr
+    assert int(match.group(1)) == vllm["vllm_serve_api_port"]
+
+
+def render_rules(**overrides: Any) -> str:
+    hosts = sample_hosts()
+    ctx: dict[str, Any] = {
+        "ansible_managed": "Ansible managed",
+        "firewall_service": "gb10-firewall",
+        "firewall_table": "gb10_firewall",
+        "firewall_member_hosts": list(hosts),
+        "firewall_extra_member_networks": [],
+        "firewall_members": cluster_members(list(hosts), hosts),
+        "firewall_extra": {"ipv4": [], "ipv6": []},
+        "firewall_ssh": networks(["192.168.1.0/24"], "firewall_ssh_networks"),
+        "firewall_clients": networks(["192.168.1.0/24", "fd00:1::/64"], "firewall_client_networks"),
+        "firewall_ssh_port": 22,
+        "firewall_api_ports": [8000],
+        "firewall_log_drops": True,
+        "firewall_log_rate": "5/minute",
+    }
+    ctx.update(overrides)
+    # Ansible's template module: trim_blocks on, undefined variables are errors.
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["bool"] = lambda v: str(v).lower() in ("1", "true", "yes", "on")
+    return env.from_string((ROLE / "templates" / "firewall.nft.j2").read_text()).render(**ctx)
+
+
+def test_rules_touch_only_their_own_table_in_one_transaction() -> None:
+    text = render_rules()
+    assert "flush ruleset" not in text
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert lines[:3] == ["table inet gb10_firewall", "delete table inet gb10_firewall", "table inet gb10_firewall {"]
+    assert "type filter hook input priority filter; policy drop;" in text
+
+
+def test_rules_allow_members_by_address_and_the_api_only_from_clients() -> None:
+    text = render_rules()
+    members = re.search(r"set members4 \{.*?elements = \{ (.*?) \}", text, re.S)
+    assert members is not None
+    assert members.group(1).split(", ") == cluster_members(list(sample_hosts()), sample_hosts())["ipv4"]
+    assert "192.168.100.0/24" not in text
+    assert "ip saddr @clients4 tcp dport { 8000 } accept" in text
+    assert "ip saddr @ssh4 tcp dport 22 accept" in text
+    assert "ip6 saddr @clients6" in text and "fd00:1::/64" in text
+
+
+def test_rules_without_drop_logging() -> None:
+    assert "log prefix" not in render_rules(firewall_log_drops=False)
+
+
+def _can_check_with_nft() -> str:
+    if shutil.which("nft") is None and not Path("/usr/sbin/nft").exists():
+        return "nft is not installed (make deps installs nftables)"
+    if os.geteuid() != 0:
+        return "nft -c needs CAP_NET_ADMIN (run the unit tests as root)"
+    return ""
+
+
+@pytest.mark.skipif(bool(_can_check_with_nft()), reason=_can_check_with_nft() or "nft available")
+@pytest.mark.parametrize("overrides", [{}, {"firewall_log_drops": False, "firewall_api_ports": [8000, 8001]}])
+def test_rendered_rules_pass_nft_check(tmp_path: Path, overrides: dict[str, Any]) -> None:
+    rules = tmp_path / "firewall.nft"
+    rules.write_text(render_rules(**overrides))
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    res = subprocess.run([nft, "-c", "-f", str(rules)], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.skipif(bool(_can_check_with_nft()), reason=_can_check_with_nft() or "nft available")
+def test_nft_check_catches_a_broken_rule(tmp_path: Path) -> None:
+    """The check above can fail: a rule nft does not understand is refused."""
+    rules = tmp_path / "firewall.nft"
+    rules.write_text(render_rules().replace("policy drop;", "policy maybe;"))
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    assert subprocess.run([nft, "-c", "-f", str(rules)], capture_output=True, check=False).returncode != 0

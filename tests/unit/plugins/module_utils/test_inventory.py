@@ -1,0 +1,131 @@
+"""Inventory validation: one sentence per operator mistake, nothing for a good inventory."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ansible_collections.gb10.cluster.plugins.module_utils import inventory as gb10_inventory
+
+ROOT = Path(__file__).resolve().parents[4]
+TWINS = [
+    {"interface": "enp1s0f1np1", "rdma_device": "rocep1s0f1"},
+    {"interface": "enP2p1s0f1np1", "rdma_device": "roceP2p1s0f1"},
+]
+ALL = {"gb10_mgmt_subnet": "192.168.1.0/24", "gb10_mgmt_interface": "enP7s7", "gb10_fabric_twins": TWINS}
+
+
+def rack(n: int = 4) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    nodes = [f"gx10-{i}" for i in range(1, n + 1)]
+    hostvars: dict[str, dict[str, Any]] = {}
+    for i, host in enumerate(nodes, start=1):
+        hostvars[host] = {
+            **ALL,
+            "ansible_host": f"192.168.1.{100 + i}",
+            "gb10_fabric_addresses": {"enp1s0f1np1": f"192.168.100.{10 + i}/24", "enP2p1s0f1np1": f"192.168.101.{10 + i}/24"},
+            "gb10_switch_port": f"qsfp56-dd-{i}-1",
+        }
+    hostvars["crs804"] = {"ansible_host": "192.168.1.2"}
+    hostvars["controller"] = {"ansible_host": "127.0.0.1"}
+    return {"gx10": nodes, "switch": ["crs804"], "control": ["controller"]}, hostvars
+
+
+def test_good_rack_has_no_errors() -> None:
+    groups, hv = rack()
+    assert gb10_inventory.validate(groups, hv) == []
+
+
+def test_sample_inventory_files_are_valid() -> None:
+    """The shipped sample inventories pass their own validation."""
+    for name in ("sample", "sample-8"):
+        inv = yaml.safe_load((ROOT / "inventory" / name / "hosts.yml").read_text())
+        all_vars = yaml.safe_load((ROOT / "inventory" / name / "group_vars" / "all" / "main.yml").read_text())
+        children = inv["all"]["children"]
+        groups = {g: list(children[g]["hosts"]) for g in children}
+        hv = {h: {**all_vars, **(v or {})} for g in children.values() for h, v in g["hosts"].items()}
+        assert gb10_inventory.validate(groups, hv) == [], name
+
+
+def mutate(fn) -> list[str]:
+    groups, hv = rack()
+    fn(groups, hv)
+    return gb10_inventory.validate(groups, hv)
+
+
+CASES = [
+    ("duplicate fabric IP",
+     lambda g, h: h["gx10-2"]["gb10_fabric_addresses"].update({"enp1s0f1np1": "192.168.100.11/24"}),
+     ["Address 192.168.100.11 is used twice: gx10-1 enp1s0f1np1 and gx10-2 enp1s0f1np1"]),
+    ("duplicate management IP",
+     lambda g, h: h["gx10-3"].update({"ansible_host": "192.168.1.101"}),
+     ["Address 192.168.1.101 is used twice: gx10-1 ansible_host and gx10-3 ansible_host"]),
+    ("both twins in one subnet",
+     lambda g, h: h["gx10-2"]["gb10_fabric_addresses"].update({"enP2p1s0f1np1": "192.168.100.99/24"}),
+     ["gx10-2: both twins (enp1s0f1np1 and enP2p1s0f1np1) are in 192.168.100.0/24"]),
+    ("missing fabric addresses",
+     lambda g, h: h["gx10-4"].pop("gb10_fabric_addresses"),
+     ["gx10-4: gb10_fabric_addresses is not set"]),
+    ("missing one twin",
+     lambda g, h: h["gx10-1"]["gb10_fabric_addresses"].pop("enP2p1s0f1np1"),
+     ["gx10-1: gb10_fabric_addresses has no address for twin enP2p1s0f1np1"]),
+    ("address without prefix",
+     lambda g, h: h["gx10-1"]["gb10_fabric_addresses"].update({"enp1s0f1np1": "192.168.100.11"}),
+     ["gx10-1: gb10_fabric_addresses.enp1s0f1np1 is '192.168.100.11', not an IPv4 address with a prefix"]),
+    ("unknown twin name",
+     lambda g, h: h["gx10-1"]["gb10_fabric_addresses"].update({"enp1s0f0np0": "192.168.102.11/24"}),
+     ["gx10-1: gb10_fabric_addresses names 'enp1s0f0np0', which is not a twin"]),
+    ("twin in another subnet than on other nodes",
+     lambda g, h: h["gx10-3"]["gb10_fabric_addresses"].update({"enp1s0f1np1": "192.168.110.13/24"}),
+     ["gx10-3: twin enp1s0f1np1 is in 192.168.110.0/24 but on gx10-1 it is in 192.168.100.0/24"]),
+    ("twin overlaps management",
+     lambda g, h: [h[n]["gb10_fabric_addresses"].update({"enp1s0f1np1": f"192.168.1.{50 + i}/24"}) for i, n in enumerate(g["gx10"])],
+     ["gx10-1: twin enp1s0f1np1 subnet 192.168.1.0/24 overlaps the management subnet 192.168.1.0/24"]),
+    ("network address",
+     lambda g, h: h["gx10-1"]["gb10_fabric_addresses"].update({"enp1s0f1np1": "192.168.100.0/24"}),
+     ["gx10-1: gb10_fabric_addresses.enp1s0f1np1 192.168.100.0/24 is the network or broadcast address"]),
+    ("node also in switch group",
+     lambda g, h: g["switch"].append("gx10-2"),
+     ["gx10-2 is in group 'gx10' and in switch", "Group 'switch' has 2 hosts"]),
+    ("no nodes",
+     lambda g, h: g.update({"gx10": []}),
+     ["The inventory has no hosts in group 'gx10'"]),
+    ("missing ansible_host",
+     lambda g, h: h["gx10-2"].pop("ansible_host"),
+     ["gx10-2: ansible_host is not set"]),
+    ("ansible_host outside mgmt subnet",
+     lambda g, h: h["gx10-2"].update({"ansible_host": "10.0.0.5"}),
+     ["gx10-2: ansible_host 10.0.0.5 is outside gb10_mgmt_subnet 192.168.1.0/24"]),
+    ("bad mgmt subnet",
+     lambda g, h: [h[n].update({"gb10_mgmt_subnet": "192.168.1.1/24"}) for n in g["gx10"]],
+     ["gb10_mgmt_subnet is '192.168.1.1/24' (group_vars/all), which is not a network in CIDR form"]),
+    ("string where a boolean belongs",
+     lambda g, h: h["gx10-1"].update({"ansible_become": "false"}),
+     ["gx10-1: ansible_become is 'false' (str); write true or false without quotes."]),
+    ("switch port typo",
+     lambda g, h: h["gx10-1"].update({"gb10_switch_port": "qsfp28-1-1"}),
+     ["gx10-1: gb10_switch_port is 'qsfp28-1-1'"]),
+    ("switch port reused",
+     lambda g, h: h["gx10-2"].update({"gb10_switch_port": "qsfp56-dd-1-1"}),
+     ["gx10-2: gb10_switch_port qsfp56-dd-1-1 is already used by gx10-1"]),
+    ("switch port not a lane-group master",
+     lambda g, h: h["gx10-2"].update({"gb10_switch_port": "qsfp56-dd-2-2"}),
+     ["gx10-2: gb10_switch_port qsfp56-dd-2-2 is not a lane-group master"]),
+    ("twins list missing",
+     lambda g, h: [h[n].pop("gb10_fabric_twins") for n in g["gx10"]],
+     ["gb10_fabric_twins is not set (group_vars/all)"]),
+    ("uppercase node name",
+     lambda g, h: (g["gx10"].append("GX10-5"), h.update({"GX10-5": copy.deepcopy(h["gx10-4"]) | {"ansible_host": "192.168.1.150", "gb10_switch_port": "qsfp56-dd-4-5", "gb10_fabric_addresses": {"enp1s0f1np1": "192.168.100.50/24", "enP2p1s0f1np1": "192.168.101.50/24"}}})),
+     ["GX10-5: node names must be lowercase"]),
+]
+
+
+@pytest.mark.parametrize("name,change,expected", CASES, ids=[c[0] for c in CASES])
+def test_each_mistake_gets_its_sentence(name: str, change, expected: list[str]) -> None:
+    errors = mutate(change)
+    for fragment in expected:
+        assert any(fragment in e for e in errors), f"{name}: {fragment!r} not in {errors}"
+    # one sentence per problem: no error without a host or variable to act on
+    assert all(e.rstrip().endswith((".", ")")) or ";" in e for e in errors)

@@ -1,0 +1,143 @@
+"""gb10_fabric_check and gb10_fabric_report run as modules (patch_module_args)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.gb10.cluster.plugins.modules import fabric_check as fabric_check_module
+from ansible_collections.gb10.cluster.plugins.modules import fabric_report as fabric_report_module
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sysfs"
+
+
+def _run(capsys, module, args):
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        module.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_check_module_reads_sysfs_and_runs_commands(capsys, monkeypatch):
+    seen = []
+
+    def fake_run(args, **kwargs):
+        seen.append(args)
+        if "ip" in args[0]:
+            out = ('[{"ifname":"enp1s0f1np1","addr_info":[{"family":"inet",'
+                   '"local":"192.168.100.11","prefixlen":24}]}]')
+        elif "ethtool" in args[0]:
+            out = "\tSpeed: 200000Mb/s\n"
+        else:
+            out = "2 packets transmitted, 2 received, 0% packet loss\n"
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    monkeypatch.setattr(fabric_check_module.subprocess, "run", fake_run)
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
+    code, out = _run(capsys, fabric_check_module, {
+        "node": "gx10-1",
+        "sysfs_root": str(FIXTURES / "gx10_cabled"),
+        "twins": [{"interface": "enp1s0f1np1", "address": "192.168.100.11/24",
+                   "peers": [{"node": "gx10-2", "address": "192.168.100.12/24"}]}],
+        "_ansible_check_mode": True,
+    })
+    assert code == 0 and out["changed"] is False and out["failed_checks"] == 0
+    checks = {row["check"]: row for row in out["checks"]}
+    assert checks["mtu"]["detail"] == "expected 9000, found 9000"
+    assert checks["link_speed"]["status"] == "passed"
+    assert checks["jumbo_ping"]["peer"] == "gx10-2"
+    assert ["/usr/bin/ping", "-M", "do", "-s", "8972", "-c", "2", "-W", "2", "-I",
+            "enp1s0f1np1", "192.168.100.12"] in seen
+
+
+def test_report_module_writes_json_and_names_the_failure(capsys, tmp_path):
+    rows = [
+        {"node": "gx10-1", "twin": "enP2p1s0f1np1", "peer": "gx10-3", "check": "jumbo_ping",
+         "status": "failed", "detail": "0/2 received"},
+        {"node": "gx10-3", "twin": "enP2p1s0f1np1", "peer": None, "check": "mtu",
+         "status": "failed", "detail": "expected 9000, found 1500"},
+        {"node": "gx10-3", "twin": "enp1s0f1np1", "peer": None, "check": "link_speed",
+         "status": "skipped", "detail": "lab container"},
+    ]
+    code, out = _run(capsys, fabric_report_module, {
+        "checks": rows, "dest_dir": str(tmp_path / "fabric"), "run_id": "20261127T100000Z",
+        "meta": {"nodes": ["gx10-1", "gx10-3"]}})
+    assert code == 0 and out["ok"] is False and "failed" not in out
+    assert [r["check"] for r in out["failed_rows"]] == ["mtu", "jumbo_ping"]
+    assert out["message"].startswith(
+        "Fabric check FAILED: 2 of 3 checks failed: gx10-3 twin enP2p1s0f1np1: mtu failed")
+    report = json.loads(Path(out["path"]).read_text())
+    assert Path(out["path"]).name == "fabric-20261127T100000Z.json"
+    assert json.loads((tmp_path / "fabric" / "latest.json").read_text()) == report
+    assert report["summary"]["counts"] == {"passed": 0, "failed": 2, "skipped": 1}
+    assert report["meta"] == {"nodes": ["gx10-1", "gx10-3"]}
+
+
+def test_report_module_rejects_unknown_status(capsys, tmp_path):
+    code, out = _run(capsys, fabric_report_module, {
+        "checks": [{"node": "a", "twin": None, "peer": None, "check": "x", "status": "ok",
+                    "detail": ""}],
+        "dest_dir": str(tmp_path), "run_id": "x"})
+    assert code == 1 and "unknown status" in out["msg"]
+
+
+from ansible_collections.gb10.cluster.plugins.modules import fabric_perf as fabric_perf_module  # noqa: E402
+
+
+def test_perf_module_skips_without_hardware(capsys, monkeypatch):
+    def boom(*_a, **_k):
+        raise AssertionError("must not run a command when skipped")
+
+    monkeypatch.setattr(fabric_perf_module, "run", boom)
+    code, out = _run(capsys, fabric_perf_module, {
+        "node": "gx10-1", "twin": "enp1s0f1np1", "peer": "gx10-2", "check": "ib_write_bw",
+        "minimum": 90, "skip_reason": "lab container (docker): no RDMA device rocep1s0f1"})
+    assert code == 0
+    assert out["row"]["status"] == "skipped"
+    assert out["row"]["detail"] == "lab container (docker): no RDMA device rocep1s0f1"
+
+
+def test_perf_module_rates_nccl_bus_bandwidth(capsys, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
+    monkeypatch.setattr(fabric_perf_module, "run",
+                        lambda argv, timeout: (0, "# Avg bus bandwidth    : 20.1\n", ""))
+    code, out = _run(capsys, fabric_perf_module, {
+        "node": "gx10-1", "check": "nccl_all_gather", "minimum": 21.875,
+        "argv": ["mpirun", "all_gather_perf"]})
+    assert code == 0 and out["row"]["status"] == "failed"
+    assert out["row"]["detail"] == "20.1 GB/s (minimum 21.875 GB/s)"
+
+
+def test_perf_module_failed_command_is_a_failed_row(capsys, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
+    monkeypatch.setattr(fabric_perf_module, "run",
+                        lambda argv, timeout: (1, "", "Couldn't connect to 192.168.100.12:18515"))
+    code, out = _run(capsys, fabric_perf_module, {
+        "node": "gx10-1", "twin": "enp1s0f1np1", "peer": "gx10-2", "check": "ib_write_bw",
+        "minimum": 90, "argv": ["ib_write_bw", "192.168.100.12"]})
+    assert code == 0 and out["row"]["status"] == "failed"
+    assert "Couldn't connect" in out["row"]["detail"]
+
+
+def test_perf_module_missing_binary_is_a_failed_row(capsys, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: None)
+    code, out = _run(capsys, fabric_perf_module, {
+        "node": "gx10-1", "twin": "enp1s0f1np1", "peer": "gx10-2", "check": "ib_write_bw",
+        "minimum": 90, "argv": ["ib_write_bw", "192.168.100.12"]})
+    assert code == 0 and out["row"]["status"] == "failed"
+    assert "command not found" in out["row"]["detail"]
+
+
+@pytest.mark.parametrize("module", [fabric_check_module, fabric_perf_module, fabric_report_module])
+def test_fabric_module_docs_parse_and_match_the_options(module):
+    import yaml
+
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    yaml.safe_load(module.EXAMPLES)
+    yaml.safe_load(module.RETURN)
+    source = Path(module.__file__).read_text()
+    for option in doc["options"]:
+        assert f'"{option}"' in source, f"{option} documented but not in argument_spec"
