@@ -244,6 +244,24 @@ def test_config_errors_on_a_broken_config(tmp_path):
         load_model_config(str(path))
 
 
+def test_catalog_and_planner_read_the_same_text_part_of_a_multimodal_config():
+    """A multimodal config.json whose text_config leaves fields to the top level: the catalog's checks
+    and the planner must read the same text part (they used two helpers that disagreed: the planner
+    let top-level keys fill what text_config leaves out, the catalog did not, so the catalog refused a
+    config the planner plans)."""
+    cfg = json.loads((ROOT / "tests" / "unit" / "fixtures" / "memfit" / "tiny-qwen3.5-moe.json").read_text())
+    text = cfg["text_config"]
+    cfg["num_attention_heads"] = text.pop("num_attention_heads")
+    cfg["vocab_size"] = text.pop("vocab_size")
+    assert (text_config(cfg)["num_attention_heads"], text_config(cfg)["vocab_size"]) == (4, 512)
+    assert text_config(cfg)["num_hidden_layers"] == 8, "text_config's own keys still come first"
+    assert config_errors(cfg, "x") == []
+    plan = plan_memory(
+        {"model_config": cfg, "platform": "cpu", "kv_cache_memory_bytes": 1 << 30, "max_model_len": 1024}
+    )
+    assert plan["fits"] is True
+
+
 # --- the planner on every entry ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

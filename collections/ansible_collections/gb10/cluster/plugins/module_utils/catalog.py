@@ -17,6 +17,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+# The one reading of a config.json's text part, shared with the planner (plain Python, no Ansible).
+from ansible_collections.gb10.cluster.plugins.module_utils.memfit_model import text_config
+
 GIB = 1024**3
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -163,12 +166,6 @@ def load_model_config(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"Model config {path} is not a JSON object.")
     return data
-
-
-def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The language-model part of a config (multimodal models such as Qwen3.5 nest it)."""
-    nested = config.get("text_config")
-    return nested if isinstance(nested, Mapping) else config
 
 
 def config_errors(config: Mapping[str, Any], where: str) -> list[str]:

@@ -102,9 +102,14 @@ class Model:
         return self.num_experts > 0
 
 
-def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
+def text_config(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The language-model part of a config.json, the one view the planner and the catalog's checks read.
+
+    Multimodal checkpoints (Qwen3.5) nest it under ``text_config``: its keys win and the top level
+    fills what it leaves out (``vision_config`` excepted). Other configs are returned as they are.
+    """
     text = cfg.get("text_config")
-    if isinstance(text, dict):
+    if isinstance(text, Mapping):
         merged = {k: v for k, v in cfg.items() if k not in ("text_config", "vision_config")}
         merged.update(text)
         return merged
@@ -138,7 +143,7 @@ def _vision_params(cfg: dict[str, Any]) -> int:
     return depth * per_block + channels * temporal * patch * patch * hidden + merger
 
 
-def _layer_types(text: dict[str, Any], num_layers: int) -> list[str] | None:
+def _layer_types(text: Mapping[str, Any], num_layers: int) -> list[str] | None:
     types = text.get("layer_types")
     if isinstance(types, list) and len(types) >= num_layers:
         return [str(t) for t in types[:num_layers]]
@@ -159,7 +164,7 @@ def parse_model(cfg: dict[str, Any], dtype_param: str = "auto") -> Model:
             f"architecture {arch or '(none)'} is not one the planner models; known: {known}."
         )
     family = KNOWN_ARCHS[arch]
-    text = _text_config(cfg)
+    text = text_config(cfg)
     hidden = int(text["hidden_size"])
     layers = int(text["num_hidden_layers"])
     heads = int(text["num_attention_heads"])
