@@ -16,23 +16,12 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.gb10.cluster.plugins.filter.catalog import FilterModule
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
+from ansible_collections.gb10.cluster.plugins.modules import memory_fit as memory_fit_module
 
 ROOT = Path(__file__).resolve().parents[4]
 GIB = 1 << 30
 FILTERS = FilterModule().filters()
 CATALOG = yaml.safe_load((ROOT / "group_vars" / "all" / "catalog.yml").read_text(encoding="utf-8"))["gb10_catalog"]
-LAUNCH_KEYS = (
-    "max_model_len",
-    "max_num_seqs",
-    "max_num_batched_tokens",
-    "kv_cache_dtype",
-    "block_size",
-    "enable_prefix_caching",
-    "gpu_memory_utilization",
-    "kv_cache_memory_bytes",
-    "speculative_config",
-    "dtype",
-)
 # vllm_serve_measured: per node, MemAvailable and MemTotal capped by the container's limit
 MEASURED = [
     {"host": "n1", "mem_total": 121 * GIB, "mem_available": 118 * GIB, "cgroup_limit": None},
@@ -52,7 +41,8 @@ def todays_fit_args(entry: dict, nodes: int, measured: list, total: Any, floor: 
         "nodes": nodes,
         "tensor_parallel_size": launch.get("tensor_parallel_size", 1),
         "pipeline_parallel_size": launch.get("pipeline_parallel_size", 1),
-        **{key: launch[key] for key in LAUNCH_KEYS if key in launch},
+        # every launch setting that is also a module argument (the serving-only ones are not)
+        **{key: value for key, value in launch.items() if key in memory_fit_module.ARGUMENT_SPEC},
         "node_mem_available_bytes": min(m["mem_available"] for m in measured),
     }
     if entry["platform"] == "cpu" and "VLLM_CPU_KVCACHE_SPACE" in entry["env"]:
