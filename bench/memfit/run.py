@@ -45,7 +45,11 @@ START_TIMEOUT_S = int(os.environ.get("MEMFIT_START_TIMEOUT", "600"))
 DEFAULT_MAX_NUM_SEQS = 128  # vLLM's CPU default for the OpenAI server; passed explicitly anyway
 
 sys.path.insert(0, str(HERE))
+# The gb10.cluster collection by its one name (the repository venv's .pth does the same; the vLLM venv has none).
+sys.path.insert(1, str(REPO / "collections"))
 import make_models  # noqa: E402  (sibling file, path set just above)
+
+from ansible_collections.gb10.cluster.plugins.module_utils.catalog import planner_args  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Cases. Every vLLM setting that matters to the planner is explicit, so the planner gets the same.
@@ -551,7 +555,8 @@ def load_planner() -> Any:
     return memfit
 
 
-def planner_params(case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str, Any]:
+def case_entry(case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str, Any]:
+    """The case as a catalog entry: the vLLM settings it starts with and its KV pool (VLLM_CPU_KVCACHE_SPACE)."""
     extra = case.get("extra", {})
     resolved = (obs or {}).get("resolved", {})
     prefix = extra.get("enable_prefix_caching")
@@ -562,25 +567,27 @@ def planner_params(case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str
         # the planner is given the length vLLM auto-fitted (checked separately against the
         # planner's max_model_len_that_fits for the model's full context)
         max_len = (obs or {}).get("max_model_len_logged")
-    return {
-        "model_config": str(MODELS_DIR / case["model"] / "config.json"),
-        "platform": "cpu",
-        "kv_cache_memory_bytes": case["kv_gib"] * GiB,
+    launch = {
+        "tensor_parallel_size": case.get("tp", 1),
         "max_model_len": max_len,
         "max_num_batched_tokens": case["B"],
         "max_num_seqs": extra.get("max_num_seqs", DEFAULT_MAX_NUM_SEQS),
         "kv_cache_dtype": extra.get("kv_cache_dtype", "auto"),
-        "block_size": extra.get("block_size"),
         "enable_prefix_caching": bool(prefix) if prefix is not None else True,
-        "speculative_config": extra.get("speculative_config"),
-        "tensor_parallel_size": case.get("tp", 1),
         "dtype": "bfloat16",
-        **(
-            {"mamba_ssm_cache_dtype": extra["mamba_ssm_cache_dtype"]}
-            if "mamba_ssm_cache_dtype" in extra
-            else {}
-        ),
+        **{key: extra[key] for key in ("block_size", "speculative_config", "mamba_ssm_cache_dtype") if key in extra},
     }
+    return {
+        "config": str(MODELS_DIR / case["model"] / "config.json"),
+        "platform": "cpu",
+        "launch": launch,
+        "env": {"VLLM_CPU_KVCACHE_SPACE": str(case["kv_gib"])},
+    }
+
+
+def planner_params(case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str, Any]:
+    """The planner's arguments for a case: the same conversion plan.yml and serve.yml use."""
+    return planner_args(case_entry(case, obs))
 
 
 def run_planner(mod: Any, case: dict[str, Any], obs: dict[str, Any] | None) -> dict[str, Any]:

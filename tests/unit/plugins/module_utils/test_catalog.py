@@ -12,11 +12,14 @@ import yaml
 from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     HEX40_RE,
     NAME_RE,
+    PLANNER_SETTINGS,
     REQUIRED_KEYS,
+    PlanInputError,
     catalog_errors,
     config_errors,
     entry_errors,
     load_model_config,
+    planner_args,
     resolve_plan,
     text_config,
 )
@@ -24,6 +27,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_me
 
 ROOT = Path(__file__).resolve().parents[4]
 CATALOG_FILE = ROOT / "group_vars" / "all" / "catalog.yml"
+GIB = 1 << 30
 EXPECTED = {
     "qwen3.5-397b-a17b-fp8",
     "qwen3.5-397b-a17b-nvfp4",
@@ -244,6 +248,24 @@ def test_config_errors_on_a_broken_config(tmp_path):
         load_model_config(str(path))
 
 
+def test_catalog_and_planner_read_the_same_text_part_of_a_multimodal_config():
+    """A multimodal config.json whose text_config leaves fields to the top level: the catalog's checks
+    and the planner must read the same text part (they used two helpers that disagreed: the planner
+    let top-level keys fill what text_config leaves out, the catalog did not, so the catalog refused a
+    config the planner plans)."""
+    cfg = json.loads((ROOT / "tests" / "unit" / "fixtures" / "memfit" / "tiny-qwen3.5-moe.json").read_text())
+    text = cfg["text_config"]
+    cfg["num_attention_heads"] = text.pop("num_attention_heads")
+    cfg["vocab_size"] = text.pop("vocab_size")
+    assert (text_config(cfg)["num_attention_heads"], text_config(cfg)["vocab_size"]) == (4, 512)
+    assert text_config(cfg)["num_hidden_layers"] == 8, "text_config's own keys still come first"
+    assert config_errors(cfg, "x") == []
+    plan = plan_memory(
+        {"model_config": cfg, "platform": "cpu", "kv_cache_memory_bytes": 1 << 30, "max_model_len": 1024}
+    )
+    assert plan["fits"] is True
+
+
 # --- the planner on every entry ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -263,3 +285,84 @@ def test_planner_runs_for_every_entry_on_4_nodes(catalog, name):
         assert key in result, key
     assert len(result["per_node"]) == 4
     assert isinstance(result["fits"], bool)
+
+
+# --- planner_args: the one conversion from a catalog entry plus overrides ----------------------------
+
+LAB = "tiny-qwen3"
+REF = "qwen3.5-397b-a17b-fp8"
+
+
+def test_planner_args_takes_the_planner_settings_of_the_entry(catalog):
+    params = planner_args(catalog[REF], {}, str(ROOT))
+    launch = catalog[REF]["launch"]
+    assert params["model_config"] == str(ROOT / catalog[REF]["config"])
+    assert params["platform"] == "cuda"
+    assert params["weights_bytes"] == catalog[REF]["checkpoint_bytes"]
+    for key in ("tensor_parallel_size", "max_model_len", "max_num_seqs", "kv_cache_dtype", "speculative_config"):
+        assert params[key] == launch[key], key
+    for key in ("tool_call_parser", "reasoning_parser", "enable_auto_tool_choice"):
+        assert key not in params, "serving-only settings are not planner arguments"
+    for key in ("nodes", "node_mem_available_bytes", "node_memory_total_bytes", "host_floor_bytes"):
+        assert key not in params, "unset: the planner's defaults apply"
+
+
+def test_planner_args_cpu_kv_pool_is_vllm_cpu_kvcache_space(catalog):
+    entry = copy.deepcopy(catalog[LAB])
+    entry["env"]["VLLM_CPU_KVCACHE_SPACE"] = "3"
+    assert entry["launch"]["kv_cache_memory_bytes"] == 1 << 30
+    assert planner_args(entry, {}, str(ROOT))["kv_cache_memory_bytes"] == 3 << 30
+    # not on CUDA, and an explicit override still wins
+    assert planner_args(entry, {"platform": "cuda"}, str(ROOT))["kv_cache_memory_bytes"] == 1 << 30
+    assert planner_args(entry, {"kv_cache_memory_bytes": "2147483648"}, str(ROOT))["kv_cache_memory_bytes"] == 2 << 30
+    del entry["env"]["VLLM_CPU_KVCACHE_SPACE"]
+    assert planner_args(entry, {}, str(ROOT))["kv_cache_memory_bytes"] == 1 << 30
+
+
+MEASURED = [
+    {"host": "a", "mem_total": 64 * GIB, "mem_available": 60 * GIB, "cgroup_limit": None},
+    {"host": "b", "mem_total": 62 * GIB, "mem_available": 58 * GIB, "cgroup_limit": None},
+]
+
+
+def test_planner_args_measured_memory(catalog):
+    cpu = planner_args(catalog[LAB], {"measured_memory": MEASURED}, str(ROOT))
+    assert (cpu["node_mem_available_bytes"], cpu["node_memory_total_bytes"]) == (58 * GIB, 62 * GIB)
+    cuda = planner_args(catalog[REF], {"measured_memory": MEASURED}, str(ROOT))
+    assert cuda["node_mem_available_bytes"] == 58 * GIB
+    assert "node_memory_total_bytes" not in cuda, "on a GB10 the total is what CUDA reports (planner default)"
+    given = planner_args(
+        catalog[LAB],
+        {"measured_memory": MEASURED, "node_memory_total_bytes": 100 * GIB, "host_floor_bytes": "0"},
+        str(ROOT),
+    )
+    assert (given["node_memory_total_bytes"], given["host_floor_bytes"]) == (100 * GIB, 0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "overrides", "needle"),
+    [
+        ({"env": {"VLLM_CPU_KVCACHE_SPACE": "lots"}}, {}, "VLLM_CPU_KVCACHE_SPACE=lots is not a whole number of GiB"),
+        ({}, {"measured_memory": []}, "measured_memory must list each node's"),
+        ({}, {"measured_memory": [{"mem_total": 1}]}, "measured_memory must list each node's"),
+        ({}, {"nodes": "two"}, "-e nodes=two is not a positive integer"),
+        ({}, {"mamba_ssm_cache_dtype": "int8"}, "-e mamba_ssm_cache_dtype=int8 is not valid"),
+        ({}, {"max_num_seq": "8"}, "max_num_seq is not a planner input"),
+    ],
+)
+def test_planner_args_errors(catalog, changes, overrides, needle):
+    entry = {**copy.deepcopy(catalog[LAB]), **changes}
+    with pytest.raises(PlanInputError) as info:
+        planner_args(entry, overrides, str(ROOT))
+    assert any(needle in error for error in info.value.errors), info.value.errors
+    assert all(error.endswith(".") for error in info.value.errors)
+
+
+def test_a_setting_the_planner_models_but_serving_does_not_is_an_override_only(catalog):
+    assert PLANNER_SETTINGS["mamba_ssm_cache_dtype"].catalog is False
+    broken = _broken(catalog, launch={**catalog["gpt-oss-120b"]["launch"], "mamba_ssm_cache_dtype": "float32"})
+    assert any("not a known setting" in e for e in entry_errors("gpt-oss-120b", broken, str(ROOT)))
+    base = plan_memory(planner_args(catalog["qwen3-next-80b-a3b"], {}, str(ROOT)))
+    wide = plan_memory(planner_args(catalog["qwen3-next-80b-a3b"], {"mamba_ssm_cache_dtype": "float32"}, str(ROOT)))
+    # the DeltaNet SSM state in float32 instead of the model's bfloat16: a larger mamba page
+    assert wide["mamba_page_bytes"] > base["mamba_page_bytes"]

@@ -1,7 +1,13 @@
-"""Filters for the model catalog and the memory plan (logic in plugins/module_utils/catalog.py).
+"""Filters for the model catalog and the memory plan (logic in plugins/module_utils/catalog.py and memfit.py).
 
 - ``catalog | catalog_errors(root)``: list of one-sentence problems in the catalog.
-- ``inputs | plan_resolve(catalog, root)``: planner arguments, or ``{'errors': [...]}``.
+- ``entry | planner_args(overrides, root)``: the planner's arguments for a catalog entry plus overrides
+  (the one conversion, ``catalog.planner_args``), or ``{'errors': [...]}``.
+- ``params | plan_memory``: the planner's answer on the controller (what ``gb10.cluster.memory_fit``
+  returns, never failing for "does not fit"); fails the task with the sentences for ``{'errors': [...]}``
+  or invalid arguments.
+- ``names | plan_input_names``: the variable names among ``names`` that are plan.yml inputs.
+- ``inputs | plan_resolve(catalog, root)``: plan.yml's planner arguments, or ``{'errors': [...]}``.
 - ``result | plan_lines(resolved)``: the console table.
 - ``result | plan_report(resolved)``: the JSON artifact.
 - ``resolved | plan_siblings``: other quantisations of the same model in the catalog (a sentence).
@@ -11,11 +17,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _H
+from ansible_collections.gb10.cluster.plugins.module_utils import memfit as _M
 
 
 def catalog_errors(catalog: Any, root: str) -> list[str]:
     return _H.catalog_errors(catalog, str(root))
+
+
+def planner_args(entry: Any, overrides: Any = None, root: Any = "") -> dict[str, Any]:
+    try:
+        return _H.planner_args(dict(entry), dict(overrides or {}), str(root))
+    except _H.PlanInputError as exc:
+        return {"errors": list(exc.errors)}
+
+
+def plan_memory(params: Any) -> dict[str, Any]:
+    params = dict(params or {})
+    if params.get("errors"):
+        raise AnsibleFilterError(" ".join(str(e) for e in params["errors"]))
+    try:
+        return _M.plan_memory(params)
+    except _M.PlanError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def plan_input_names(names: Any) -> list[str]:
+    present = {str(n) for n in names or []}
+    return [key for key in _H.PLAN_INPUT_KEYS if key in present]
 
 
 def plan_resolve(inputs: Any, catalog: Any, root: str) -> dict[str, Any]:
@@ -43,6 +74,9 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "catalog_errors": catalog_errors,
+            "planner_args": planner_args,
+            "plan_memory": plan_memory,
+            "plan_input_names": plan_input_names,
             "plan_resolve": plan_resolve,
             "plan_lines": plan_lines,
             "plan_report": plan_report,

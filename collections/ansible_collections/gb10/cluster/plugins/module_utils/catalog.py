@@ -1,11 +1,14 @@
-"""The model catalog and the inputs of the memory-fit planner (`plan.yml`).
+"""The model catalog and the inputs of the memory-fit planner (`plan.yml`, `serve.yml`, `bench/memfit`).
 
-Plain Python with no Ansible imports: the filter plugin ``plugins/filter/gb10_catalog.py`` exposes these
-functions to the ``memory_plan`` role, and ``tests/unit/test_catalog*.py`` / ``test_plan*.py`` test them.
+Plain Python with no Ansible imports: the filter plugin ``plugins/filter/catalog.py`` exposes these
+functions to the roles, and ``tests/unit/plugins/module_utils/test_catalog.py`` /
+``tests/unit/playbooks/test_plan.py`` test them.
 
 - :func:`catalog_errors` checks the catalog (``group_vars/all/catalog.yml``) and its config.json copies.
-- :func:`resolve_plan` turns the operator's ``-e`` variables and a catalog entry into the arguments of
-  the ``gb10_memory_fit`` module, after checking them; every mistake is one sentence.
+- :func:`planner_args` is THE conversion of a catalog entry plus overrides into the planner's arguments
+  (``memfit.plan_memory``); :data:`PLANNER_SETTINGS` lists the launch settings it knows.
+- :func:`resolve_plan` checks ``plan.yml``'s ``-e`` variables, picks the TP/PP layout for the node count
+  and calls :func:`planner_args`; every mistake is one sentence.
 - :func:`plan_lines` / :func:`plan_report` format the planner's answer for the console and the JSON file.
 """
 
@@ -15,7 +18,16 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
+
+# The one reading of a config.json's text part, shared with the planner (plain Python, no Ansible).
+from ansible_collections.gb10.cluster.plugins.module_utils.memfit_model import text_config
+from ansible_collections.gb10.cluster.plugins.module_utils.memfit_settings import (
+    KV_CACHE_DTYPES,
+    MAMBA_SSM_DTYPES,
+    PLATFORMS,
+)
+from ansible_collections.gb10.cluster.plugins.module_utils.memfit_settings import MODEL_DTYPES as DTYPES
 
 GIB = 1024**3
 
@@ -39,26 +51,53 @@ REQUIRED_KEYS = (
     "env",
 )
 IMAGE_KEYS = ("repository", "tag", "digest")
-PLATFORMS = ("cuda", "cpu")
-KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 SPEC_METHODS = ("mtp",)
 
-# Launch settings the planner reads (module arguments of the same name).
-PLANNER_LAUNCH_KEYS = (
-    "tensor_parallel_size",
-    "pipeline_parallel_size",
-    "max_model_len",
-    "max_num_seqs",
-    "max_num_batched_tokens",
-    "kv_cache_dtype",
-    "block_size",
-    "enable_prefix_caching",
-    "gpu_memory_utilization",
-    "kv_cache_memory_bytes",
-    "speculative_config",
-    "dtype",
-)
+
+class Setting(NamedTuple):
+    """How one launch setting is read: ``count`` (a positive integer), ``fraction`` (in (0, 1]),
+    ``flag`` (true / false), ``choice`` (one of ``choices``) or ``mtp`` (the speculative config)."""
+
+    kind: str
+    choices: tuple[str, ...] = ()
+    catalog: bool = True  # a catalog entry's launch may set it (vllm_serve passes it on to vLLM)
+
+
+# The launch settings the planner models, by vLLM's names (the planner's parameters of the same name).
+# One row each: the catalog's checks, the -e overrides and planner_args all read this table, so a new
+# launch setting is a row here plus its use in memfit.
+PLANNER_SETTINGS: dict[str, Setting] = {
+    "tensor_parallel_size": Setting("count"),
+    "pipeline_parallel_size": Setting("count"),
+    "max_model_len": Setting("count"),
+    "max_num_seqs": Setting("count"),
+    "max_num_batched_tokens": Setting("count"),
+    "kv_cache_dtype": Setting("choice", KV_CACHE_DTYPES),
+    "block_size": Setting("count"),
+    "enable_prefix_caching": Setting("flag"),
+    "gpu_memory_utilization": Setting("fraction"),
+    "kv_cache_memory_bytes": Setting("count"),
+    "speculative_config": Setting("mtp"),
+    "dtype": Setting("choice", DTYPES),
+    # vllm_serve does not pass --mamba-ssm-cache-dtype: an -e what-if and a bench/memfit setting only.
+    "mamba_ssm_cache_dtype": Setting("choice", MAMBA_SSM_DTYPES, catalog=False),
+}
+# What is wrong with a setting's value, after "<where>.launch.<key>" (catalog) or "-e <key>=<value>".
+CATALOG_REASONS = {
+    "count": "must be a positive integer, not {raw!r}.",
+    "fraction": "must be a number in (0, 1].",
+    "flag": "must be true or false.",
+    "choice": "must be one of {choices}.",
+    "mtp": "must be {{method: mtp, num_speculative_tokens: N>0}}.",
+}
+OVERRIDE_REASONS = {
+    "count": "is not a positive integer.",
+    "fraction": "must be a number in (0, 1], e.g. 0.85.",
+    "flag": "must be true or false.",
+    "choice": "is not valid; use one of {choices}.",
+}
+# Launch settings the planner reads that a catalog entry may set.
+PLANNER_LAUNCH_KEYS = tuple(key for key, setting in PLANNER_SETTINGS.items() if setting.catalog)
 # Launch settings only the serving play reads; allowed in the catalog, ignored by the planner.
 SERVE_LAUNCH_KEYS = (
     "tool_call_parser",
@@ -68,21 +107,23 @@ SERVE_LAUNCH_KEYS = (
     "load_format",
     "quantization",
 )
-POSITIVE_INT_KEYS = (
-    "tensor_parallel_size",
-    "pipeline_parallel_size",
-    "max_model_len",
-    "max_num_seqs",
-    "max_num_batched_tokens",
-    "block_size",
-    "kv_cache_memory_bytes",
-)
-# Operator -e variables that override a launch setting (same names as the catalog's launch keys).
-OVERRIDE_KEYS = tuple(k for k in PLANNER_LAUNCH_KEYS if k != "speculative_config") + (
-    "num_speculative_tokens",
-)
+POSITIVE_INT_KEYS = tuple(key for key, setting in PLANNER_SETTINGS.items() if setting.kind == "count")
+# Operator -e variables that override a launch setting (same names as the launch keys; MTP by depth).
+OVERRIDE_KEYS = tuple(k for k in PLANNER_SETTINGS if k != "speculative_config") + ("num_speculative_tokens",)
 # Operator -e variables passed straight to the planner.
 NODE_KEYS = ("node_memory_total_bytes", "node_mem_available_bytes", "host_floor_bytes")
+# Everything planner_args takes as an override.
+ARG_KEYS = (
+    *OVERRIDE_KEYS,
+    "nodes",
+    "platform",
+    "weights_bytes",
+    "safetensors_index",
+    *NODE_KEYS,
+    "measured_memory",
+)
+# plan.yml's -e inputs: the model, and every override (the TP/PP layout follows -e nodes).
+PLAN_INPUT_KEYS = ("model", "model_config", "model_name", *ARG_KEYS)
 MAX_NODES = 64
 
 
@@ -165,12 +206,6 @@ def load_model_config(path: str) -> dict[str, Any]:
     return data
 
 
-def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The language-model part of a config (multimodal models such as Qwen3.5 nest it)."""
-    nested = config.get("text_config")
-    return nested if isinstance(nested, Mapping) else config
-
-
 def config_errors(config: Mapping[str, Any], where: str) -> list[str]:
     """Keys every planner-relevant config.json must have."""
     errors: list[str] = []
@@ -196,6 +231,32 @@ def config_errors(config: Mapping[str, Any], where: str) -> list[str]:
 # The catalog
 
 
+def _read_setting(setting: Setting, raw: Any, from_catalog: bool) -> Any:
+    """One launch setting's value, or None when it is not valid. The catalog (YAML) gives flags and
+    choices as such; an -e override may spell them as strings ("true", "fp8", "0.85")."""
+    if setting.kind == "count":
+        return as_positive_int(raw)
+    if setting.kind == "fraction":
+        return as_fraction(raw)
+    if setting.kind == "flag":
+        return raw if isinstance(raw, bool) else (None if from_catalog else as_bool(raw))
+    if setting.kind == "choice":
+        value = raw if from_catalog else str(raw)
+        return value if value in setting.choices else None
+    if raw is None:  # mtp: speculative_config: null is no speculative decoding
+        return {}
+    ok = (
+        isinstance(raw, Mapping)
+        and raw.get("method") in SPEC_METHODS
+        and as_positive_int(raw.get("num_speculative_tokens")) is not None
+    )
+    return raw if ok else None
+
+
+def _reason(reasons: Mapping[str, str], setting: Setting, raw: Any) -> str:
+    return reasons[setting.kind].format(raw=raw, choices=", ".join(setting.choices))
+
+
 def _launch_errors(where: str, launch: Any) -> list[str]:
     if not isinstance(launch, Mapping):
         return [f"{where}.launch must be a mapping of vLLM settings."]
@@ -206,31 +267,16 @@ def _launch_errors(where: str, launch: Any) -> list[str]:
             errors.append(
                 f"{where}.launch.{key} is not a known setting; use one of {', '.join(sorted(known))}."
             )
-    for key in POSITIVE_INT_KEYS:
-        if key in launch and as_positive_int(launch[key]) is None:
-            errors.append(f"{where}.launch.{key} must be a positive integer, not {launch[key]!r}.")
+    for key in PLANNER_LAUNCH_KEYS:
+        setting = PLANNER_SETTINGS[key]
+        if key in launch and _read_setting(setting, launch[key], from_catalog=True) is None:
+            errors.append(f"{where}.launch.{key} {_reason(CATALOG_REASONS, setting, launch[key])}")
     for key in ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len"):
         if key not in launch:
             errors.append(f"{where}.launch.{key} is required.")
-    if "kv_cache_dtype" in launch and launch["kv_cache_dtype"] not in KV_CACHE_DTYPES:
-        errors.append(f"{where}.launch.kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}.")
-    if "dtype" in launch and launch["dtype"] not in DTYPES:
-        errors.append(f"{where}.launch.dtype must be one of {', '.join(DTYPES)}.")
-    if "gpu_memory_utilization" in launch and as_fraction(launch["gpu_memory_utilization"]) is None:
-        errors.append(f"{where}.launch.gpu_memory_utilization must be a number in (0, 1].")
-    for key in ("enable_prefix_caching", "enable_auto_tool_choice", "trust_remote_code"):
+    for key in ("enable_auto_tool_choice", "trust_remote_code"):
         if key in launch and not isinstance(launch[key], bool):
             errors.append(f"{where}.launch.{key} must be true or false.")
-    spec = launch.get("speculative_config")
-    if spec is not None:
-        if not (
-            isinstance(spec, Mapping)
-            and spec.get("method") in SPEC_METHODS
-            and as_positive_int(spec.get("num_speculative_tokens")) is not None
-        ):
-            errors.append(
-                f"{where}.launch.speculative_config must be {{method: mtp, num_speculative_tokens: N>0}}."
-            )
     return errors
 
 
@@ -431,12 +477,135 @@ def catalog_siblings(
     return sorted(found, key=lambda item: (item["checkpoint_bytes"] or 0, item["name"]))
 
 
-def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: str) -> dict[str, Any]:
-    """Check the operator's inputs and build the planner's arguments.
+def _launch_overrides(launch: dict[str, Any], overrides: Mapping[str, Any], errors: list[str]) -> None:
+    """Apply the -e launch overrides (OVERRIDE_KEYS) to ``launch``; one sentence per bad value."""
+    for key, setting in PLANNER_SETTINGS.items():
+        raw = overrides.get(key)
+        if _is_unset(raw) or setting.kind == "mtp":
+            continue
+        value = _read_setting(setting, raw, from_catalog=False)
+        if value is None:
+            errors.append(f"-e {key}={raw} {_reason(OVERRIDE_REASONS, setting, raw)}")
+        else:
+            launch[key] = value
+    raw = overrides.get("num_speculative_tokens")
+    if not _is_unset(raw):
+        depth = as_non_negative_int(raw)
+        if depth is None:
+            errors.append(f"-e num_speculative_tokens={raw} is not a whole number (0 turns MTP off).")
+        elif depth == 0:
+            launch.pop("speculative_config", None)
+        else:
+            launch["speculative_config"] = {"method": "mtp", "num_speculative_tokens": depth}
 
-    ``inputs`` holds the play's variables without the role prefix: model, model_config, model_name,
-    nodes, weights_bytes, safetensors_index, platform, the launch overrides (OVERRIDE_KEYS) and the node
-    overrides (NODE_KEYS). Unset values are None or ''. Raises PlanInputError listing every mistake.
+
+def _node_memory(params: dict[str, Any], overrides: Mapping[str, Any], platform: str, errors: list[str]) -> None:
+    """The node figures: measured (the smallest node) unless given; on CUDA the total stays GB10's."""
+    measured = overrides.get("measured_memory")
+    if not _is_unset(measured):
+        try:
+            params["node_mem_available_bytes"] = min(int(node["mem_available"]) for node in measured)
+            if platform == "cpu":  # the CPU build's total is the node's (or its container's) memory
+                params["node_memory_total_bytes"] = min(int(node["mem_total"]) for node in measured)
+        except (TypeError, KeyError, ValueError):
+            errors.append(
+                "measured_memory must list each node's {mem_total, mem_available} in bytes "
+                "(gb10.cluster.memory_facts), at least one node."
+            )
+    for key in NODE_KEYS:
+        raw = overrides.get(key)
+        if _is_unset(raw):
+            continue
+        value = as_non_negative_int(raw) if key == "host_floor_bytes" else as_positive_int(raw)
+        if value is None:
+            errors.append(f"-e {key}={raw} is not a whole number of bytes.")
+        else:
+            params[key] = value
+
+
+def planner_args(
+    entry: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, root: str = ""
+) -> dict[str, Any]:
+    """A catalog entry plus overrides -> the planner's arguments: the one conversion.
+
+    plan.yml (through :func:`resolve_plan`), serve.yml's fit check and bench/memfit all use it; the
+    result goes to ``memfit.plan_memory`` (the ``gb10.cluster.plan_memory`` filter) or as the arguments
+    of the ``gb10.cluster.memory_fit`` module.
+
+    ``entry``: a catalog entry as :func:`entry_errors` accepts it (``config`` relative to ``root`` or
+    absolute; ``platform``, ``launch``, ``env``, ``checkpoint_bytes`` optional). The planner's settings
+    of ``launch`` are taken (:data:`PLANNER_SETTINGS`); on the CPU build the KV pool is the entry's
+    ``env.VLLM_CPU_KVCACHE_SPACE`` GiB when set, as vLLM's CPU worker sizes it.
+
+    ``overrides`` win over the entry; as -e strings or native values, '' or None = unset
+    (:data:`ARG_KEYS`): the launch settings, ``num_speculative_tokens`` (MTP depth, 0 = off),
+    ``nodes``, ``platform``, ``weights_bytes`` / ``safetensors_index`` (instead of ``checkpoint_bytes``),
+    ``node_memory_total_bytes``, ``node_mem_available_bytes``, ``host_floor_bytes``, and
+    ``measured_memory``: ``[{mem_total, mem_available}]`` per node (``memory_facts``), giving the
+    smallest MemAvailable and, on the CPU build, the smallest total.
+
+    Raises PlanInputError listing every mistake.
+    """
+    overrides = overrides or {}
+    errors = [
+        f"{key} is not a planner input; use one of {', '.join(ARG_KEYS)}."
+        for key in overrides
+        if key not in ARG_KEYS and not _is_unset(overrides[key])
+    ]
+    platform = str(entry.get("platform") or "cuda")
+    if not _is_unset(overrides.get("platform")):
+        platform = str(overrides["platform"]).strip()
+        if platform not in PLATFORMS:
+            errors.append(f"-e platform={platform} is not valid; use one of {', '.join(PLATFORMS)}.")
+
+    launch: dict[str, Any] = {k: v for k, v in (entry.get("launch") or {}).items() if k in PLANNER_SETTINGS}
+    space = (entry.get("env") or {}).get("VLLM_CPU_KVCACHE_SPACE")
+    if platform == "cpu" and not _is_unset(space):
+        if as_positive_int(space) is None:
+            errors.append(f"env VLLM_CPU_KVCACHE_SPACE={space} is not a whole number of GiB.")
+        else:
+            launch["kv_cache_memory_bytes"] = as_positive_int(space) * GIB
+    _launch_overrides(launch, overrides, errors)
+
+    params: dict[str, Any] = {}
+    nodes = overrides.get("nodes")
+    if not _is_unset(nodes):
+        if as_positive_int(nodes) is None:
+            errors.append(f"-e nodes={nodes} is not a positive integer; give a whole number such as 4.")
+        else:
+            params["nodes"] = as_positive_int(nodes)
+    weights = overrides.get("weights_bytes")
+    if not _is_unset(weights):
+        value = as_positive_int(weights)
+        if value is None:
+            errors.append(f"-e weights_bytes={weights} is not a positive integer (bytes).")
+        else:
+            params["weights_bytes"] = value
+    elif as_positive_int(entry.get("checkpoint_bytes")) is not None:
+        params["weights_bytes"] = as_positive_int(entry.get("checkpoint_bytes"))
+    index = overrides.get("safetensors_index")
+    if not _is_unset(index):
+        index_path = os.path.abspath(os.path.expanduser(str(index)))
+        if not os.path.isfile(index_path):
+            errors.append(f"-e safetensors_index={index}: no such file; give model.safetensors.index.json.")
+        else:
+            params["safetensors_index"] = index_path
+            if _is_unset(weights):
+                params.pop("weights_bytes", None)
+    _node_memory(params, overrides, platform, errors)
+    if errors:
+        raise PlanInputError(errors)
+    params.update(launch)
+    params.update({"model_config": os.path.join(root, str(entry["config"])), "platform": platform})
+    return params
+
+
+def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: str) -> dict[str, Any]:
+    """Check plan.yml's inputs, choose the TP/PP layout and build the planner's arguments.
+
+    ``inputs`` holds the play's -e variables (:data:`PLAN_INPUT_KEYS`): model or model_config (and
+    model_name), nodes, and the overrides :func:`planner_args` takes. Unset values are None or ''.
+    Raises PlanInputError listing every mistake.
     """
     errors: list[str] = []
     model = inputs.get("model")
@@ -466,9 +635,7 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
             raise PlanInputError(entry_problems)
         config_path = os.path.join(root, entry["config"])
         label = model
-        platform = entry["platform"]
-        entry_launch: Mapping[str, Any] = entry["launch"]
-        weights_default: int | None = int(entry["checkpoint_bytes"])
+        planned: Mapping[str, Any] = entry
     else:
         config_path = os.path.abspath(os.path.expanduser(str(model_config).strip()))
         if not os.path.isfile(config_path):
@@ -476,9 +643,7 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
                 [f"-e model_config={model_config}: no such file; give the path of a config.json."]
             )
         label = str(inputs.get("model_name") or "").strip() or os.path.basename(os.path.dirname(config_path))
-        platform = "cuda"
-        entry_launch = {}
-        weights_default = None
+        planned = {"config": config_path, "platform": "cuda", "launch": {}}
 
     try:
         config = load_model_config(config_path)
@@ -486,12 +651,7 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
         raise PlanInputError([str(exc)]) from exc
     errors.extend(config_errors(config, config_path))
 
-    if not _is_unset(inputs.get("platform")):
-        platform = str(inputs["platform"]).strip()
-        if platform not in PLATFORMS:
-            errors.append(f"-e platform={platform} is not valid; use one of {', '.join(PLATFORMS)}.")
-
-    # Node count and parallelism.
+    # Node count and parallelism: the layout rule below decides TP and PP.
     parsed: dict[str, int | None] = {}
     for key in ("nodes", "tensor_parallel_size", "pipeline_parallel_size"):
         raw = inputs.get(key)
@@ -507,87 +667,21 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
             )
         parsed[key] = value
 
-    # Launch overrides.
-    launch: dict[str, Any] = {k: v for k, v in entry_launch.items() if k in PLANNER_LAUNCH_KEYS}
-    for key in OVERRIDE_KEYS:
-        raw = inputs.get(key)
-        if _is_unset(raw) or key in ("tensor_parallel_size", "pipeline_parallel_size"):
-            continue
-        if key in POSITIVE_INT_KEYS:
-            value = as_positive_int(raw)
-            if value is None:
-                errors.append(f"-e {key}={raw} is not a positive integer.")
-            else:
-                launch[key] = value
-        elif key == "num_speculative_tokens":
-            value = as_non_negative_int(raw)
-            if value is None:
-                errors.append(f"-e num_speculative_tokens={raw} is not a whole number (0 turns MTP off).")
-            elif value == 0:
-                launch.pop("speculative_config", None)
-            else:
-                launch["speculative_config"] = {"method": "mtp", "num_speculative_tokens": value}
-        elif key == "gpu_memory_utilization":
-            fraction = as_fraction(raw)
-            if fraction is None:
-                errors.append(f"-e gpu_memory_utilization={raw} must be a number in (0, 1], e.g. 0.85.")
-            else:
-                launch[key] = fraction
-        elif key == "enable_prefix_caching":
-            flag = as_bool(raw)
-            if flag is None:
-                errors.append(f"-e enable_prefix_caching={raw} must be true or false.")
-            else:
-                launch[key] = flag
-        elif key == "kv_cache_dtype":
-            if str(raw) not in KV_CACHE_DTYPES:
-                errors.append(
-                    f"-e kv_cache_dtype={raw} is not valid; use one of {', '.join(KV_CACHE_DTYPES)}."
-                )
-            else:
-                launch[key] = str(raw)
-        elif key == "dtype":
-            if str(raw) not in DTYPES:
-                errors.append(f"-e dtype={raw} is not valid; use one of {', '.join(DTYPES)}.")
-            else:
-                launch[key] = str(raw)
-    if entry is None and "max_model_len" not in launch:
-        errors.append("-e max_model_len is required with -e model_config (no catalog entry to take it from).")
-
+    # Everything else: the one conversion.
+    overrides = {k: v for k, v in inputs.items() if k not in ("model", "model_config", "model_name", *parsed)}
     params: dict[str, Any] = {}
-    weights = inputs.get("weights_bytes")
-    if not _is_unset(weights):
-        value = as_positive_int(weights)
-        if value is None:
-            errors.append(f"-e weights_bytes={weights} is not a positive integer (bytes).")
-        else:
-            params["weights_bytes"] = value
-    elif weights_default is not None:
-        params["weights_bytes"] = weights_default
-    index = inputs.get("safetensors_index")
-    if not _is_unset(index):
-        index_path = os.path.abspath(os.path.expanduser(str(index)))
-        if not os.path.isfile(index_path):
-            errors.append(f"-e safetensors_index={index}: no such file; give model.safetensors.index.json.")
-        else:
-            params["safetensors_index"] = index_path
-            if _is_unset(weights):
-                params.pop("weights_bytes", None)
-    for key in NODE_KEYS:
-        raw = inputs.get(key)
-        if _is_unset(raw):
-            continue
-        value = as_non_negative_int(raw) if key == "host_floor_bytes" else as_positive_int(raw)
-        if value is None:
-            errors.append(f"-e {key}={raw} is not a whole number of bytes.")
-        else:
-            params[key] = value
+    try:
+        params = planner_args(planned, overrides, root)
+    except PlanInputError as exc:
+        errors.extend(exc.errors)
+    if entry is None and _is_unset(inputs.get("max_model_len")):
+        errors.append("-e max_model_len is required with -e model_config (no catalog entry to take it from).")
 
     layout: dict[str, Any] | None = None
     if not errors:
         try:
             layout = plan_layout(
-                entry_launch,
+                planned["launch"],
                 parsed["nodes"],
                 parsed["tensor_parallel_size"],
                 parsed["pipeline_parallel_size"],
@@ -606,13 +700,10 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
     if layout is None:  # resolve_layout either returns one or reports an error above
         raise PlanInputError(["no layout could be chosen"])
 
-    launch["tensor_parallel_size"] = layout["tp"]
-    launch["pipeline_parallel_size"] = layout["pp"]
-    params.update(launch)
     params.update(
         {
-            "model_config": config_path,
-            "platform": platform,
+            "tensor_parallel_size": layout["tp"],
+            "pipeline_parallel_size": layout["pp"],
             "nodes": layout["nodes"],
             "fail_on_no_fit": False,
         }
