@@ -357,6 +357,13 @@ def nccl_tests_dirs(prefix: str, tag: str) -> dict[str, str]:
             "binary": f"{base}/build/all_gather_perf", "marker_path": f"{base}/gb10-build.json"}
 
 
+def library_path(cuda_home: str, nccl_home: str = "/usr") -> str:
+    """LD_LIBRARY_PATH of the build check and the ranks: CUDA's libraries, and NCCL's when it is not the
+    system one (a system libnccl2 is found by the loader's cache already)."""
+    paths = [f"{nccl_home.rstrip('/')}/lib"] if nccl_home.rstrip("/") not in ("", "/usr") else []
+    return ":".join(paths + [f"{cuda_home.rstrip('/')}/lib64"])
+
+
 def nccl_tests_build_plan(build: dict[str, Any], nccl_version: str | None = None,
                           cuda_version: str | None = None) -> dict[str, Any]:
     """How one node gets perftest, OpenMPI and nccl-tests (MPI=1, built for the GB10's sm_121).
@@ -383,7 +390,7 @@ def nccl_tests_build_plan(build: dict[str, Any], nccl_version: str | None = None
     jobs = int(build.get("jobs") or 8)
     make_vars = {"MPI": "1", "MPI_HOME": str(build["mpi_home"]).rstrip("/"), "CUDA_HOME": cuda_home,
                  "NCCL_HOME": nccl_home, "NVCC_GENCODE": str(build["gencode"]).strip()}
-    lib_env = {"LD_LIBRARY_PATH": f"{cuda_home}/lib64"}
+    lib_env = {"LD_LIBRARY_PATH": library_path(cuda_home, nccl_home)}
     steps = [
         {"name": "make the source folder a git repository", "argv": ["git", "init", "--quiet", dirs["src"]]},
         {"name": f"fetch tag {tag}",
@@ -495,7 +502,7 @@ def nccl_plan(nodes: list[dict[str, Any]], twins: list[dict[str, Any]], settings
     NCCL's bootstrap and Open MPI's TCP use ``socket_ifname`` (the hosts are the nodes' addresses on it,
     or their ``ansible_host`` when it is not a twin); NCCL_IB_HCA lists the RoCE devices of every twin;
     NCCL_IB_GID_INDEX is never set. ``settings``: ``mpirun, binary, args, socket_ifname, cuda_home,
-    as_root, env``.
+    nccl_home, as_root, env``.
     """
     if len(nodes) < 2:
         return {"launcher": nodes[0]["name"] if nodes else None, "np": len(nodes), "hosts": [], "argv": None,
@@ -511,7 +518,8 @@ def nccl_plan(nodes: list[dict[str, Any]], twins: list[dict[str, Any]], settings
     if "NCCL_IB_GID_INDEX" in extra:
         raise PlanError("nccl plan: NCCL_IB_GID_INDEX is refused (the RoCE v2 GID index moves; NCCL finds it).")
     env = {
-        "LD_LIBRARY_PATH": f"{str(settings.get('cuda_home') or '/usr/local/cuda').rstrip('/')}/lib64",
+        "LD_LIBRARY_PATH": library_path(str(settings.get("cuda_home") or "/usr/local/cuda"),
+                                        str(settings.get("nccl_home") or "/usr")),
         "NCCL_SOCKET_IFNAME": ifname,
         "NCCL_IB_HCA": ",".join(t["rdma_device"] for t in twins),
         "NCCL_IB_SUBNET_AWARE_ROUTING": "1",
@@ -551,6 +559,7 @@ def fabric_test_plan(spec: dict[str, Any]) -> dict[str, Any]:
              for n in nodes}
     nccl_settings = dict(spec.get("nccl") or {})
     nccl_settings.setdefault("cuda_home", (spec.get("build") or {}).get("cuda_home"))
+    nccl_settings.setdefault("nccl_home", (spec.get("build") or {}).get("nccl_home"))
     plan = {
         "nodes": [n["name"] for n in nodes],
         "twins": twins,
