@@ -348,6 +348,7 @@ class Simulator:
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((host, port))
         self.listener.listen(32)
+        self.listener.settimeout(0.5)  # here, not in serve_forever: a shutdown may come before the thread runs
         self.port: int = self.listener.getsockname()[1]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -386,7 +387,6 @@ class Simulator:
         Connection(self, sock, addr[0]).run()
 
     def serve_forever(self) -> None:
-        self.listener.settimeout(0.5)
         while not self._stop.is_set():
             try:
                 sock, addr = self.listener.accept()
