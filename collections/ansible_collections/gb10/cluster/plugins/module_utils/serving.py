@@ -743,7 +743,7 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
         return out
     out["enabled"] = True
     gpu_hosts = list(serving_hosts) if mode == "ray" else []
-    out["gpu_hosts"] = gpu_hosts if platform == "cuda" else []
+    out["gpu_hosts"] = gpu_hosts
     start_args = [str(a) for a in ray_opts.get("start_args") or []]
     docker = {
         "ipc": str(ray_opts["ipc"]),
@@ -761,7 +761,10 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
         command += (["--head", "--port", str(ray_opts["port"])] + [str(a) for a in ray_opts.get("head_args") or []]
                     if is_head else ["--address", f"{head_ip}:{ray_opts['port']}"])
         command += start_args
-        if platform == "cuda" and not any(a.startswith("--num-gpus") for a in start_args):
+        # The rack always says how many GPUs vLLM may use here; the CPU build only with the Ray executor
+        # (a lab shim that lets vLLM's CPU build use Ray counts workers as GPUs), so the lab's native
+        # Ray containers stay as they were.
+        if (platform == "cuda" or mode == "ray") and not any(a.startswith("--num-gpus") for a in start_args):
             command += ["--num-gpus", "1" if node["host"] in gpu_hosts else "0"]
         env = {str(k): str(v) for k, v in (ray_opts.get("env") or {}).items()}
         if mode == "ray":
