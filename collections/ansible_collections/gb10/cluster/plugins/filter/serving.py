@@ -67,12 +67,11 @@ def serving_memory(plan: Any, catalog: Any, root: Any) -> dict[str, Any]:
 
     plan = dict(plan)
     entry = dict(catalog)[plan["model"]]
-    params = _H.memory_params(plan, entry, str(root))
     note = ("not measured: planned with the planner's GB10 planning defaults (node total "
             f"{_MEMFIT.GB10_CUDA_TOTAL_BYTES} bytes = what CUDA reports on a GB10, MemAvailable = total, host floor "
             f"{_MEMFIT.DEFAULT_HOST_FLOOR_BYTES} bytes); serve.yml measures every node before the launch")
     try:
-        result = _MEMFIT.plan_memory(params)
+        result = _MEMFIT.plan_memory(_H.memory_params(plan, entry, str(root)))
     except ValueError as exc:
         return {"measured": False, "note": note, "fits": None, "error": str(exc)}
     return {"measured": False, "note": note, "fits": bool(result.get("fits")),

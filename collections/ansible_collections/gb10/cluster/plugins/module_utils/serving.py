@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _catalog
 from ansible_collections.gb10.cluster.plugins.module_utils import rack as _rack
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -77,9 +77,6 @@ FLAG_KEYS = (
     "quantization",
 )
 BOOL_FLAG_KEYS = ("enable_prefix_caching", "enable_auto_tool_choice", "trust_remote_code")
-# Launch keys the memory planner reads (catalog.PLANNER_LAUNCH_KEYS).
-PLANNER_KEYS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "kv_cache_dtype", "block_size",
-                "enable_prefix_caching", "gpu_memory_utilization", "kv_cache_memory_bytes", "speculative_config", "dtype")
 
 
 class ServingError(ValueError):
@@ -924,23 +921,11 @@ def render_containers(plan: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]
 
 
 def memory_params(plan: Mapping[str, Any], entry: Mapping[str, Any], root: str) -> dict[str, Any]:
-    """The memory planner's arguments for a plan, with the node figures left to the planner's GB10
-    planning defaults (a render measures nothing)."""
-    launch = plan["launch"]
-    params: dict[str, Any] = {k: launch[k] for k in PLANNER_KEYS if launch.get(k) is not None}
-    params.update({
-        "model_config": os.path.join(root, str(entry["config"])),
-        "weights_bytes": int(entry["checkpoint_bytes"]),
-        "platform": plan["platform"],
-        "nodes": plan["nodes"],
-        "tensor_parallel_size": plan["tensor_parallel_size"],
-        "pipeline_parallel_size": plan["pipeline_parallel_size"],
-        "fail_on_no_fit": False,
-    })
-    cpu_kv = (entry.get("env") or {}).get("VLLM_CPU_KVCACHE_SPACE")
-    if plan["platform"] == "cpu" and cpu_kv:
-        params["kv_cache_memory_bytes"] = int(cpu_kv) * 2**30
-    return params
+    """The memory planner's arguments for a plan (its nodes and TP x PP), through the catalog's one
+    conversion (catalog.planner_args); the node figures are left to the planner's GB10 planning defaults
+    (a render measures nothing)."""
+    return _catalog.planner_args(entry, {"nodes": plan["nodes"], "tensor_parallel_size": plan["tensor_parallel_size"],
+                                         "pipeline_parallel_size": plan["pipeline_parallel_size"]}, root)
 
 
 # ------------------------------------------------------------------------------------------- vLLM logs
