@@ -1,19 +1,28 @@
-"""Serving plan (plugins/module_utils/gb10_serving.py): images, layouts, vLLM flags, logs, swap hashes."""
+"""Serving plan (plugins/module_utils/serving.py): images, layouts, vLLM flags, logs, swap hashes, and the
+rack: Ray containers, GPU/RDMA options, the lab's unchanged argv."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ansible_collections.gb10.cluster.plugins.module_utils.rack import roce_class
 from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     ServingError,
+    choose_layout,
     client_settings,
+    docker_run_argv,
     image_for,
     kv_compare,
+    layouts_of,
     lost_message,
     nodes_from_hostvars,
     parse_kv_log,
+    ray_image_errors,
+    render_containers,
+    serving_errors,
     serving_plan,
     unreachable_hosts,
     vllm_args,
@@ -38,10 +47,14 @@ def test_nodes_from_hostvars():
     hv = {"a": {"ansible_host": "10.0.0.1", "gb10_fabric_twins": [{"interface": "enp1s0f1np1"}],
                 "gb10_fabric_addresses": {"enp1s0f1np1": "192.168.100.11/24"}},
           "b": {"ansible_host": "10.0.0.2"}}
-    assert nodes_from_hostvars(["a", "b"], hv) == [
+    got = nodes_from_hostvars(["a", "b"], hv)
+    assert [{k: n[k] for k in ("host", "mgmt_ip", "fabric_ip")} for n in got] == [
         {"host": "a", "mgmt_ip": "10.0.0.1", "fabric_ip": "192.168.100.11"},
         {"host": "b", "mgmt_ip": "10.0.0.2", "fabric_ip": "10.0.0.2"},
     ]
+    # nccl_env's view of the node (rack.node_fabric): its socket interface and the address on it
+    assert got[0]["fabric"]["socket_ifname"] == "enp1s0f1np1" and got[0]["fabric"]["node_ip"] == "192.168.100.11"
+    assert got[0]["nccl_env"] == {}
 
 
 def test_lab_tp2_native_multinode(catalog):
@@ -95,7 +108,7 @@ def test_refuses_empty_revision_for_real_models(catalog):
 
 def test_gpu_multinode_defaults_to_ray_with_flags(catalog):
     entry = dict(catalog["qwen3.5-397b-a17b-fp8"])
-    entry["image"] = dict(entry["image"], digest=DIGEST)
+    entry["image"] = dict(entry["image"], digest=DIGEST, ray="2.58.0")
     plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {},
                         {"gpus": "all", "ray_tmp": "/var/lib/gb10/ray"})
     assert plan["executor"] == "ray" and plan["nodes"] == 4
@@ -231,3 +244,214 @@ def test_lost_message_names_nodes_and_addresses():
     assert lost_message(["gx10-2"], nodes, "starting tiny-llama") == (
         "gx10-2 (10.77.0.12) stopped answering over SSH while starting tiny-llama.")
     assert lost_message(["gx10-1", "gx10-9"], nodes, "x").startswith("gx10-1 (10.77.0.11) and gx10-9 stopped")
+
+
+# ------------------------------------------------------------------------------- the rack (issue 12)
+LAB = json.loads((ROOT / "tests/unit/fixtures/serving/lab-before-rack.json").read_text())
+SWITCH_DEFAULTS = yaml.safe_load((ROOT / "roles/switch/defaults/main.yml").read_text())
+RAY_LAB = {"enabled": True, "container": "gb10-ray", "port": 6379, "restart_policy": "unless-stopped",
+           "env_files": ["/etc/gb10/serving.env"], "env": {"RAY_memory_monitor_refresh_ms": "0", "RAY_DEDUP_LOGS": "0"},
+           "ulimits": ["memlock=8388608", "nofile=20000:20000"], "ipc": "host", "shm_size": "", "tmp": "/var/lib/gb10/ray",
+           "start_args": ["--disable-usage-stats"], "head_args": ["--include-dashboard=false"]}
+NCCL = {"debug": "INFO", "debug_subsys": "INIT,NET", "buffsize": 524288, "buffsize_min_nodes": 4, "switch": True}
+
+
+def lab_nodes():
+    return nodes_from_hostvars(list(LAB["hostvars"]), LAB["hostvars"])
+
+
+def play_options(**over):
+    """What roles/vllm_serve/tasks/plan.yml passes now, with the lab's settings."""
+    opts = dict(LAB["options"])
+    for old in ("ray_tmp", "ray_port"):
+        opts.pop(old)
+    opts.update({"gpus": "auto", "devices": "auto", "cap_add": "auto", "node_count": "", "ray": RAY_LAB,
+                 "roce": roce_class({}, {}, SWITCH_DEFAULTS), "nccl": NCCL, "render": False})
+    opts.update(over)
+    return opts
+
+
+@pytest.mark.parametrize("model", sorted(LAB["plans"]))
+@pytest.mark.parametrize("with_new_options", [False, True])
+def test_the_lab_runs_exactly_the_containers_it_ran_before(model, with_new_options):
+    """The lab's CPU path: the same vLLM argv (and hash label) as before the rack settings, with the options
+    the play passes now (auto GPU/RDMA, Ray, RoCE class, NCCL settings) as with the old ones."""
+    opts = play_options() if with_new_options else LAB["options"]
+    plan = serving_plan(model, LAB["catalog"], lab_nodes(), LAB["pins"], opts)
+    want = LAB["plans"][model]
+    assert plan["hash"] == want["hash"]
+    assert [{"host": c["host"], "role": c["role"], "argv": c["argv"]} for c in plan["containers"]] == want["containers"]
+
+
+def _old_ray_argv(node: dict, head: dict, image: str) -> list[str]:
+    """roles/ray_cluster/tasks/present.yml's argv before the plan built it (the lab's settings)."""
+    ip, head_ip = node["fabric_ip"], head["fabric_ip"]
+    argv = ["docker", "run", "--detach", "--pull", "never", "--name", "gb10-ray", "--network", "host", "--ipc", "host",
+            "--restart", "unless-stopped", "--shm-size", "1g", "--label", "gb10.ray.hash=OLD",
+            "--label", f"gb10.ray.role={'head' if node is head else 'worker'}", "--volume", "/var/lib/gb10/ray:/tmp/ray",
+            "--ulimit=memlock=8388608", "--ulimit=nofile=20000:20000", "--env-file=/etc/gb10/serving.env",
+            "--env=RAY_memory_monitor_refresh_ms=0", "--env=RAY_DEDUP_LOGS=0", f"--env=RAY_NODE_IP_ADDRESS={ip}",
+            f"--env=RAY_OVERRIDE_NODE_IP_ADDRESS={ip}", f"--env=VLLM_HOST_IP={ip}", image,
+            "ray", "start", "--block", "--node-ip-address", ip]
+    argv += (["--head", "--port", "6379", "--include-dashboard=false"] if node is head
+             else ["--address", f"{head_ip}:6379"])
+    return argv + ["--disable-usage-stats"]
+
+
+def _docker_options(argv: list[str]) -> tuple[set, str, list[str]]:
+    """(options as a set, with '--opt=value' and '--opt value' alike; the image; the command)."""
+    takes_value = {"--name", "--network", "--ipc", "--restart", "--shm-size", "--label", "--volume", "--ulimit",
+                   "--env", "--env-file", "--pull", "--gpus", "--device", "--cap-add"}
+    opts, i = set(), 2
+    while i < len(argv) and argv[i].startswith("--"):
+        if "=" in argv[i] and argv[i].split("=", 1)[0] in takes_value:
+            opts.add(tuple(argv[i].split("=", 1)))
+            i += 1
+        elif argv[i] in takes_value:
+            opts.add((argv[i], argv[i + 1]))
+            i += 2
+        else:
+            opts.add((argv[i],))
+            i += 1
+    return opts, argv[i], argv[i + 1:]
+
+
+def test_the_lab_ray_containers_are_the_ones_it_ran_before():
+    """Same options, image and command as present.yml built; only the hash label's value and --shm-size (which
+    Docker ignores with --ipc host) differ, and the order of the options."""
+    nodes = lab_nodes()
+    plan = serving_plan("tiny-qwen3", LAB["catalog"], nodes, LAB["pins"], play_options())
+    assert [c["host"] for c in plan["ray"]["containers"]] == [n["host"] for n in nodes]
+    for node, c in zip(nodes, plan["ray"]["containers"]):
+        new_opts, new_image, new_cmd = _docker_options(c["argv"])
+        old_opts, old_image, old_cmd = _docker_options(_old_ray_argv(node, nodes[0], plan["image_ref"]))
+        strip = {("--label", "gb10.ray.hash=OLD"), ("--shm-size", "1g")}
+        assert new_opts - {("--label", f"gb10.ray.hash={c['labels']['gb10.ray.hash']}")} == old_opts - strip
+        assert (new_image, new_cmd) == (old_image, old_cmd)
+
+
+def sample_nodes(name="sample"):
+    hosts = yaml.safe_load((ROOT / f"inventory/{name}/hosts.yml").read_text())["all"]["children"]["gx10"]["hosts"]
+    group = yaml.safe_load((ROOT / f"inventory/{name}/group_vars/all/main.yml").read_text())
+    hv = {h: {**group, **v} for h, v in hosts.items()}
+    return nodes_from_hostvars(list(hv), hv)
+
+
+def cuda_entry(catalog, model, **image):
+    entry = json.loads(json.dumps(catalog[model]))
+    entry["image"].update({"digest": DIGEST, "ray": "2.58.0", **image})
+    return entry
+
+
+def test_layouts_pick_the_largest_known_for_the_inventory(catalog):
+    entry = catalog["qwen3.5-397b-a17b-fp8"]
+    assert choose_layout("m", entry, 4)[0]["nodes"] == 4
+    layout, errors = choose_layout("m", entry, 8)
+    assert (layout["nodes"], layout["tp"], layout["pp"], errors) == (8, 4, 2, [])
+    assert choose_layout("m", entry, 6)[0]["nodes"] == 4
+    assert choose_layout("m", entry, 2)[0]["nodes"] == 4  # too few nodes: the plan says it needs 4
+    assert choose_layout("m", entry, 8, "4")[0]["nodes"] == 4
+    assert "knows no layout for 6 nodes (-e nodes); use one of 4, 8" in choose_layout("m", entry, 8, 6)[1][0]
+    assert "-e nodes=eight is not a whole number" in choose_layout("m", entry, 8, "eight")[1][0]
+    # the lab's entries keep serving.nodes
+    assert choose_layout("tiny-qwen3", LAB["catalog"]["tiny-qwen3"], 4)[0]["nodes"] == 2
+
+
+def test_layouts_are_checked():
+    entry = {"launch": {"tensor_parallel_size": 4, "pipeline_parallel_size": 1},
+             "serving": {"layouts": {4: {"tp": 2, "pp": 2}, 8: {"tp": 4, "pp": 1}, "x": {"tp": 1, "pp": 1}}}}
+    errors = serving_errors("m", entry, {"num_attention_heads": 6, "num_hidden_layers": 1})
+    assert any("'x' is not a node count" in e for e in errors)
+    assert any("[8]: tp 4 x pp 1 = 4 GPUs, but 8 GB10 nodes" in e for e in errors)
+    assert any("[4] says tp 2 x pp 2 but gb10_catalog['m'].launch says 4 x 1" in e for e in errors)
+    ok = {"launch": {"tensor_parallel_size": 4}, "serving": {"layouts": {8: {"tp": 4, "pp": 2}}}}
+    assert serving_errors("m", ok, {"num_attention_heads": 6, "num_hidden_layers": 1}) == [
+        "gb10_catalog['m'].serving.layouts[8]: tp 4 does not divide the model's 6 attention heads.",
+        "gb10_catalog['m'].serving.layouts[8]: pp 2 exceeds the model's 1 decoder layers."]
+    assert "image.ray is 2.5" in serving_errors("m", {"image": {"ray": 2.5}})[0]
+
+
+def test_every_catalog_entry_passes_the_serving_checks(catalog):
+    from ansible_collections.gb10.cluster.plugins.module_utils.catalog import load_model_config, text_config
+
+    for name, entry in catalog.items():
+        text = text_config(load_model_config(str(ROOT / entry["config"])))
+        assert serving_errors(name, entry, text) == [], name
+        if entry["platform"] == "cuda" and entry["min_nodes"] >= 4:  # item 6: known layouts for 4 and 8 nodes
+            layouts, _ = layouts_of(name, entry)
+            assert {4, 8} <= set(layouts), name
+            assert all(lay["source"] for lay in layouts.values()), name
+
+
+def test_the_ray_executor_is_refused_on_an_image_without_ray(catalog):
+    entry = json.loads(json.dumps(catalog["qwen3.5-397b-a17b-fp8"]))
+    entry["image"]["digest"] = DIGEST
+    with pytest.raises(ServingError) as exc:
+        serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {})
+    msg = " ".join(exc.value.errors)
+    assert ("the Ray executor needs Ray in the image, but nvcr.io/nvidia/vllm:26.10-py3 carries none "
+            "(gb10_catalog['qwen3.5-397b-a17b-fp8'].image.ray is false)") in msg
+    assert "playbooks/ray_image.yml -e model=qwen3.5-397b-a17b-fp8" in msg and "vllm_serve_executor=native" in msg
+    # the native executor needs no Ray: served, and no Ray container is planned
+    plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {},
+                        {"executor": "native"})
+    assert plan["executor"] == "native" and plan["ray"]["containers"] == [] and "carries no Ray" in plan["ray"]["reason"]
+    # a pin that does not say
+    unknown = ray_image_errors("m", {"repository": "r", "tag": "t", "source": "gb10_image_pins['p']"}, True)
+    assert "gb10_image_pins['p'] does not say whether r:t carries it (no ray: field)" in unknown[0]
+    # Ray asked off with the Ray executor
+    with pytest.raises(ServingError) as exc:
+        serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": cuda_entry(catalog, "qwen3.5-397b-a17b-fp8")},
+                     sample_nodes(), {}, {"ray": {"enabled": False}})
+    assert "-e serve_ray=false" in exc.value.errors[0]
+
+
+def _env(argv: list[str]) -> dict[str, str]:
+    return dict(a.split("=", 1) for a in (argv[i + 1] for i, a in enumerate(argv) if a == "--env"))
+
+
+@pytest.mark.parametrize("inventory", ["sample", "sample-8"])
+def test_rack_ray_plan_one_worker_per_serving_node(catalog, inventory):
+    nodes = sample_nodes(inventory)
+    model = "qwen3.5-397b-a17b-fp8"
+    plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {},
+                        play_options(ray=dict(RAY_LAB, ulimits=["memlock=-1", "nofile=1048576:1048576"]),
+                                     ulimits=["memlock=-1", "nofile=1048576:1048576"], ipc="host", shm_size=""))
+    count = len(nodes)
+    assert plan["nodes"] == count and plan["tensor_parallel_size"] * plan["pipeline_parallel_size"] == count
+    assert plan["ray"]["gpu_hosts"] == [n["host"] for n in nodes]
+    head = plan["containers"][0]
+    assert len(plan["containers"]) == 1 and head["host"] == "gx10-1"
+    assert _env(head["argv"])["RAY_ADDRESS"] == "192.168.100.11:6379"
+    for c in plan["ray"]["containers"]:
+        cmd = c["command"]
+        assert cmd[cmd.index("--num-gpus") + 1] == "1"
+        assert "/srv/gb10/models:/models:ro" in c["mounts"] and "/srv/gb10/cache:/root/.cache" in c["mounts"]
+        assert ("--head" in cmd) == (c["host"] == "gx10-1")
+    # -e nodes=4 on the 8-node rack: Ray on all eight, GPUs for vLLM only on the four that serve
+    if count == 8:
+        four = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options(node_count="4"))
+        gpus = {c["host"]: c["command"][c["command"].index("--num-gpus") + 1] for c in four["ray"]["containers"]}
+        assert gpus == {f"gx10-{i}": "1" if i <= 4 else "0" for i in range(1, 9)}
+
+
+def test_render_objects_carry_the_env_file_and_memory_note(catalog):
+    nodes = sample_nodes()
+    model = "qwen3.5-397b-a17b-fp8"
+    plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options())
+    objs = render_containers(plan, nodes, {"measured": False, "note": "not measured: GB10 defaults"},
+                             roce_class({}, {}, SWITCH_DEFAULTS))
+    assert [o["role"] for o in objs] == ["api", "ray-head", "ray-worker", "ray-worker", "ray-worker"]
+    for o in objs:
+        env = _env(o["argv"])
+        for path, content in o["env_files"].items():
+            assert path == "/etc/gb10/serving.env" and content.items() <= env.items()
+        assert any("not measured" in n for n in o["notes"])
+        assert o["host_setup"]["roce_qos"][0] == ["mlnx_qos", "-i", "enp1s0f1np1", "--trust", "dscp"]
+    assert objs[0]["memory"]["measured"] is False and "memory" not in objs[1]
+
+
+def test_docker_run_argv_is_one_function_for_every_container(catalog):
+    plan = serving_plan("tiny-qwen3", LAB["catalog"], lab_nodes(), LAB["pins"], play_options())
+    for c in plan["containers"] + plan["ray"]["containers"]:
+        assert docker_run_argv(c) == c["argv"]

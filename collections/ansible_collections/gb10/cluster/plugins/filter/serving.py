@@ -4,7 +4,12 @@
   or ``{'errors': [...]}`` (one sentence per problem).
 - ``catalog | serve_request_errors(model, hosts, group, api_key_length, root)``: what is wrong with a
   serve.yml request (model, nodes, API key, the model's catalog entry), one sentence each.
-- ``hosts | serving_nodes(hostvars)``: ``{host, mgmt_ip, fabric_ip}`` per host.
+- ``hosts | serving_nodes(hostvars)``: ``{host, mgmt_ip, fabric_ip, fabric, nccl_env}`` per host.
+- ``plan | serving_render(nodes, memory, roce_class)``: one object per container (vLLM and Ray) with its argv.
+- ``plan | serving_memory(catalog, root)``: the memory planner on the plan's layout with the GB10 planning
+  defaults for the node figures (what a render can say without measuring a node).
+- ``catalog | catalog_layout(model, nodes, tp, pp)``: the catalog's layout for ``nodes`` (``{}`` when none
+  applies or TP/PP are given), for plan.yml.
 - ``log_text | kv_log``: what vLLM logged about its KV cache.
 - ``planned_tokens | kv_compare(logged)``: planner vs vLLM, with a printable line.
 - ``endpoint | client_settings(model, max_model_len, key_hint)``: settings for coding agents.
@@ -14,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _CATALOG
@@ -28,7 +34,15 @@ def serve_request_errors(catalog: Any, model: Any, hosts: Any, group: Any, api_k
     name = str(model or "")
     errors = _H.request_errors(name, catalog, [str(h) for h in hosts or []], str(group), int(api_key_length or 0))
     if name in catalog:
-        errors += _CATALOG.entry_errors(name, catalog[name], str(root))
+        entry_problems = _CATALOG.entry_errors(name, catalog[name], str(root))
+        errors += entry_problems
+        text = None
+        if not entry_problems:
+            try:
+                text = _CATALOG.text_config(_CATALOG.load_model_config(os.path.join(str(root), catalog[name]["config"])))
+            except (ValueError, KeyError, TypeError):
+                text = None
+        errors += _H.serving_errors(name, catalog[name], text)
     return errors
 
 
@@ -41,6 +55,45 @@ def serving_plan(catalog: Any, model: str, nodes: Any, pins: Any = None, options
 
 def serving_nodes(hosts: Any, hostvars: Any) -> list[dict[str, Any]]:
     return _H.nodes_from_hostvars([str(h) for h in hosts], hostvars)
+
+
+def serving_render(plan: Any, nodes: Any, memory: Any = None, roce: Any = None) -> list[dict[str, Any]]:
+    return _H.render_containers(dict(plan), list(nodes or []), dict(memory or {}), dict(roce or {}))
+
+
+def serving_memory(plan: Any, catalog: Any, root: Any) -> dict[str, Any]:
+    """The planner on the plan's layout, node figures left to its GB10 planning defaults (not measured)."""
+    from ansible_collections.gb10.cluster.plugins.module_utils import memfit as _MEMFIT
+
+    plan = dict(plan)
+    entry = dict(catalog)[plan["model"]]
+    note = ("not measured: planned with the planner's GB10 planning defaults (node total "
+            f"{_MEMFIT.GB10_CUDA_TOTAL_BYTES} bytes = what CUDA reports on a GB10, MemAvailable = total, host floor "
+            f"{_MEMFIT.DEFAULT_HOST_FLOOR_BYTES} bytes); serve.yml measures every node before the launch")
+    try:
+        result = _MEMFIT.plan_memory(_H.memory_params(plan, entry, str(root)))
+    except ValueError as exc:
+        return {"measured": False, "note": note, "fits": None, "error": str(exc)}
+    return {"measured": False, "note": note, "fits": bool(result.get("fits")),
+            "kv_cache_tokens": result.get("kv_cache_tokens"), "max_concurrency": result.get("max_concurrency"),
+            "node_memory_total_bytes": _MEMFIT.GB10_CUDA_TOTAL_BYTES,
+            "host_floor_bytes": _MEMFIT.DEFAULT_HOST_FLOOR_BYTES,
+            "tensor_parallel_size": plan["tensor_parallel_size"], "pipeline_parallel_size": plan["pipeline_parallel_size"]}
+
+
+def catalog_layout(catalog: Any, model: Any, nodes: Any, tensor_parallel_size: Any = None,
+                   pipeline_parallel_size: Any = None) -> dict[str, Any]:
+    """``{tp, pp, nodes, rule}`` from the catalog's serving.layouts for ``nodes``, or ``{}``."""
+    catalog = dict(catalog or {})
+    name = str(model or "")
+    given = [v for v in (tensor_parallel_size, pipeline_parallel_size) if v not in (None, "")]
+    if given or nodes in (None, "") or name not in catalog:
+        return {}
+    layouts, errors = _H.layouts_of(name, catalog[name])
+    count = _H.positive_int(nodes)
+    if errors or count is None or count not in layouts:
+        return {}
+    return dict(layouts[count], rule=f"the catalog's layout for {count} nodes")
 
 
 def kv_log(text: Any) -> dict[str, Any]:
@@ -74,4 +127,7 @@ class FilterModule:
             "client_settings": client_settings,
             "unreachable_hosts": unreachable_hosts,
             "lost_message": lost_message,
+            "serving_render": serving_render,
+            "serving_memory": serving_memory,
+            "catalog_layout": catalog_layout,
         }

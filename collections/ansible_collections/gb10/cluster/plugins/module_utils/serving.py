@@ -1,11 +1,16 @@
 """Serving plan: from a catalog entry to the exact containers every node runs (plain Python, no Ansible).
 
 ``serving_plan()`` turns one catalog entry, the inventory's image pins and the node list into:
-- the image reference, pinned by digest (refused without one),
-- the layout: how many nodes, which is the head, the executor (``single``, ``native`` multi-node or
-  ``ray``),
-- per node, the container (name, argv of ``docker run``, labels with a hash of the whole spec).
-It also parses what vLLM logs about its KV cache and writes client settings for coding agents.
+- the image reference, pinned by digest (refused without one), and whether it carries Ray,
+- the layout: how many nodes, TP x PP (the catalog's ``serving.layouts`` for 4, 8 ... nodes), which
+  node is the head, the executor (``single``, ``native`` multi-node or ``ray``),
+- per node, the vLLM container (name, argv of ``docker run``, labels with a hash of the whole spec),
+- per node, the Ray container (head or worker) with the same devices, mounts and environment,
+so that ONE function (:func:`docker_run_argv`) builds every argv the serving play runs and
+``playbooks/render_serving.yml`` writes. On the rack (platform cuda) every container carries the GPU,
+``/dev/infiniband``, IPC_LOCK, unlimited memlock, host IPC and the NCCL environment of
+:func:`ansible_collections.gb10.cluster.plugins.module_utils.rack.rack_env`; the CPU build (the lab)
+gets none of it. It also parses what vLLM logs about its KV cache and writes client settings.
 Every problem is one sentence: what is wrong, where, what to do.
 """
 from __future__ import annotations
@@ -17,15 +22,42 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _catalog
+from ansible_collections.gb10.cluster.plugins.module_utils import rack as _rack
+
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
+RAY_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([a-z0-9.+-]*)$")
 EXECUTORS = ("auto", "single", "native", "ray")
-SERVING_KEYS = ("executor", "nodes", "image_pin")
+SERVING_KEYS = ("executor", "nodes", "image_pin", "layouts")
+LAYOUT_KEYS = ("tp", "pp", "source")
 CONTAINER_PREFIX = "gb10-vllm"
 MIN_API_KEY_LENGTH = 16
 LABEL_MODEL = "gb10.serving.model"
 LABEL_HASH = "gb10.serving.hash"
 LABEL_ROLE = "gb10.serving.role"
+LABEL_RAY_HASH = "gb10.ray.hash"
+LABEL_RAY_ROLE = "gb10.ray.role"
+RAY_IMAGE_DOC = "docs/rack-contract.md, 'A Ray-carrying image'"
+# The rack's device options when the plan says auto (platform cuda; nothing on the CPU build).
+CUDA_GPUS = "all"
+CUDA_DEVICES = ("/dev/infiniband",)
+CUDA_CAP_ADD = ("IPC_LOCK",)
+# The Ray containers' settings when the play gives none (roles/ray_cluster/defaults/main.yml).
+RAY_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "container": "gb10-ray",
+    "port": 6379,
+    "restart_policy": "unless-stopped",
+    "env_files": ["/etc/gb10/serving.env"],
+    "env": {"RAY_memory_monitor_refresh_ms": "0", "RAY_DEDUP_LOGS": "0"},
+    "ulimits": ["memlock=-1", "nofile=1048576:1048576"],
+    "tmp": "/var/lib/gb10/ray",
+    "ipc": "host",
+    "shm_size": "",
+    "start_args": ["--disable-usage-stats"],
+    "head_args": ["--include-dashboard=false"],
+}
 
 # Catalog launch key -> vLLM flag. Booleans become --flag / --no-flag.
 FLAG_KEYS = (
@@ -55,21 +87,76 @@ class ServingError(ValueError):
         self.errors = list(errors)
 
 
-def image_for(name: str, entry: Mapping[str, Any], pins: Mapping[str, Any] | None) -> dict[str, str]:
-    """The image a catalog entry runs: an inventory pin for the model, its ``image_pin``, or the catalog's."""
+def positive_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, float) and value.is_integer() and value > 0:
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+        number = int(value)
+        return number if number > 0 else None
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- images
+def image_for(name: str, entry: Mapping[str, Any], pins: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The image a catalog entry runs: an inventory pin for the model, its ``image_pin``, or the catalog's.
+
+    ``ray`` is what the pin or the catalog says about Ray in the image (a version, false, or None when it
+    says nothing); ``base`` is the upstream image a derived image was built from (informational).
+    """
     pins = pins or {}
     serving = entry.get("serving") or {}
     for key in (name, serving.get("image_pin") or entry.get("image_pin")):
         if key and isinstance(pins.get(key), Mapping):
             pin = pins[key]
             return {k: str(pin.get(k) or "") for k in ("repository", "tag", "digest", "image_id")} | {
-                "source": f"gb10_image_pins['{key}']"
+                "source": f"gb10_image_pins['{key}']", "ray": pin.get("ray"), "base": str(pin.get("base") or "")
             }
     image = entry.get("image") or {}
     return {k: str(image.get(k) or "") for k in ("repository", "tag", "digest")} | {
         "image_id": "",
         "source": f"gb10_catalog['{name}'].image",
+        "ray": image.get("ray"),
+        "base": "",
     }
+
+
+def ray_in_image(image: Mapping[str, Any]) -> tuple[str, str]:
+    """``('yes', '<version>')``, ``('no', '')``, ``('unknown', '')`` or ``('bad', repr)`` for an image's ``ray``."""
+    value = image.get("ray")
+    if value is None:
+        return "unknown", ""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("", "none", "false", "no")):
+        return "no", ""
+    if isinstance(value, str) and RAY_VERSION_RE.match(value.strip()):
+        return "yes", value.strip()
+    return "bad", repr(value)
+
+
+def _image_name(image: Mapping[str, Any]) -> str:
+    return f"{image.get('repository') or '?'}:{image.get('tag') or '?'}"
+
+
+def ray_image_errors(name: str, image: Mapping[str, Any], needs_ray: bool) -> list[str]:
+    """The Ray check, on the control machine before any host changes: one sentence naming the image."""
+    state, raw = ray_in_image(image)
+    where = str(image.get("source", f"gb10_catalog['{name}'].image"))
+    how = (f"build the Ray-carrying image with `ansible-playbook playbooks/ray_image.yml -e model={name}` and pin it "
+           f"with its digest and ray: '<version>' ({RAY_IMAGE_DOC}), or serve with -e vllm_serve_executor=native")
+    if state == "bad":
+        return [f"{name}: {where}.ray is {raw}; write the Ray version the image carries as a string ('2.58.0') or "
+                "false when it carries none."]
+    if not needs_ray or state == "yes":
+        return []
+    if state == "no":
+        return [f"{name}: the Ray executor needs Ray in the image, but {_image_name(image)} carries none "
+                f"({where}.ray is false); {how}."]
+    return [f"{name}: the Ray executor needs Ray in the image, but {where} does not say whether "
+            f"{_image_name(image)} carries it (no ray: field); if it does, add ray: '<version>' "
+            f"(docker run --rm --entrypoint ray <image> --version), otherwise {how}."]
 
 
 def pin_errors(name: str, entry: Mapping[str, Any], pins: Any) -> list[str]:
@@ -124,22 +211,25 @@ def request_errors(model: str, catalog: Mapping[str, Any], hosts: Sequence[str],
     return errors
 
 
-def image_errors(name: str, image: Mapping[str, str]) -> list[str]:
+def image_errors(name: str, image: Mapping[str, Any]) -> list[str]:
     where = image.get("source", f"gb10_catalog['{name}'].image")
     if not image.get("repository"):
         return [f"{name}: no image repository in {where}; set it (or, in the lab, run lab/serving/lab_serving.py push)."]
-    if not DIGEST_RE.match(image.get("digest", "")):
+    if not DIGEST_RE.match(str(image.get("digest", ""))):
+        how = ("build it with playbooks/ray_image.yml and pin the digest it prints"
+               if image.get("base") else "pin it with its sha256 digest (docker buildx imagetools inspect <image>)")
         return [
             f"{name}: the image {image['repository']}:{image.get('tag') or '?'} is not pinned by digest "
-            f"({where}.digest is '{image.get('digest', '')}'); pin it with its sha256 digest "
-            "(docker buildx imagetools inspect <image>) before serving."
+            f"({where}.digest is '{image.get('digest', '')}'); {how} before serving."
         ]
     return []
 
 
-def image_ref(image: Mapping[str, str]) -> str:
+def image_ref(image: Mapping[str, Any]) -> str:
     """``repository@sha256:...`` (the tag is informational once a digest pins the image)."""
-    return f"{image['repository']}@{image['digest']}"
+    if DIGEST_RE.match(str(image.get("digest", ""))):
+        return f"{image['repository']}@{image['digest']}"
+    return f"{image.get('repository') or '?'}:{image.get('tag') or '?'}"  # a render of an unpinned entry
 
 
 def _flag(key: str) -> str:
@@ -168,13 +258,134 @@ def vllm_args(launch: Mapping[str, Any], platform: str) -> list[str]:
     return args
 
 
-def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str) -> tuple[int, str, list[str]]:
+# ---------------------------------------------------------------------------------------------- layouts
+def layouts_of(name: str, entry: Mapping[str, Any]) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """The catalog's known layouts ``{nodes: {nodes, tp, pp, source}}`` and what is wrong with them.
+
+    ``serving.layouts`` maps a node count to ``{tp, pp[, source]}``: TP x PP must equal the node count
+    (one GPU per GB10), and the entry's own launch layout, when listed, must say the same.
+    """
+    serving = entry.get("serving") or {}
+    raw = serving.get("layouts") if isinstance(serving, Mapping) else None
+    if raw is None:
+        return {}, []
+    where = f"gb10_catalog['{name}'].serving.layouts"
+    if not isinstance(raw, Mapping) or not raw:
+        return {}, [f"{where} must map a node count to {{tp, pp}}, e.g. {{4: {{tp: 4, pp: 1}}, 8: {{tp: 4, pp: 2}}}}."]
+    out: dict[int, dict[str, Any]] = {}
+    errors: list[str] = []
+    for key, layout in raw.items():
+        nodes = positive_int(key)
+        if nodes is None:
+            errors.append(f"{where}: '{key}' is not a node count; use a whole number such as 8.")
+            continue
+        if not isinstance(layout, Mapping) or any(k not in LAYOUT_KEYS for k in layout):
+            errors.append(f"{where}[{nodes}] must be {{tp: <n>, pp: <n>[, source: <text>]}}.")
+            continue
+        tp, pp = positive_int(layout.get("tp")), positive_int(layout.get("pp"))
+        if tp is None or pp is None:
+            errors.append(f"{where}[{nodes}]: tp and pp must be positive whole numbers.")
+        elif tp * pp != nodes:
+            errors.append(f"{where}[{nodes}]: tp {tp} x pp {pp} = {tp * pp} GPUs, but {nodes} GB10 nodes have "
+                          f"{nodes} (one GPU each); make tp x pp = {nodes}.")
+        else:
+            out[nodes] = {"nodes": nodes, "tp": tp, "pp": pp, "source": str(layout.get("source") or "")}
+    launch = entry.get("launch") or {}
+    base_tp = positive_int(launch.get("tensor_parallel_size")) or 1
+    base_pp = positive_int(launch.get("pipeline_parallel_size")) or 1
+    listed = out.get(base_tp * base_pp)
+    if listed and (listed["tp"], listed["pp"]) != (base_tp, base_pp):
+        errors.append(f"{where}[{base_tp * base_pp}] says tp {listed['tp']} x pp {listed['pp']} but "
+                      f"gb10_catalog['{name}'].launch says {base_tp} x {base_pp}; make them agree.")
+    return out, errors
+
+
+def choose_layout(name: str, entry: Mapping[str, Any], available: int,
+                  requested: Any = None) -> tuple[dict[str, Any], list[str]]:
+    """How many nodes and which TP x PP serve ``name``.
+
+    - ``requested`` (``-e nodes=N``): the catalog's layout for N nodes, or the entry's own launch layout
+      when that is N nodes; anything else is refused, naming the known node counts.
+    - otherwise ``serving.nodes`` when the entry sets it (the lab's CPU entries),
+    - otherwise the largest known layout (``serving.layouts`` and the launch layout) that the inventory's
+      ``available`` nodes can hold, else the launch layout (then the plan says how many nodes it needs).
+    """
     launch = entry.get("launch") or {}
     serving = entry.get("serving") or {}
-    tp = int(launch.get("tensor_parallel_size", 1) or 1)
-    pp = int(launch.get("pipeline_parallel_size", 1) or 1)
+    serving = serving if isinstance(serving, Mapping) else {}
+    tp = positive_int(launch.get("tensor_parallel_size")) or 1
+    pp = positive_int(launch.get("pipeline_parallel_size")) or 1
+    base_nodes = positive_int(serving.get("nodes")) or tp * pp
+    base = {"nodes": base_nodes, "tp": tp, "pp": pp, "source": "catalog launch settings",
+            "rule": "the catalog's launch layout"}
+    layouts, errors = layouts_of(name, entry)
+    if errors:
+        return base, errors
+    known = {n: dict(lay, rule=f"the catalog's layout for {n} node{'s' if n != 1 else ''}") for n, lay in layouts.items()}
+    known.setdefault(base_nodes, base)
+    if requested not in (None, ""):
+        count = positive_int(requested)
+        if count is None:
+            return base, [f"-e nodes={requested} is not a whole number of nodes; give e.g. -e nodes=8."]
+        if count in known:
+            return dict(known[count], rule=f"-e nodes={count}: {known[count]['rule']}"), []
+        counts = ", ".join(str(n) for n in sorted(known))
+        return base, [f"{name}: the catalog knows no layout for {count} nodes (-e nodes); use one of {counts}, or add "
+                      f"serving.layouts[{count}] with tp x pp = {count} to gb10_catalog['{name}']."]
+    if positive_int(serving.get("nodes")):
+        return dict(base, rule="serving.nodes of the catalog entry"), []
+    fitting = [n for n in known if n <= available]
+    if fitting:
+        best = max(fitting)
+        chosen = dict(known[best])
+        if len(known) > 1:
+            chosen["rule"] = f"{chosen['rule']}, the largest known one the inventory's {available} node(s) hold"
+        return chosen, []
+    return base, []
+
+
+def serving_errors(name: str, entry: Mapping[str, Any], text_config: Mapping[str, Any] | None = None) -> list[str]:
+    """What is wrong with an entry's ``serving`` mapping (and ``image.ray``), one sentence each.
+
+    With the model's (text) config: every layout's TP must divide the attention heads, and PP must not
+    exceed the decoder layers.
+    """
+    where = f"gb10_catalog['{name}']"
+    serving = entry.get("serving")
     errors: list[str] = []
-    nodes = int(serving.get("nodes") or tp * pp)
+    if serving is not None and (not isinstance(serving, Mapping) or any(k not in SERVING_KEYS for k in serving)):
+        return [f"{where}.serving may only hold {', '.join(SERVING_KEYS)}."]
+    serving = serving or {}
+    executor = serving.get("executor")
+    if executor is not None and executor not in EXECUTORS[1:]:
+        errors.append(f"{where}.serving.executor '{executor}' must be one of {', '.join(EXECUTORS[1:])}.")
+    if serving.get("nodes") is not None and positive_int(serving.get("nodes")) is None:
+        errors.append(f"{where}.serving.nodes must be a positive whole number.")
+    image = entry.get("image") or {}
+    if isinstance(image, Mapping) and ray_in_image(image)[0] == "bad":
+        errors.append(f"{where}.image.ray is {image.get('ray')!r}; write the Ray version the image carries as a "
+                      "string ('2.58.0') or false when it carries none.")
+    layouts, layout_errors = layouts_of(name, entry)
+    errors += layout_errors
+    if text_config:
+        heads = positive_int(text_config.get("num_attention_heads"))
+        layers = positive_int(text_config.get("num_hidden_layers"))
+        for nodes, layout in sorted(layouts.items()):
+            if heads and heads % layout["tp"]:
+                errors.append(f"{where}.serving.layouts[{nodes}]: tp {layout['tp']} does not divide the model's "
+                              f"{heads} attention heads.")
+            if layers and layout["pp"] > layers:
+                errors.append(f"{where}.serving.layouts[{nodes}]: pp {layout['pp']} exceeds the model's {layers} "
+                              "decoder layers.")
+    return errors
+
+
+def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str,
+            requested: Any = None) -> tuple[dict[str, Any], str, list[str]]:
+    layout, errors = choose_layout(name, entry, node_count, requested)
+    serving = entry.get("serving") or {}
+    nodes = layout["nodes"]
+    tp, pp = layout["tp"], layout["pp"]
     if entry.get("platform") != "cpu" and nodes != tp * pp:
         errors.append(
             f"{name}: serving.nodes {nodes} must equal tensor_parallel_size x pipeline_parallel_size "
@@ -198,7 +409,7 @@ def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str)
             f"{name}: vLLM's CPU build refuses the Ray executor ('current platform cpu does not support ray'); "
             "set serving.executor: native."
         )
-    return nodes, mode, errors
+    return layout, mode, errors
 
 
 # A follower of vLLM's native multi-node mode does not notice when the head's vLLM dies: it waits
@@ -253,8 +464,10 @@ def follower_command(head_health_url: str, args: Sequence[str]) -> list[str]:
 
 
 def nodes_from_hostvars(hosts: Sequence[str], hostvars: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``{host, mgmt_ip, fabric_ip}`` per host: the management address is ansible_host, the fabric
-    address the one of the first twin in gb10_fabric_twins (falls back to the management address)."""
+    """``{host, mgmt_ip, fabric_ip, fabric, nccl_env}`` per host: the management address is ansible_host,
+    the fabric address the one of the first twin in gb10_fabric_twins (falls back to the management
+    address); ``fabric`` is nccl_env's view of the node (rack.node_fabric: socket interface, the node's
+    address on it, RoCE devices) and ``nccl_env`` the nccl_env_* settings the inventory gives it."""
     nodes = []
     for host in hosts:
         hv = hostvars[host]
@@ -263,8 +476,46 @@ def nodes_from_hostvars(hosts: Sequence[str], hostvars: Mapping[str, Any]) -> li
         iface = twins[0].get("interface") if twins and isinstance(twins[0], Mapping) else None
         addrs = hv.get("gb10_fabric_addresses") or {}
         fabric = str(addrs.get(iface) or mgmt).split("/")[0] if iface else mgmt
-        nodes.append({"host": str(host), "mgmt_ip": mgmt, "fabric_ip": fabric})
+        view = {key: hv.get(key) for key in ("ansible_host", "gb10_fabric_twins", "gb10_fabric_addresses",
+                                             "gb10_mgmt_interface", *_rack.NCCL_ENV_DEFAULTS)}
+        nodes.append({"host": str(host), "mgmt_ip": mgmt, "fabric_ip": fabric,
+                      "fabric": _rack.node_fabric(str(host), view),
+                      "nccl_env": {k: hv.get(k) for k in _rack.NCCL_ENV_DEFAULTS if hv.get(k) not in (None, "")}})
     return nodes
+
+
+def _node_ip(node: Mapping[str, Any]) -> str:
+    """The address the node's containers use (VLLM_HOST_IP, Ray, rendezvous): nccl_env's node IP."""
+    fabric = node.get("fabric") or {}
+    return str(fabric.get("node_ip") or node.get("fabric_ip") or node.get("mgmt_ip") or "")
+
+
+def _ray_options(opts: Mapping[str, Any]) -> dict[str, Any]:
+    ray = dict(RAY_DEFAULTS)
+    given = opts.get("ray")
+    if isinstance(given, Mapping):
+        ray.update({k: v for k, v in given.items() if v is not None})
+    else:  # the play's older options
+        if opts.get("ray_tmp"):
+            ray["tmp"] = opts["ray_tmp"]
+        if opts.get("ray_port"):
+            ray["port"] = opts["ray_port"]
+    ray["port"] = int(ray["port"])
+    ray["enabled"] = bool(ray["enabled"]) and str(ray["enabled"]).lower() not in ("false", "no", "0")
+    return ray
+
+
+def _devices(platform: str, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """GPU and RDMA options of docker run: ``auto`` means the rack's on cuda and none on the CPU build."""
+    gpus = opts.get("gpus", "auto")
+    devices = opts.get("devices", "auto")
+    cap_add = opts.get("cap_add", "auto")
+    cuda = platform == "cuda"
+    return {
+        "gpus": (CUDA_GPUS if cuda else "") if gpus in (None, "auto") else str(gpus),
+        "devices": (list(CUDA_DEVICES) if cuda else []) if devices in (None, "auto") else [str(d) for d in devices],
+        "cap_add": (list(CUDA_CAP_ADD) if cuda else []) if cap_add in (None, "auto") else [str(c) for c in cap_add],
+    }
 
 
 def serving_plan(
@@ -274,13 +525,19 @@ def serving_plan(
     pins: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The containers that serve ``model``.
+    """The containers that serve ``model`` (vLLM) and the Ray cluster under them.
 
-    ``nodes``: ordered, each ``{host, fabric_ip, mgmt_ip, cpus}`` (the first is the head).
-    ``options``: ``api_port``, ``master_port``, ``executor`` (auto|single|native|ray), ``models_dir``
-    (host path holding one folder per model), ``cache_dir``, ``env_files`` (list of host paths),
-    ``api_key_env_file``, ``cpu_threads_bind`` (auto|by_rank|<cpu list>), ``extra_args``, ``hf_cache``,
-    ``allow_unpinned_revision``.
+    ``nodes``: ordered, each ``{host, fabric_ip, mgmt_ip, cpus, fabric, nccl_env}`` (the first is the head;
+    ``nodes_from_hostvars`` builds them from the inventory).
+    ``options``: ``api_port``, ``master_port``, ``executor`` (auto|single|native|ray), ``node_count``
+    (``-e nodes``), ``models_dir`` (host path holding one folder per model), ``cache_dir``, ``env_files``
+    (list of host paths), ``api_key_env_file``, ``cpu_threads_bind`` (auto|by_rank|<cpu list>),
+    ``extra_args``, ``gpus`` / ``devices`` / ``cap_add`` (``auto``: the rack's on cuda, none on cpu),
+    ``ulimits``, ``ipc``, ``shm_size``, ``restart_policy``, ``follower_watchdog``, ``ray`` (the Ray
+    containers' settings, RAY_DEFAULTS; ``enabled`` false plans no Ray), ``roce`` (rack.roce_class),
+    ``nccl`` (``debug``, ``debug_subsys``, ``buffsize``, ``buffsize_min_nodes``, ``switch``),
+    ``allow_unpinned_revision``, ``render`` (plan an entry whose image or revision is not pinned yet,
+    noting what the serving play would refuse).
     Raises ServingError with every problem found.
     """
     opts = dict(options or {})
@@ -288,35 +545,59 @@ def serving_plan(
         known = ", ".join(sorted(catalog))
         raise ServingError([f"Unknown model '{model}' (-e model): use one of {known}."])
     entry = catalog[model]
+    render = bool(opts.get("render"))
     errors: list[str] = []
+    refused: list[str] = []  # what the serving play refuses and a render only notes
     serving = entry.get("serving") or {}
     if not isinstance(serving, Mapping) or any(k not in SERVING_KEYS for k in serving):
         errors.append(f"gb10_catalog['{model}'].serving may only hold {', '.join(SERVING_KEYS)}.")
         serving = {}
     lab = entry.get("lab", False) is True
     if not lab and not HEX40_RE.match(str(entry.get("hf_revision") or "")) and not opts.get("allow_unpinned_revision"):
-        errors.append(
+        (refused if render else errors).append(
             f"{model}: gb10_catalog['{model}'].hf_revision is empty; pin the Hugging Face commit "
             "(40 hex) so every node serves the same weights."
         )
     bad_pins = pin_errors(model, entry, pins)
     errors += bad_pins
+    image: dict[str, Any] = {}
     if not bad_pins:
         image = image_for(model, entry, pins)
-        errors += image_errors(model, image)
+        problems = image_errors(model, image)
+        if render and problems and image.get("repository"):
+            refused += problems
+        else:
+            errors += problems
     platform = str(entry.get("platform", "cuda"))
-    count, mode, layout_errors = _layout(model, entry, len(nodes), str(opts.get("executor") or "auto"))
+    layout, mode, layout_errors = _layout(model, entry, len(nodes), str(opts.get("executor") or "auto"),
+                                          opts.get("node_count"))
     errors += layout_errors
+    ray_opts = _ray_options(opts)
+    ray_state, ray_version = ray_in_image(image) if image else ("unknown", "")
+    if image:
+        errors += ray_image_errors(model, image, needs_ray=mode == "ray")
+    if mode == "ray" and not ray_opts["enabled"]:
+        errors.append(f"{model}: the Ray executor needs the Ray cluster, but the play was told not to start it "
+                      "(-e serve_ray=false); drop that, or serve with -e vllm_serve_executor=native.")
+    count = layout["nodes"]
+    used = list(nodes[:count])
+    if platform == "cuda":
+        for node in nodes:
+            errors += list((node.get("fabric") or {}).get("errors") or [])
     if errors:
-        raise ServingError(errors)
+        raise ServingError(list(dict.fromkeys(errors)))
 
     launch = dict(entry.get("launch") or {})
-    used = list(nodes[:count])
+    for key, value in (("tensor_parallel_size", layout["tp"]), ("pipeline_parallel_size", layout["pp"])):
+        if key in launch or value != 1:
+            launch[key] = value
     head = used[0]
+    head_ip = _node_ip(head)
     api_port = int(opts.get("api_port", 8000))
     master_port = int(opts.get("master_port", 29501))
     models_dir = str(opts.get("models_dir", "/srv/gb10/models"))
     cache_dir = str(opts.get("cache_dir", "/srv/gb10/cache"))
+    devices = _devices(platform, opts)
     model_dir_in = f"/models/{model}"
     common_args = [model_dir_in, "--served-model-name", model] + vllm_args(launch, platform)
     common_args += [str(a) for a in opts.get("extra_args") or []]
@@ -325,17 +606,36 @@ def serving_plan(
         env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(launch["kv_cache_memory_bytes"]) // 2**30))
     env.setdefault("HF_HUB_OFFLINE", "1")
     ref = image_ref(image)
+    roce = opts.get("roce") if isinstance(opts.get("roce"), Mapping) else None
+    nccl = dict(opts.get("nccl") or {})
+
+    def fabric_env(node: Mapping[str, Any]) -> dict[str, str]:
+        """The rack's NCCL/Gloo/UCX/Ray environment on this node (cuda only; the lab's CPU build: none)."""
+        if platform != "cuda" or not node.get("fabric"):
+            return {}
+        return _rack.rack_env(node["fabric"], node.get("nccl_env") or {}, nodes=count, roce=roce, nccl=nccl)
+
+    vllm_docker = {
+        "ipc": str(opts.get("ipc", "host")),
+        "restart": str(opts.get("restart_policy", "unless-stopped")),
+        "ulimits": [str(u) for u in opts.get("ulimits", ["memlock=-1", "nofile=1048576:1048576"])],
+        "shm_size": str(opts.get("shm_size") or ""),
+        **devices,
+        "env_files": [str(p) for p in opts.get("env_files") or []],
+        "api_key_env_file": str(opts.get("api_key_env_file") or ""),
+    }
     containers = []
     for rank, node in enumerate(used):
         node_env = dict(env)
-        node_env["VLLM_HOST_IP"] = str(node.get("fabric_ip") or node.get("mgmt_ip") or "")
+        node_env["VLLM_HOST_IP"] = _node_ip(node)
         if platform == "cpu":
             node_env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(opts.get("cpu_threads_bind", "auto"), rank, node))
+        node_env.update(fabric_env(node))
         args = list(common_args)
         role = "api"
         if mode == "native":
-            args += ["--nnodes", str(count), "--node-rank", str(rank), "--master-addr",
-                     str(head.get("fabric_ip") or head.get("mgmt_ip")), "--master-port", str(master_port)]
+            args += ["--nnodes", str(count), "--node-rank", str(rank), "--master-addr", head_ip,
+                     "--master-port", str(master_port)]
             if rank > 0:
                 args.append("--headless")
                 role = "follower"
@@ -344,10 +644,9 @@ def serving_plan(
             if rank > 0:
                 continue  # Ray places the workers; only the head runs vLLM
             args += ["--distributed-executor-backend", "ray"]
-            node_env["RAY_ADDRESS"] = f"{head.get('fabric_ip') or head.get('mgmt_ip')}:{int(opts.get('ray_port', 6379))}"
+            node_env["RAY_ADDRESS"] = f"{head_ip}:{ray_opts['port']}"
         if role == "api":
             args += ["--host", str(opts.get("api_host", "0.0.0.0")), "--port", str(api_port)]
-        head_ip = str(head.get("fabric_ip") or head.get("mgmt_ip"))
         watched = role == "follower" and bool(opts.get("follower_watchdog", True))
         containers.append(
             {
@@ -361,44 +660,151 @@ def serving_plan(
                 "env": dict(sorted(node_env.items())),
                 "args": args,
                 "mounts": [f"{models_dir}/{model}:{model_dir_in}:ro", f"{cache_dir}:/root/.cache"]
-                + ([f"{opts['ray_tmp']}:/tmp/ray"] if mode == "ray" and opts.get("ray_tmp") else []),
+                + ([f"{ray_opts['tmp']}:/tmp/ray"] if mode == "ray" and ray_opts.get("tmp") else []),
             }
         )
     spec_hash = hashlib.sha256(
-        json.dumps({"model": model, "containers": containers, "opts": _hash_opts(opts)}, sort_keys=True).encode()
+        json.dumps({"model": model, "containers": containers, "opts": _hash_opts(opts, vllm_docker)},
+                   sort_keys=True).encode()
     ).hexdigest()[:16]
     for c in containers:
+        c["kind"] = "vllm"
+        c["docker"] = dict(vllm_docker)
         c["labels"] = {LABEL_MODEL: model, LABEL_HASH: spec_hash, LABEL_ROLE: c["role"]}
-        c["argv"] = docker_run_argv(c, opts)
+        c["argv"] = docker_run_argv(c)
         c["command_line"] = ("(under the head watchdog) " if c["command"][0] != "vllm" else "") + \
             "vllm serve " + " ".join(shlex.quote(a) for a in c["args"])
+
+    ray = _ray_plan(model, mode, platform, nodes, [n["host"] for n in used], ray_opts, ray_state, ray_version,
+                    ref, devices, env, fabric_env, models_dir, cache_dir)
+    notes = []
+    if platform == "cuda":
+        notes.append("GPU, /dev/infiniband, IPC_LOCK and the NCCL environment: platform cuda (docs/rack-contract.md).")
+    else:
+        notes.append("CPU build: no GPU, no /dev/infiniband, no IPC_LOCK, no rack NCCL settings (the lab).")
+    if ray["reason"]:
+        notes.append(ray["reason"])
     return {
         "model": model,
         "platform": platform,
         "lab": lab,
         "image": image,
         "image_ref": ref,
+        "image_ray": ray_version if ray_state == "yes" else (False if ray_state == "no" else None),
         "executor": mode,
         "nodes": count,
+        "layout": layout,
         "hosts": [n["host"] for n in used],
         "head": head["host"],
         "head_fabric_ip": head.get("fabric_ip"),
+        "head_ip": head_ip,
         "api_host": head.get("mgmt_ip"),
         "api_port": api_port,
         "endpoint": f"http://{head.get('mgmt_ip')}:{api_port}/v1",
         "tensor_parallel_size": int(launch.get("tensor_parallel_size", 1) or 1),
         "pipeline_parallel_size": int(launch.get("pipeline_parallel_size", 1) or 1),
         "max_model_len": launch.get("max_model_len"),
+        "launch": launch,
         "hash": spec_hash,
         "containers": containers,
         "by_host": {c["host"]: c for c in containers},
+        "ray": ray,
         "env": env,
+        "refused": refused,
+        "notes": notes,
     }
 
 
-def _hash_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("env_files", "api_key_env_file", "restart_policy", "shm_size", "gpus", "ulimits", "ipc", "follower_watchdog")
-    return {k: opts.get(k) for k in keys}
+def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str, Any]], serving_hosts: Sequence[str],
+              ray_opts: Mapping[str, Any], ray_state: str, ray_version: str, ref: str, devices: Mapping[str, Any],
+              model_env: Mapping[str, str], fabric_env: Any, models_dir: str, cache_dir: str) -> dict[str, Any]:
+    """One Ray container per node (head on the first), or none with the reason.
+
+    With the Ray executor, vLLM's workers run inside these containers: each gets the models folder (so
+    /models/<model> is the same path as in the head's vLLM container), the caches, the devices and the
+    model's environment. On cuda, ``ray start --num-gpus 1`` on the nodes that serve and 0 on the
+    others: vLLM 0.32 asks its placement group for one bundle of one GPU per worker (strategy PACK), so
+    with one GPU per serving node and none elsewhere every serving node gets exactly one worker.
+    """
+    head = nodes[0]
+    head_ip = _node_ip(head)
+    out: dict[str, Any] = {"enabled": False, "reason": "", "head": head["host"],
+                           "address": f"{head_ip}:{ray_opts['port']}", "gpu_hosts": [], "tmp": str(ray_opts["tmp"]),
+                           "container": str(ray_opts["container"]), "containers": [], "by_host": {}}
+    if not ray_opts["enabled"]:
+        out["reason"] = "Ray is not started (serve_ray is false)."
+        return out
+    if ray_state == "no":
+        out["reason"] = (f"Ray is not started: the image carries no Ray (image.ray is false); the {mode} executor "
+                         "does not need it.")
+        return out
+    out["enabled"] = True
+    gpu_hosts = list(serving_hosts) if mode == "ray" else []
+    out["gpu_hosts"] = gpu_hosts
+    start_args = [str(a) for a in ray_opts.get("start_args") or []]
+    docker = {
+        "ipc": str(ray_opts["ipc"]),
+        "restart": str(ray_opts["restart_policy"]),
+        "ulimits": [str(u) for u in ray_opts["ulimits"]],
+        "shm_size": str(ray_opts.get("shm_size") or "") if str(ray_opts["ipc"]) != "host" else "",
+        **devices,
+        "env_files": [str(p) for p in ray_opts.get("env_files") or []],
+        "api_key_env_file": "",
+    }
+    for rank, node in enumerate(nodes):
+        ip = _node_ip(node)
+        is_head = rank == 0
+        command = ["ray", "start", "--block", "--node-ip-address", ip]
+        command += (["--head", "--port", str(ray_opts["port"])] + [str(a) for a in ray_opts.get("head_args") or []]
+                    if is_head else ["--address", f"{head_ip}:{ray_opts['port']}"])
+        command += start_args
+        # The rack always says how many GPUs vLLM may use here; the CPU build only with the Ray executor
+        # (a lab shim that lets vLLM's CPU build use Ray counts workers as GPUs), so the lab's native
+        # Ray containers stay as they were.
+        if (platform == "cuda" or mode == "ray") and not any(a.startswith("--num-gpus") for a in start_args):
+            command += ["--num-gpus", "1" if node["host"] in gpu_hosts else "0"]
+        env = {str(k): str(v) for k, v in (ray_opts.get("env") or {}).items()}
+        if mode == "ray":
+            env.update(model_env)  # the workers' node-local environment (vLLM copies only some of the driver's)
+        env.update({"RAY_NODE_IP_ADDRESS": ip, "RAY_OVERRIDE_NODE_IP_ADDRESS": ip, "VLLM_HOST_IP": ip})
+        env.update(fabric_env(node))
+        mounts = [f"{ray_opts['tmp']}:/tmp/ray"]
+        if mode == "ray":
+            mounts += [f"{models_dir}:/models:ro", f"{cache_dir}:/root/.cache"]
+        container = {
+            "kind": "ray",
+            "host": node["host"],
+            "rank": rank,
+            "role": "ray-head" if is_head else "ray-worker",
+            "name": str(ray_opts["container"]),
+            "image": ref,
+            "env": dict(sorted(env.items())),
+            "mounts": mounts,
+            "command": command,
+            "docker": dict(docker),
+            "gpus_for_vllm": 1 if node["host"] in gpu_hosts else 0,
+        }
+        spec = json.dumps({k: container[k] for k in ("host", "image", "env", "mounts", "command", "docker", "name")},
+                          sort_keys=True)
+        container["labels"] = {LABEL_RAY_HASH: hashlib.sha256(spec.encode()).hexdigest()[:16],
+                               LABEL_RAY_ROLE: "head" if is_head else "worker"}
+        container["argv"] = docker_run_argv(container)
+        container["command_line"] = " ".join(shlex.quote(a) for a in command)
+        out["containers"].append(container)
+        out["by_host"][node["host"]] = container
+    return out
+
+
+def _hash_opts(opts: Mapping[str, Any], docker: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings outside the containers' specs that a relaunch must notice (the same keys as before the
+    rack settings; GPU/RDMA options only when set, so the lab's hashes did not change)."""
+    out = {k: opts.get(k) for k in ("env_files", "api_key_env_file", "restart_policy", "shm_size", "ulimits", "ipc",
+                                    "follower_watchdog")}
+    out["gpus"] = docker.get("gpus") or ("" if opts.get("gpus") == "auto" else opts.get("gpus"))
+    for key in ("devices", "cap_add"):
+        if docker.get(key):
+            out[key] = list(docker[key])
+    return out
 
 
 def _cpu_bind(setting: Any, rank: int, node: Mapping[str, Any]) -> str:
@@ -409,30 +815,117 @@ def _cpu_bind(setting: Any, rank: int, node: Mapping[str, Any]) -> str:
     return value
 
 
-def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any]) -> list[str]:
-    """``docker run`` for one serving container (host network and IPC, restart policy, labels)."""
+def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any] | None = None) -> list[str]:
+    """``docker run`` for one container of the plan (vLLM or Ray): host network, its IPC, restart policy,
+    limits, GPU and RDMA devices, labels, env files, environment, mounts, image, command.
+
+    The container's ``docker`` settings decide; ``opts`` (the plan's options) stands in for a container
+    planned without them.
+    """
+    d = dict(container.get("docker") or {})
+    if not d:
+        o = dict(opts or {})
+        d = {"ipc": o.get("ipc", "host"), "restart": o.get("restart_policy", "unless-stopped"),
+             "ulimits": o.get("ulimits", ["memlock=-1", "nofile=1048576:1048576"]), "shm_size": o.get("shm_size"),
+             "gpus": o.get("gpus"), "devices": o.get("devices") or [], "cap_add": o.get("cap_add") or [],
+             "env_files": o.get("env_files") or [], "api_key_env_file": o.get("api_key_env_file")}
     argv = ["docker", "run", "--detach", "--pull", "never", "--name", str(container["name"]), "--network", "host",
-            "--ipc", str(opts.get("ipc", "host")), "--restart", str(opts.get("restart_policy", "unless-stopped"))]
-    for limit in opts.get("ulimits", ["memlock=-1", "nofile=1048576:1048576"]):
+            "--ipc", str(d.get("ipc") or "host"), "--restart", str(d.get("restart") or "unless-stopped")]
+    for limit in d.get("ulimits") or []:
         argv += ["--ulimit", str(limit)]
-    if opts.get("shm_size"):
-        argv += ["--shm-size", str(opts["shm_size"])]
-    if opts.get("gpus"):
-        argv += ["--gpus", str(opts["gpus"])]
+    if d.get("shm_size"):
+        argv += ["--shm-size", str(d["shm_size"])]
+    if d.get("gpus"):
+        argv += ["--gpus", str(d["gpus"])]
+    for device in d.get("devices") or []:
+        argv += ["--device", str(device)]
+    for cap in d.get("cap_add") or []:
+        argv += ["--cap-add", str(cap)]
     for label, value in sorted(container["labels"].items()):
         argv += ["--label", f"{label}={value}"]
     # Optional env files (the nodes work's) are single "--env-file=<path>" words, so the launcher can
     # drop one that is missing on the node at run time.
-    for path in opts.get("env_files") or []:
+    for path in d.get("env_files") or []:
         argv.append(f"--env-file={path}")
-    if opts.get("api_key_env_file") and container["role"] == "api":
-        argv += ["--env-file", str(opts["api_key_env_file"])]
+    if d.get("api_key_env_file") and container["role"] == "api":
+        argv += ["--env-file", str(d["api_key_env_file"])]
     for key, value in container["env"].items():
         argv += ["--env", f"{key}={value}"]
     for mount in container["mounts"]:
         argv += ["--volume", mount]
     argv += [str(container["image"])] + [str(a) for a in container.get("command") or ["vllm", "serve", *container["args"]]]
     return argv
+
+
+# ------------------------------------------------------------------------------------------------ render
+def env_file_contents(plan: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """host -> the KEY=value content nccl_env writes to /etc/gb10/serving.env there (same function)."""
+    out = {}
+    for node in nodes:
+        if node.get("fabric"):
+            out[str(node["host"])] = dict(_rack.serving_env_lines(node["fabric"], node.get("nccl_env") or {}))
+    return out
+
+
+def host_setup(nodes: Sequence[Mapping[str, Any]], roce: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """host -> what roles/roce_qos does to its twins (the commands), for the render."""
+    if not roce or not roce.get("enabled") or roce.get("dscp") is None or roce.get("priority") is None:
+        return {}
+    out = {}
+    for node in nodes:
+        interfaces = list((node.get("fabric") or {}).get("interfaces") or [])
+        if interfaces:
+            out[str(node["host"])] = {
+                "roce_qos": [item["argv"] for item in _rack.qos_items(interfaces, roce)],
+                "note": ("roles/roce_qos (site.yml) on a GB10 with ConnectX-7 only (SKIPPED in the lab); changes only "
+                         f"what differs; DSCP {roce['dscp']} -> priority {roce['priority']}, NCCL_IB_TC {roce.get('tc')}."),
+            }
+    return out
+
+
+def render_containers(plan: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]],
+                      memory: Mapping[str, Any] | None = None, roce: Mapping[str, Any] | None = None,
+                      env_file: str = "/etc/gb10/serving.env") -> list[dict[str, Any]]:
+    """The render: one object per container every node would run (vLLM, then Ray), with the argv the
+    serving play runs, the content of the env file it passes (``env_files``), the memory plan (vLLM
+    containers), the twins' marking of its node (``host_setup``) and notes."""
+    files = env_file_contents(plan, nodes)
+    setup = host_setup(nodes, roce)
+    memory = dict(memory or {})
+    out = []
+    for c in list(plan["containers"]) + list(plan["ray"]["containers"]):
+        obj: dict[str, Any] = {
+            "host": c["host"],
+            "name": c["name"],
+            "role": c["role"],
+            "argv": list(c["argv"]),
+            "model": plan["model"],
+            "image": c["image"],
+            "executor": plan["executor"],
+            "layout": {k: plan["layout"][k] for k in ("nodes", "tp", "pp", "rule")},
+        }
+        used_files = [a.split("=", 1)[1] for a in c["argv"] if a.startswith("--env-file=")]
+        obj["env_files"] = {path: files.get(c["host"], {}) if path == env_file else None for path in used_files}
+        notes = list(plan.get("notes") or []) + list(plan.get("refused") or [])
+        if memory:
+            notes.append(f"Node memory: {memory.get('note', 'not measured')}.")
+        if c["kind"] == "ray" and plan["executor"] == "ray":
+            notes.append(f"vLLM workers here: {c['gpus_for_vllm']} (ray start --num-gpus; vLLM asks one GPU per worker).")
+        if c["kind"] == "vllm" and memory:
+            obj["memory"] = memory
+        if c["host"] in setup:
+            obj["host_setup"] = setup[c["host"]]
+        obj["notes"] = notes
+        out.append(obj)
+    return out
+
+
+def memory_params(plan: Mapping[str, Any], entry: Mapping[str, Any], root: str) -> dict[str, Any]:
+    """The memory planner's arguments for a plan (its nodes and TP x PP), through the catalog's one
+    conversion (catalog.planner_args); the node figures are left to the planner's GB10 planning defaults
+    (a render measures nothing)."""
+    return _catalog.planner_args(entry, {"nodes": plan["nodes"], "tensor_parallel_size": plan["tensor_parallel_size"],
+                                         "pipeline_parallel_size": plan["pipeline_parallel_size"]}, root)
 
 
 # ------------------------------------------------------------------------------------------- vLLM logs
