@@ -88,6 +88,7 @@ __all__ = [
     "MIB",
     "VLLM_RELEASE",
     "PlanError",
+    "failed_lines",
     "plan_memory",
     "pp_partition",
 ]
@@ -620,17 +621,7 @@ def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
         f"{r['blocks_per_request']} blocks per request -> KV cache size: {r['kv_cache_tokens']:,} tokens, "
         f"maximum concurrency for {s.max_model_len:,} tokens per request: {r['max_concurrency']:.2f}x."
     )
-    # identical failures on several nodes are reported once
-    merged: dict[tuple[str, str], list[str]] = {}
-    for c in r["checks"]:
-        if c["ok"]:
-            continue
-        base, _, node_tag = c["name"].partition(" (")
-        merged.setdefault((base, c["detail"]), []).append(node_tag.rstrip(")").removeprefix("node "))
-    for (base, detail), nodes in merged.items():
-        tags = [t for t in nodes if t]
-        where = "" if not tags else f" (node {tags[0]})" if len(tags) == 1 else f" (nodes {', '.join(tags)})"
-        lines.append(f"FAILED {base}{where}: {detail}.")
+    lines.extend(f"{line}." for line in failed_lines(r["checks"]))
     if not r["fits"] and r["mem_available_needed_bytes"]:
         lines.append(
             f"It would fit from MemAvailable {gib(r['mem_available_needed_bytes'])} per node (host floor "
@@ -642,6 +633,22 @@ def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
         else:
             lines.append("Advice: no single change found that makes it fit; use more nodes or a smaller model.")
     return "\n".join(lines)
+
+
+def failed_lines(checks: list[Mapping[str, Any]]) -> list[str]:
+    """"FAILED <check> (nodes 0, 1): <detail>" per failed check; the same failure on several nodes once."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for c in checks:
+        if c.get("ok", True):
+            continue
+        base, _, node_tag = str(c.get("name")).partition(" (")
+        merged.setdefault((base, str(c.get("detail"))), []).append(node_tag.rstrip(")").removeprefix("node "))
+    lines = []
+    for (base, detail), nodes in merged.items():
+        tags = [t for t in nodes if t]
+        where = "" if not tags else f" (node {tags[0]})" if len(tags) == 1 else f" (nodes {', '.join(tags)})"
+        lines.append(f"FAILED {base}{where}: {detail}")
+    return lines
 
 
 def plan_memory(params: Mapping[str, Any]) -> dict[str, Any]:
