@@ -1018,9 +1018,10 @@ def plan_command(inputs: Mapping[str, Any], changes: Mapping[str, Any] | None = 
     chosen = {key: inputs.get(key) for key in PLAN_INPUT_KEYS if not _is_unset(inputs.get(key))}
     chosen.pop("measured_memory", None)
     for key, value in (changes or {}).items():
-        chosen.pop(key, None)
-        if value is not None:
-            chosen[key] = value
+        if value is None:
+            chosen.pop(key, None)
+        else:
+            chosen[key] = value  # in place when the operator gave it, else at the end
     words = ["ansible-playbook", "plan.yml"] + [f"-e {key}={shlex.quote(str(value))}" for key, value in chosen.items()]
     return " ".join(words)
 
