@@ -492,7 +492,8 @@ def test_advice_is_a_command_to_paste_that_fits(catalog):
     ]
     quant = [line for line in lines if line.startswith("Advice: use a smaller quantisation")]
     assert quant and quant[0].endswith(
-        "in the catalog: ansible-playbook plan.yml -e model=qwen3.5-397b-a17b-int4-autoround -e max_num_seqs=8"
+        "the smallest build in the catalog that fits: ansible-playbook plan.yml -e model=qwen3.5-397b-a17b-int4-autoround "
+        "-e max_num_seqs=8"
     )
     for line in nodes + quant:
         assert _replan(line.rsplit(": ", 1)[1], catalog)["fits"] is True

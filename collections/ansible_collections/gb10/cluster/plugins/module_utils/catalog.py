@@ -1206,7 +1206,7 @@ def advice_lines(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> list
         if fix.get("kind") == "quantisation":
             sibling = _fitting_sibling(resolved)
             if sibling:
-                text += f"; in the catalog: {plan_command(command, {'model': sibling})}"
+                text += f"; the smallest build in the catalog that fits: {plan_command(command, {'model': sibling})}"
         else:
             changes = _fix_overrides(fix, resolved)
             if changes is not None:
@@ -1281,7 +1281,10 @@ def plan_lines(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[s
     )
     needed = result.get("mem_available_needed_bytes")
     if needed and not result.get("fits"):
-        lines.append(f"It would fit from MemAvailable {_gib(needed)} GiB per node (measured by serve.yml on the nodes).")
+        lines.append(
+            f"It would fit from MemAvailable {_gib(needed)} GiB per node (serve.yml measures the nodes; to plan "
+            f"with a measured figure: {plan_command(resolved.get('inputs') or {}, {'node_mem_available_bytes': needed})})"
+        )
     lines.extend(advice_lines(result, resolved))
     siblings = sibling_text(resolved)
     if siblings and not result.get("fits"):
