@@ -123,3 +123,27 @@ def test_fabric_report_of_the_last_run_passed():
     assert per["jumbo_ping"]["passed"] == n * (n - 1) * len(TWINS)
     assert per["link_speed"]["skipped"] == n * len(TWINS)  # lab: hardware-only, never passed
     assert per["link_speed"]["passed"] == 0
+
+
+def test_link_tests_are_reported_skipped_not_passed():
+    """The hardware-only link tests (the tools' build, ib_write_bw on every twin, the twins compared,
+    nccl-tests across the nodes) are SKIPPED in the lab with the reason, never passed."""
+    report = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]).parents[1] / "artifacts/fabric/latest.json"
+    data = json.loads(report.read_text())
+    n = len(nodes())
+    per = data["summary"]["per_check"]
+    expected = {"fabric_tools": n, "ib_write_bw": n * len(TWINS), "ib_write_bw_twins": n, "nccl_all_gather": 1}
+    for name, count in expected.items():
+        assert per[name] == {"passed": 0, "failed": 0, "skipped": count}, (name, per.get(name))
+    assert "slow_twin" not in per
+    rows = [r for r in data["checks"] if r["check"] in expected]
+    assert rows and all(r["status"] == "skipped" and r["detail"].startswith("hardware-only: ") for r in rows), rows
+    assert all("container (docker)" in r["detail"] for r in rows if r["check"] != "nccl_all_gather")
+    # the commands that would have run are in the report, taken from the plan
+    commands = data["meta"]["commands"]
+    assert set(commands["ib_write_bw"]) == set(nodes()) and commands["nccl"]["np"] == n
+
+
+def test_nothing_of_the_link_tests_is_built_in_the_lab(host):
+    # (the lab image carries perftest itself; the role installs nothing and builds nothing there)
+    assert not host.file("/opt/nccl-tests").exists

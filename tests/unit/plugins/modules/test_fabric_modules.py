@@ -11,6 +11,16 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.gb10.cluster.plugins.modules import fabric_check as fabric_check_module
 from ansible_collections.gb10.cluster.plugins.modules import fabric_report as fabric_report_module
+from tests.support.fabric_outputs import (
+    ADDRESSES,
+    DEVICES,
+    HOSTS,
+    IB_TWIN_A,
+    IB_TWIN_B_DEGRADED,
+    NCCL_FAILED_RANK,
+    NODES,
+    ring,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sysfs"
 
@@ -108,7 +118,8 @@ def test_perf_module_rates_nccl_bus_bandwidth(capsys, monkeypatch):
         "node": "gx10-1", "check": "nccl_all_gather", "minimum": 21.875,
         "argv": ["mpirun", "all_gather_perf"]})
     assert code == 0 and out["row"]["status"] == "failed"
-    assert out["row"]["detail"] == "20.1 GB/s (minimum 21.875 GB/s)"
+    assert out["row"]["detail"] == "20.1 GB/s (minimum 21.875 GB/s); 1 node"
+    assert out["row"]["value"] == 20.1
 
 
 def test_perf_module_failed_command_is_a_failed_row(capsys, monkeypatch):
@@ -141,3 +152,64 @@ def test_fabric_module_docs_parse_and_match_the_options(module):
     source = Path(module.__file__).read_text()
     for option in doc["options"]:
         assert f'"{option}"' in source, f"{option} documented but not in argument_spec"
+
+
+def test_perf_module_runs_both_twins_at_once_and_rates_each(capsys, monkeypatch):
+    started = []
+
+    def fake_run(argv, timeout):
+        started.append(argv)
+        device = argv[argv.index("-d") + 1]
+        return (0, IB_TWIN_A, "") if device == "rocep1s0f1" else (0, IB_TWIN_B_DEGRADED, "")
+
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
+    monkeypatch.setattr(fabric_perf_module, "run", fake_run)
+    code, out = _run(capsys, fabric_perf_module, {
+        "node": "gx10-3", "check": "ib_write_bw", "minimum": 90,
+        "runs": [
+            {"twin": "enp1s0f1np1", "peer": "gx10-4",
+             "argv": ["ib_write_bw", "-d", "rocep1s0f1", "-x", "3", "-p", "18515", "192.168.100.14"]},
+            {"twin": "enP2p1s0f1np1", "peer": "gx10-4",
+             "argv": ["ib_write_bw", "-d", "roceP2p1s0f1", "-x", "3", "-p", "18516", "192.168.101.14"]},
+            {"twin": "enP2p1s0f1np1", "peer": "gx10-9", "argv": None,
+             "error": "no RoCE v2 IPv4 GID on roceP2p1s0f1 of gx10-3"},
+        ]})
+    assert code == 0 and len(started) == 2 and started[0][0] == "/usr/bin/ib_write_bw"
+    assert [(r["twin"], r["status"]) for r in out["rows"]] == [
+        ("enp1s0f1np1", "passed"), ("enP2p1s0f1np1", "failed"), ("enP2p1s0f1np1", "failed")]
+    assert out["rows"][1]["value"] == 46.12 and out["rows"][2]["detail"].startswith("no RoCE v2 IPv4 GID")
+    assert out["row"] == out["rows"][0]
+
+
+def test_perf_module_names_the_failing_rank_of_nccl(capsys, monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
+    monkeypatch.setattr(fabric_perf_module, "run", lambda argv, timeout: (3, NCCL_FAILED_RANK, ""))
+    code, out = _run(capsys, fabric_perf_module, {
+        "node": "gx10-1", "peer": "all", "check": "nccl_all_gather", "minimum": 21.875,
+        "argv": ["mpirun", "-np", "4", "all_gather_perf"], "nodes": NODES, "hostnames": HOSTS,
+        "addresses": ADDRESSES, "ib_devices": DEVICES})
+    assert code == 0 and out["row"]["status"] == "failed" and out["row"]["node"] == "gx10-3"
+    assert out["row"]["peer"] == "all"
+
+
+def test_perf_module_skips_every_run_in_check_mode(capsys, monkeypatch):
+    monkeypatch.setattr(fabric_perf_module, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    code, out = _run(capsys, fabric_perf_module, {
+        "node": "gx10-1", "check": "ib_write_bw", "minimum": 90, "_ansible_check_mode": True,
+        "runs": [{"twin": "a", "peer": "gx10-2", "argv": ["ib_write_bw"]},
+                 {"twin": "b", "peer": "gx10-2", "argv": ["ib_write_bw"]}]})
+    assert code == 0 and [r["status"] for r in out["rows"]] == ["skipped", "skipped"]
+    assert out["rows"][0]["detail"] == "check mode: nothing run"
+
+
+def test_report_module_compares_the_twins_and_names_the_slow_end(capsys, tmp_path):
+    rows = ring({("gx10-3", "enP2p1s0f1np1"): 46.12, ("gx10-2", "enP2p1s0f1np1"): 47.05})
+    code, out = _run(capsys, fabric_report_module, {
+        "checks": rows, "dest_dir": str(tmp_path), "run_id": "x", "twin_ratio_min": 0.9})
+    assert code == 0 and out["ok"] is False
+    assert out["findings"][0].startswith("gx10-3 twin enP2p1s0f1np1: slow_twin failed (both ring links")
+    assert out["per_check"]["ib_write_bw_twins"] == {"passed": 3, "failed": 1, "skipped": 0}
+    report = json.loads(Path(out["path"]).read_text())
+    assert report["summary"]["findings"] == out["findings"]
+    assert {r["check"]: r.get("value") for r in report["checks"] if r["node"] == "gx10-3"
+            and r["twin"] == "enP2p1s0f1np1" and r["check"] == "ib_write_bw"} == {"ib_write_bw": 46.12}

@@ -1,50 +1,92 @@
 #!/usr/bin/python
-"""Ansible module: run one hardware bandwidth test (ib_write_bw client, nccl-tests) and rate it."""
+"""Ansible module: run hardware bandwidth tests (ib_write_bw clients, nccl-tests) and judge them."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: gb10_fabric_perf
-short_description: Run ib_write_bw or nccl-tests once and return one fabric report row
+short_description: Run ib_write_bw or nccl-tests and return one fabric report row per run
 description:
-  - Runs O(argv) (an C(ib_write_bw) client or an C(mpirun ... all_gather_perf) command), parses the
-    bandwidth (C(ib_write_bw) average Gb/s with C(--report_gbits); nccl-tests C(Avg bus bandwidth)
-    GB/s) and compares it with O(minimum).
-  - With O(skip_reason) set, runs nothing and returns a C(skipped) row with that reason; hardware-only
+  - Runs O(argv) (one run) or every entry of O(runs) at the same time (for example the ib_write_bw
+    clients of both twins of a node, as NVIDIA measures a 200G cable), and judges each output.
+  - C(ib_write_bw) - the average Gb/s of the result table (C(--report_gbits)) against O(minimum), or the
+    error line when there is no result.
+  - C(nccl_all_gather) - the nccl-tests C(Avg bus bandwidth) GB/s against O(minimum), after the
+    failure lines (naming the host), launch errors (ssh, mpirun; the node is found from O(addresses)),
+    NCCL on sockets instead of RoCE or without a twin's device (O(ib_devices), needs NCCL_DEBUG=INFO),
+    missing ranks (O(nodes)) and data errors.
+  - With O(skip_reason) set, runs nothing and returns C(skipped) rows with that reason; hardware-only
     checks are never reported as passed without the hardware.
-  - Never fails on a low result; the row goes into the report (M(gb10_fabric_report)).
-  - Runs nothing in check mode (returns a skipped row).
+  - Never fails on a low or failed result; the rows go into the report (M(gb10_fabric_report)).
+  - Runs nothing in check mode (returns skipped rows).
 options:
   node:
-    description: Node the row is about.
+    description: Node the rows are about (the client, or the launcher of mpirun).
     type: str
     required: true
   twin:
-    description: Twin the test ran on (null for a cluster-wide test).
+    description: Twin of the single run (null for a cluster-wide test).
     type: str
   peer:
-    description: The other end (node name), if any.
+    description: The other end of the single run (node name, or C(all)).
     type: str
   check:
-    description: Which test; decides the parser and the unit.
+    description: Which test; decides the judge and the unit.
     type: str
     required: true
     choices: [ib_write_bw, nccl_all_gather]
   argv:
-    description: Command to run.
+    description: Command of the single run.
     type: list
     elements: str
     default: []
+  runs:
+    description: Several runs started together; each gives its own row. Used instead of O(argv).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      twin:
+        description: Twin of this run.
+        type: str
+      peer:
+        description: Other end of this run.
+        type: str
+      argv:
+        description: Command of this run (empty when O(runs[].error) is set).
+        type: list
+        elements: str
+      error:
+        description: Why this run cannot start (for example no RoCE v2 GID); the row is C(failed) with it.
+        type: str
   minimum:
     description: Minimum bandwidth (Gb/s for ib_write_bw, GB/s bus bandwidth for nccl_all_gather).
     type: float
     required: true
+  nodes:
+    description: Inventory names of every node that must hold a rank (nccl_all_gather).
+    type: list
+    elements: str
+    default: []
+  hostnames:
+    description: The nodes' own host names (what nccl-tests and NCCL print) mapped to inventory names.
+    type: dict
+    default: {}
+  addresses:
+    description: The addresses mpirun used, mapped to inventory names (names the node of an ssh error).
+    type: dict
+    default: {}
+  ib_devices:
+    description: RoCE devices NCCL must use on every node (NCCL_IB_HCA); checked when NCCL logged them.
+    type: list
+    elements: str
+    default: []
   skip_reason:
-    description: Why the test cannot run here; the row is C(skipped) with this detail.
+    description: Why the test cannot run here; the rows are C(skipped) with this detail.
     type: str
     default: ""
   timeout:
-    description: Seconds before the command is killed (the row is then failed).
+    description: Seconds before a command is killed (its row is then failed).
     type: int
     default: 900
 author:
@@ -52,19 +94,23 @@ author:
 """
 
 EXAMPLES = r"""
-- name: ib_write_bw from this node to the next on twin A
+- name: ib_write_bw from this node to the next, both twins at once
   gb10_fabric_perf:
     node: gx10-1
-    twin: enp1s0f1np1
-    peer: gx10-2
     check: ib_write_bw
-    argv: [ib_write_bw, -d, rocep1s0f1, -x, "3", -F, --report_gbits, -D, "5", 192.168.100.12]
     minimum: 90
+    runs:
+      - twin: enp1s0f1np1
+        peer: gx10-2
+        argv: [ib_write_bw, -d, rocep1s0f1, -x, "3", -p, "18515", -F, --report_gbits, -D, "5", 192.168.100.12]
+      - twin: enP2p1s0f1np1
+        peer: gx10-2
+        argv: [ib_write_bw, -d, roceP2p1s0f1, -x, "3", -p, "18516", -F, --report_gbits, -D, "5", 192.168.101.12]
 """
 
 RETURN = r"""
 row:
-  description: The report row.
+  description: The report row of the single run (the first row with O(runs)).
   returned: always
   type: dict
   sample:
@@ -73,24 +119,33 @@ row:
     peer: gx10-2
     check: ib_write_bw
     status: passed
-    detail: 97.85 Gb/s (minimum 90 Gb/s)
+    detail: 97.85 Gb/s (minimum 90 Gb/s), GID index 3
+    value: 97.85
+rows:
+  description: One report row per run.
+  returned: always
+  type: list
+  elements: dict
 output:
-  description: The command's output (stdout then stderr), empty when skipped.
+  description: The commands' output (stdout then stderr), empty when skipped.
   returned: always
   type: str
 """
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gb10.cluster.plugins.module_utils.fabric import (
-    parse_ib_write_bw,
-    parse_nccl_busbw,
-    threshold_check,
+    FAILED,
+    SKIPPED,
+    check,
+    judge_ib_write_bw,
+    judge_nccl,
 )
 
-PARSERS = {"ib_write_bw": (parse_ib_write_bw, "Gb/s"), "nccl_all_gather": (parse_nccl_busbw, "GB/s")}
+CHECKS = ("ib_write_bw", "nccl_all_gather")
 
 
 def run(argv: list[str], timeout: int) -> tuple[int, str, str]:
@@ -108,34 +163,57 @@ def main() -> None:
             "node": {"type": "str", "required": True},
             "twin": {"type": "str"},
             "peer": {"type": "str"},
-            "check": {"type": "str", "required": True, "choices": list(PARSERS)},
+            "check": {"type": "str", "required": True, "choices": list(CHECKS)},
             "argv": {"type": "list", "elements": "str", "default": []},
+            "runs": {"type": "list", "elements": "dict", "default": [], "options": {
+                "twin": {"type": "str"},
+                "peer": {"type": "str"},
+                "argv": {"type": "list", "elements": "str"},
+                "error": {"type": "str"},
+            }},
             "minimum": {"type": "float", "required": True},
+            "nodes": {"type": "list", "elements": "str", "default": []},
+            "hostnames": {"type": "dict", "default": {}},
+            "addresses": {"type": "dict", "default": {}},
+            "ib_devices": {"type": "list", "elements": "str", "default": []},
             "skip_reason": {"type": "str", "default": ""},
             "timeout": {"type": "int", "default": 900},
         },
         supports_check_mode=True,
     )
     p = module.params
-    parser, unit = PARSERS[p["check"]]
+    runs = p["runs"] or [{"twin": p["twin"], "peer": p["peer"], "argv": p["argv"], "error": None}]
     skip = p["skip_reason"] or ("check mode: nothing run" if module.check_mode else "")
-    if not skip and not p["argv"]:
-        module.fail_json(msg="gb10_fabric_perf: argv is empty and no skip_reason given")
-    output = ""
-    value = None
-    if not skip:
-        binary = module.get_bin_path(p["argv"][0])
+    if skip:
+        rows = [check(p["node"], r["twin"], r["peer"], p["check"], SKIPPED, skip) for r in runs]
+        module.exit_json(changed=False, row=rows[0], rows=rows, output="")
+    if any(not r["argv"] and not r["error"] for r in runs):
+        module.fail_json(msg="gb10_fabric_perf: a run has neither argv nor error, and no skip_reason is given")
+
+    def one(item: dict) -> tuple[dict, str]:
+        if item["error"]:
+            return check(p["node"], item["twin"], item["peer"], p["check"], FAILED, item["error"]), ""
+        binary = module.get_bin_path(item["argv"][0])
         if binary is None:
-            output = f"{p['argv'][0]}: command not found (install it on the node)"
+            output = f"{item['argv'][0]}: command not found (install it on the node)"
+            return check(p["node"], item["twin"], item["peer"], p["check"], FAILED, output), output
+        rc, out, err = run([binary] + item["argv"][1:], p["timeout"])
+        output = f"{out}\n{err}".strip()
+        if p["check"] == "ib_write_bw":
+            row = judge_ib_write_bw(p["node"], item["twin"], item["peer"], rc, output, p["minimum"])
         else:
-            rc, out, err = run([binary] + p["argv"][1:], p["timeout"])
-            output = f"{out}\n{err}".strip()
-            value = parser(out) if rc == 0 else None
-            if rc != 0 and value is None:
-                output = f"exit code {rc}: {output}"
-    row = threshold_check(p["node"], p["twin"], p["peer"], p["check"], value, p["minimum"], unit,
-                          skip_reason=skip or None, output=output)
-    module.exit_json(changed=False, row=row, output=output)
+            row = judge_nccl(p["node"], rc, output, p["minimum"], p["nodes"] or [p["node"]],
+                             {str(k): str(v) for k, v in p["hostnames"].items()},
+                             {str(k): str(v) for k, v in p["addresses"].items()}, p["ib_devices"] or None)
+            if item["peer"]:
+                row["peer"] = item["peer"]
+        return row, output
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        results = list(pool.map(one, runs))
+    rows = [row for row, _ in results]
+    module.exit_json(changed=False, row=rows[0], rows=rows,
+                     output="\n".join(out for _, out in results if out))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,13 @@ short_description: Write the fabric report (JSON) and the message that names the
 description:
   - Merges the check rows of every node (from M(gb10_fabric_check) and the hardware-only checks),
     writes C(<dest_dir>/fabric-<run_id>.json) and a copy at C(<dest_dir>/latest.json).
-  - Returns the counts, the failed rows (a node's own twin checks first, since they usually explain the
-    ping failures seen from the other nodes) and one message naming node, twin and check.
+  - Before counting, adds the verdicts drawn from the C(ib_write_bw) rows - C(ib_write_bw_twins) (each
+    node's two twins compared, the slower one must reach O(twin_ratio_min) of the other) and
+    C(slow_twin) (a node whose two ring links on a twin are both slow while its neighbours' other links
+    pass - the slow end of those links).
+  - Returns the counts, the failed rows (a node's own checks first, since they usually explain the
+    failures seen from the other nodes), one sentence per failed row and one message naming node, twin
+    and check.
   - Does not fail on failed checks; the playbook asserts on C(ok) so the report is always written.
   - Run it on the controller, with C(delegate_to=localhost) and C(run_once=true).
 options:
@@ -31,6 +36,10 @@ options:
     description: Free-form run data stored with the report (nodes, thresholds, lab or hardware).
     type: dict
     default: {}
+  twin_ratio_min:
+    description: The slower twin's ib_write_bw as a fraction of the faster twin's, at least.
+    type: float
+    default: 0.9
 author:
   - gb10-cluster
 """
@@ -75,6 +84,11 @@ failed_rows:
   returned: always
   type: list
   elements: dict
+findings:
+  description: One sentence per failed row, cause first (node, twin, peer, check and why).
+  returned: always
+  type: list
+  elements: str
 message:
   description: One sentence naming node, twin and failed check (or the pass summary).
   returned: always
@@ -86,7 +100,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gb10.cluster.plugins.module_utils.fabric import build_report, summarize
+from ansible_collections.gb10.cluster.plugins.module_utils.fabric import (
+    ROW_KEYS,
+    build_report,
+    derive_link_rows,
+    summarize,
+)
 
 
 def main() -> None:
@@ -96,17 +115,21 @@ def main() -> None:
             "dest_dir": {"type": "path", "required": True},
             "run_id": {"type": "str", "required": True},
             "meta": {"type": "dict", "default": {}},
+            "twin_ratio_min": {"type": "float", "default": 0.9},
         },
         supports_check_mode=True,
     )
     params = module.params
-    checks = [
-        {key: row.get(key) for key in ("node", "twin", "peer", "check", "status", "detail")}
-        for row in params["checks"]
-    ]
+    checks = []
+    for row in params["checks"]:
+        kept = {key: row.get(key) for key in ROW_KEYS}
+        if row.get("value") is not None:
+            kept["value"] = row["value"]
+        checks.append(kept)
     bad = [row for row in checks if row["status"] not in ("passed", "failed", "skipped")]
     if bad:
         module.fail_json(msg=f"gb10_fabric_report: rows with an unknown status: {bad[:3]}")
+    checks += derive_link_rows(checks, params["twin_ratio_min"])
     summary = summarize(checks)
     report = build_report(checks, params["meta"])
     os.makedirs(params["dest_dir"], exist_ok=True)
@@ -119,7 +142,7 @@ def main() -> None:
         os.replace(tmp, target)
     module.exit_json(changed=True, path=path, ok=summary["ok"], counts=summary["counts"],
                      per_check=summary["per_check"], lines=summary["lines"], failed_rows=summary["failed"],
-                     message=summary["message"])
+                     findings=summary["findings"], message=summary["message"])
 
 
 if __name__ == "__main__":
