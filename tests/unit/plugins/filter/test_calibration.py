@@ -27,7 +27,8 @@ def test_parse_record_path_and_text_round_trip(tmp_path: Path):
     assert path == str(tmp_path / "qwen3.5-397b-a17b-nvfp4" / "abababababab-tp4pp1.json")
     Path(path).parent.mkdir()
     Path(path).write_text(FILTERS["calibration_text"](record))
-    found = find_calibration(str(tmp_path), "qwen3.5-397b-a17b-nvfp4", DIGEST, 4, 1)
+    found = FILTERS["calibration_find"](str(tmp_path), "qwen3.5-397b-a17b-nvfp4", DIGEST, "4", 1)
+    assert found == find_calibration(str(tmp_path), "qwen3.5-397b-a17b-nvfp4", DIGEST, 4, 1)
     assert found["record"] == json.loads(json.dumps(record))
     assert [r["startup_consumed_bytes"] for r in record["ranks"]][0] == (101 << 30) - round(98.84 * (1 << 30))
 
@@ -35,6 +36,8 @@ def test_parse_record_path_and_text_round_trip(tmp_path: Path):
 def test_a_log_without_memory_lines_fails_the_task_with_a_sentence():
     with pytest.raises(AnsibleFilterError, match="calibration of m: the start-up log of m holds no memory line"):
         FILTERS["calibration_record"](FILTERS["vllm_startup"]("nothing"), "m", DIGEST, PLAN)
+    broken = Path("/tmp") / "nonexistent-calibration-dir"
+    assert FILTERS["calibration_find"](str(broken), "m", DIGEST, 1, 1)["record"] is None
     with pytest.raises(AnsibleFilterError, match="is not a pinned sha256 digest"):
         FILTERS["calibration_file"]({"model": "m", "image_digest": "", "tensor_parallel_size": 1,
                                      "pipeline_parallel_size": 1}, "/tmp")

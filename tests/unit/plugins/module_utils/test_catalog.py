@@ -573,3 +573,14 @@ def test_catalog_entries_say_how_the_kv_pool_is_sized(catalog):
                for e in entry_errors(GPT, fraction, str(ROOT)))
     ok = _broken(catalog, launch={**entry["launch"], "memory_mode": "fraction", "gpu_memory_utilization": 0.8})
     assert entry_errors(GPT, ok, str(ROOT)) == []
+
+
+def test_planner_args_takes_a_calibration_record_for_serve(tmp_path, catalog):
+    """serve.yml's conversion: the record found for the model, image and layout (calibration_find)."""
+    path = _calibrate(tmp_path, catalog, max_num_batched_tokens=8192, max_num_seqs=16)
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    params = planner_args(catalog[GPT], {"calibration": record, "measured_memory": MEASURED[:1]}, str(ROOT))
+    assert params["loaded_weights_bytes"] == [round(60.92 * GIB)] and params["cudagraph_bytes"] == round(0.48 * GIB)
+    assert "loaded_weights_bytes" not in planner_args(catalog[GPT], {"calibration": False}, str(ROOT))
+    with pytest.raises(PlanInputError, match="calibration must be a calibration record"):
+        planner_args(catalog[GPT], {"calibration": "yes"}, str(ROOT))

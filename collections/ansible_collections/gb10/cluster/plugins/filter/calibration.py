@@ -7,6 +7,8 @@
   (``<base_dir>/<model>/<digest 12>-tp<T>pp<P>.json``).
 - ``record | calibration_text``: the file's exact text (write it with ``ansible.builtin.copy``: same
   measurement, same bytes, changed=false).
+- ``base_dir | calibration_find(model, image_digest, tp, pp)``: ``{path, record, note}`` of the file to
+  plan with (record null when there is none); give ``record`` to ``planner_args`` as its ``calibration``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ def calibration_text(record: Any) -> str:
     return _C.record_text(dict(record or {}))
 
 
+def calibration_find(base_dir: Any, model: Any, image_digest: Any, tp: Any, pp: Any) -> dict[str, Any]:
+    try:
+        return _C.find_calibration(str(base_dir), str(model), str(image_digest or ""), int(tp), int(pp))
+    except (_C.CalibrationError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"calibration of {model}: {exc}") from exc
+
+
 class FilterModule:
     """Calibration filters."""
 
@@ -72,4 +81,5 @@ class FilterModule:
             "calibration_record": calibration_record,
             "calibration_file": calibration_file,
             "calibration_text": calibration_text,
+            "calibration_find": calibration_find,
         }

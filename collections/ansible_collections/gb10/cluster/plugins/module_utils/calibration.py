@@ -39,7 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.gb10.cluster.plugins.module_utils.memfit_base import GIB, MIB
+from ansible_collections.gb10.cluster.plugins.module_utils.memfit_base import GIB, MIB, PlanError, load_json
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_estimates import (
     NON_TORCH_BASE_BYTES,
     NON_TORCH_DISTRIBUTED_BYTES,
@@ -268,15 +268,9 @@ def store_calibration(base_dir: str, record: Mapping[str, Any]) -> tuple[str, bo
 
 def load_calibration(path: str) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise CalibrationError(f"calibration file {path} cannot be read ({exc.strerror}).") from exc
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(
-            f"calibration file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); delete it or "
-            "plan without it (-e calibration=false)."
-        ) from exc
+        data = load_json(path, "calibration")
+    except PlanError as exc:
+        raise CalibrationError(f"{str(exc).rstrip('.')}; delete it or plan without it (-e calibration=false).") from exc
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("ranks"), list):
         raise CalibrationError(
             f"calibration file {path} is not a schema-{SCHEMA} calibration record; delete it or plan without it "

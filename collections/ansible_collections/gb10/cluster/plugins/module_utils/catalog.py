@@ -189,26 +189,21 @@ def as_non_negative_int(value: Any) -> int | None:
     return as_positive_int(value)
 
 
+def as_positive_number(value: Any) -> float | None:
+    """Return ``value`` as a finite float > 0 (12, 12.5, "12.5"), or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0.0 < number < float("inf") else None
+
+
 def as_fraction(value: Any) -> float | None:
     """Return ``value`` as a float in (0, 1], or None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if 0.0 < number <= 1.0 else None
-
-
-def as_positive_number(value: Any) -> float | None:
-    """Return ``value`` as a float > 0 (12, 12.5, "12.5"), or None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 and number != float("inf") else None
+    number = as_positive_number(value)
+    return number if number is not None and number <= 1.0 else None
 
 
 def as_bool(value: Any) -> bool | None:
