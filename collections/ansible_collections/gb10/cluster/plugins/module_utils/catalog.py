@@ -1083,11 +1083,6 @@ def _settings_line(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> st
     ]
     if mode:
         parts.append(_marked(f"memory mode {mode}", "memory_mode", sources))
-    if not sources:  # a resolved plan from before the sources were kept: the old memory wording
-        if params.get("kv_cache_memory_bytes") is not None:
-            parts.append(f"KV pool fixed at {_gib(params.get('kv_cache_memory_bytes'))} GiB")
-        else:
-            parts.append(f"gpu_memory_utilization {params.get('gpu_memory_utilization', 'default')}")
     return f"Settings: {params.get('platform', 'cuda')}, " + ", ".join(parts)
 
 
