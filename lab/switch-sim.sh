@@ -9,11 +9,17 @@
 #   SWITCH_SIM_HOST       listen address (default 127.0.0.1)
 #   SWITCH_SIM_SEED       JSON seed (RouterOS version, port conditions), read at start
 #   SWITCH_SIM_VERSION    RouterOS version to report (default 7.25, over the seed's; 7.22 for the QoS gate)
-#   SWITCH_SIM_USER       API user (default gb10)
+#   SWITCH_SIM_USER       API user (default gb10; the factory user admin exists too)
+#   SWITCH_SIM_CERT_DIR   where the certificates are (default $STATE_DIR). Another folder makes the
+#                         simulator an impostor: same names, other keys (see docs/switch.md)
+#   SWITCH_SIM_SELF_SIGNED  1: present a self-signed certificate (as RouterOS makes one) instead of
+#                         one signed by the lab CA
 #   PYTHON                interpreter (default .venv/bin/python, else python3)
 #
-# Files in $STATE_DIR: pid, port, log, cert.pem (the CA to trust), key.pem, username, password,
-# state.json (the switch configuration, survives restarts), phy.json (port conditions, re-read live).
+# Files in $STATE_DIR: pid, port, log, username, password, state.json (the switch configuration,
+# survives restarts), phy.json (port conditions, re-read live), and in $SWITCH_SIM_CERT_DIR: cert.pem
+# (what to trust: the lab CA, or the self-signed certificate), server.pem and server-key.pem (what the
+# switch presents), server.sha256 (its SHA-256 fingerprint), ca-key.pem (the lab CA's key).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +27,7 @@ STATE_DIR="${SWITCH_SIM_STATE_DIR:-$ROOT/lab/.state/switch}"
 PORT="${SWITCH_SIM_PORT:-8729}"
 HOST="${SWITCH_SIM_HOST:-127.0.0.1}"
 USER_NAME="${SWITCH_SIM_USER:-gb10}"
+CERT_DIR="${SWITCH_SIM_CERT_DIR:-$STATE_DIR}"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
@@ -57,10 +64,11 @@ start() {
   fi
   [[ -f "$STATE_DIR/phy.json" ]] || echo '{"ports": {}}' > "$STATE_DIR/phy.json"
   rm -f "$STATE_DIR/port"
-  local args=(--host "$HOST" --port "$PORT" --cert-dir "$STATE_DIR" --user "$(cat "$STATE_DIR/username")"
+  local args=(--host "$HOST" --port "$PORT" --cert-dir "$CERT_DIR" --user "$(cat "$STATE_DIR/username")"
               --password-file "$STATE_DIR/password" --state-file "$STATE_DIR/state.json"
               --phy-file "$STATE_DIR/phy.json" --port-file "$STATE_DIR/port")
   if [[ -n "${SWITCH_SIM_SEED:-}" ]]; then args+=(--seed "$SWITCH_SIM_SEED"); fi
+  if [[ "${SWITCH_SIM_SELF_SIGNED:-0}" == 1 ]]; then args+=(--self-signed); fi
   if [[ -n "${SWITCH_SIM_VERSION:-}" ]]; then
     args+=(--version "$SWITCH_SIM_VERSION")
   elif [[ -z "${SWITCH_SIM_SEED:-}" ]]; then
@@ -75,7 +83,7 @@ start() {
     tail -n 20 "$STATE_DIR/log" >&2 || true
     return 1
   fi
-  echo "switch simulator started (pid $(cat "$STATE_DIR/pid"), $HOST:$(cat "$STATE_DIR/port"), TLS, state in $STATE_DIR)"
+  echo "switch simulator started (pid $(cat "$STATE_DIR/pid"), $HOST:$(cat "$STATE_DIR/port"), TLS with $CERT_DIR/server.pem, state in $STATE_DIR)"
 }
 
 stop() {
@@ -94,7 +102,7 @@ stop() {
 
 status() {
   if running; then
-    echo "switch simulator running: pid $(cat "$STATE_DIR/pid"), $HOST:$(cat "$STATE_DIR/port"), user $(cat "$STATE_DIR/username"), CA $STATE_DIR/cert.pem"
+    echo "switch simulator running: pid $(cat "$STATE_DIR/pid"), $HOST:$(cat "$STATE_DIR/port"), user $(cat "$STATE_DIR/username"), trust $STATE_DIR/cert.pem"
   else
     echo "switch simulator not running"
     return 3

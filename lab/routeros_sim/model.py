@@ -65,7 +65,7 @@ class Trap(Exception):
 
 @dataclass
 class Field:
-    kind: str = "str"  # str | bool | int | enum | rate | prefix | addrlist | iface | ref
+    kind: str = "str"  # str | bool | int | enum | rate | prefix | addrlist | iface | ref | iflist | protocols
     default: Any = None  # None: absent from print until set
     choices: tuple[str, ...] = ()
     minimum: int | None = None
@@ -75,6 +75,7 @@ class Field:
     ref_extra: tuple[str, ...] = ()  # extra accepted words (e.g. "disabled")
     min_version: tuple[int, ...] = ()
     required: bool = False
+    write_only: bool = False  # accepted by add/set, never printed or exported (user password)
 
 
 @dataclass
@@ -283,6 +284,53 @@ def build_menus() -> dict[tuple[str, ...], Menu]:
             "platform": _f(read_only=True, default="MikroTik"),
         }),
         Menu(("system", "identity"), "single", {"name": _f(default="MikroTik")}),
+        # Interface lists: the built-in all/none/dynamic/static and the operator's own. Menus that take
+        # a list (mac-server, neighbor discovery) accept a name from here, optionally negated with "!".
+        Menu(("interface", "list"), "list", {
+            "name": _f(required=True), "include": _f(default=""), "exclude": _f(default=""),
+            "builtin": _f(kind="bool", read_only=True, default=False),
+            "dynamic": _f(kind="bool", read_only=True, default=False), "comment": _f(),
+        }, unique=("name",)),
+        Menu(("user", "group"), "list", {
+            "name": _f(required=True), "policy": _f(default=""), "skin": _f(default="default"),
+            "builtin": _f(kind="bool", read_only=True, default=False), "comment": _f(),
+        }, unique=("name",)),
+        # Users. The password is write-only; last-logged-in is set by a successful API login. A disabled
+        # user cannot log in; neither can one outside its address list.
+        Menu(("user",), "list", {
+            "name": _f(required=True),
+            "group": _f(kind="ref", ref=(("user", "group"), "name"), required=True),
+            "address": _f(kind="addrlist", default=""),
+            "password": _f(write_only=True),
+            "last-logged-in": _f(read_only=True),
+            "expired": _f(kind="bool", read_only=True, default=False),
+            "disabled": BOOL_F(False), "comment": _f(),
+        }, unique=("name",)),
+        # MAC-Telnet, MAC-Winbox and MAC ping (RouterOS 7: one interface list each; "none" turns it off).
+        Menu(("tool", "mac-server"), "single", {
+            "allowed-interface-list": _f(kind="iflist", default="all"),
+        }),
+        Menu(("tool", "mac-server", "mac-winbox"), "single", {
+            "allowed-interface-list": _f(kind="iflist", default="all"),
+        }),
+        Menu(("tool", "mac-server", "ping"), "single", {"enabled": BOOL_F(True)}),
+        # MNDP/CDP/LLDP. discover-interface-list=none stops the switch announcing itself (and listening).
+        Menu(("ip", "neighbor", "discovery-settings"), "single", {
+            "discover-interface-list": _f(kind="iflist", default="!dynamic"),
+            "protocol": _f(kind="protocols", default="cdp,lldp,mndp"),
+            "mode": _f(kind="enum", default="tx-and-rx", choices=("rx-only", "tx-only", "tx-and-rx"),
+                       min_version=(7, 7)),
+            "lldp-med-net-policy-vlan": _f(default="disabled"),
+            "lldp-mac-phy-config": _f(kind="bool", default=False, min_version=(7, 15)),
+            "discover-interval": _f(default="30s", min_version=(7, 16)),
+            "lldp-vlan-info": _f(kind="bool", default=False, min_version=(7, 16)),
+        }),
+        # The bandwidth-test server (btest, TCP 2000 and UDP from allocate-udp-ports-from).
+        Menu(("tool", "bandwidth-server"), "single", {
+            "enabled": BOOL_F(True), "authenticate": BOOL_F(True),
+            "allocate-udp-ports-from": _f(kind="int", default=2000, minimum=1000, maximum=64000),
+            "max-sessions": _f(kind="int", default=100, minimum=1, maximum=1000),
+        }),
         Menu(("system", "routerboard"), "single", {
             "routerboard": _f(kind="bool", read_only=True, default=True),
             "board-name": _f(read_only=True, default="CRS804-4DDQ"),
@@ -373,7 +421,11 @@ class Device:
         self.state_file = state_file
         self.phy_file = phy_file
         self._phy_mtime = 0.0
-        self.users = dict(seed.get("users", {"admin": ""}))
+        # Factory users: {name: password} or {name: {"password": ..., "group": ...}}; group full by default.
+        self.seed_users = dict(seed.get("users", {"admin": ""}))
+        # The port the controller is cabled to: with it disabled, no new API connection gets through.
+        self.controller_port = str(seed.get("controller_port", "ether1"))
+        self.factory_address = seed.get("factory_address")
         self.rows: dict[tuple[str, ...], list[dict[str, Any]]] = {p: [] for p in self.menus}
         self.next_id: dict[tuple[str, ...], int] = {p: 1 for p in self.menus}
         self.files: dict[str, str] = {}
@@ -387,8 +439,8 @@ class Device:
         self._phy_base = copy.deepcopy(self.phy)
         self._factory()
         self.factory_rows = {p: {r[".id"]: dict(r) for r in rows} for p, rows in self.rows.items()}
-        if seed.get("defconf"):
-            self._defconf()
+        if seed.get("defconf") or self.factory_address:
+            self._defconf(bridge=bool(seed.get("defconf")))
         if state_file is not None and state_file.exists():
             self._load_state(json.loads(state_file.read_text()))
         self.reload_phy()
@@ -428,14 +480,35 @@ class Device:
         self._insert(("system", "resource"), {})
         self._insert(("system", "identity"), {})
         self._insert(("system", "routerboard"), {})
+        for name in ("all", "none", "dynamic", "static"):
+            self._insert(("interface", "list"), {"name": name, "builtin": True})
+        for name, policy in (("read", "local,telnet,ssh,reboot,read,test,winbox,password,web,sniff,sensitive,api,"
+                                       "romon,rest-api"),
+                             ("write", "local,telnet,ssh,reboot,read,write,test,winbox,password,web,sniff,sensitive,"
+                                       "api,romon,rest-api"),
+                             ("full", "local,telnet,ssh,ftp,reboot,read,write,policy,test,winbox,password,web,"
+                                      "sniff,sensitive,api,romon,rest-api")):
+            self._insert(("user", "group"), {"name": name, "policy": policy, "builtin": True})
+        for name, spec in self.seed_users.items():
+            spec = spec if isinstance(spec, dict) else {"password": spec}
+            self._insert(("user",), {"name": name, "group": spec.get("group", "full"),
+                                     "password": str(spec.get("password", ""))})
+        for path in (("tool", "mac-server"), ("tool", "mac-server", "mac-winbox"), ("tool", "mac-server", "ping"),
+                     ("ip", "neighbor", "discovery-settings"), ("tool", "bandwidth-server")):
+            self._insert(path, {})
 
-    def _defconf(self) -> None:
-        self._insert(("interface", "bridge"), {"name": "bridge", "comment": "defconf"})
-        for port in ALL_PORTS:
-            self._insert(("interface", "bridge", "port"),
-                         {"interface": port, "bridge": "bridge", "comment": "defconf"})
-        self._insert(("ip", "address"), {"address": "192.168.88.1/24", "interface": "bridge",
-                                          "network": "192.168.88.0", "comment": "defconf"})
+    def _defconf(self, bridge: bool) -> None:
+        """The default configuration: 192.168.88.1/24 on the management port (ether1); with bridge,
+        also every other port in the bridge "bridge"."""
+        if bridge:
+            self._insert(("interface", "bridge"), {"name": "bridge", "comment": "defconf"})
+            for port in ALL_PORTS:
+                if port == "ether1":
+                    continue
+                self._insert(("interface", "bridge", "port"),
+                             {"interface": port, "bridge": "bridge", "comment": "defconf"})
+        address = self.factory_address if isinstance(self.factory_address, str) else "192.168.88.1/24"
+        self._insert(("ip", "address"), {"address": address, "interface": "ether1", "comment": "defconf"})
 
     # ---- persistence -------------------------------------------------------------------------
 
@@ -568,6 +641,16 @@ class Device:
             if raw not in self.interface_names():
                 raise Trap(f"input does not match any value of {name}")
             return raw
+        if fld.kind == "iflist":
+            names = {str(r["name"]) for r in self.rows[("interface", "list")]}
+            if raw.removeprefix("!") not in names:
+                raise Trap(f"input does not match any value of {name}")
+            return raw
+        if fld.kind == "protocols":
+            parts = [x for x in raw.split(",") if x]
+            if any(x not in ("cdp", "lldp", "mndp") for x in parts):
+                raise Trap(f"input does not match any value of {name}")
+            return ",".join(parts)
         if fld.kind == "ref":
             assert fld.ref is not None
             ref_path, ref_key = fld.ref
@@ -660,6 +743,31 @@ class Device:
                          "actual-mtu": c["actual-mtu"], "l2mtu": c["l2mtu"], "running": True,
                          "disabled": bool(b.get("disabled"))})
         return rows
+
+    # ---- users and management access ----------------------------------------------------------
+
+    def authenticate(self, name: str, password: str, peer: str) -> bool:
+        """An API login: the user exists, is enabled, has that password and may log in from peer."""
+        for row in self.rows[("user",)]:
+            if row.get("name") != name:
+                continue
+            if row.get("disabled") or str(row.get("password", "")) != password:
+                return False
+            allowed = str(row.get("address", ""))
+            if allowed and peer:
+                ip = ipaddress.ip_address(peer)
+                if not any(ip in ipaddress.ip_network(net, strict=False) for net in allowed.split(",") if net):
+                    return False
+            row["last-logged-in"] = time.strftime("%Y-%m-%d %H:%M:%S")
+            return True
+        return False
+
+    def controller_port_up(self) -> bool:
+        """Whether the port the controller is cabled to (seed controller_port, ether1) is enabled."""
+        for row in self.rows[("interface", "ethernet")]:
+            if row.get("default-name") == self.controller_port:
+                return not row.get("disabled")
+        return True
 
     # ---- the physical layer ---------------------------------------------------------------------
 
@@ -924,7 +1032,8 @@ class Device:
                 row.update(self.stats(raw))
             if self.menus[path].kind == "single":
                 row = {k: v for k, v in row.items() if k != ".id"}
-            out.append({k: self.format_value(path, k, v) for k, v in row.items()})
+            hidden = {k for k, f in self.menus[path].fields.items() if f.write_only}
+            out.append({k: self.format_value(path, k, v) for k, v in row.items() if k not in hidden})
         return out
 
     def file_read(self, attrs: dict[str, str]) -> dict[str, str]:
@@ -955,8 +1064,10 @@ class Device:
                  ("interface", "ethernet", "switch", "qos", "port"),
                  ("interface", "ethernet", "switch", "qos", "tx-manager", "queue"),
                  ("interface", "ethernet", "switch", "qos", "settings"),
-                 ("interface", "bridge", "port"), ("ip", "address"), ("ip", "service"),
-                 ("system", "identity")]
+                 ("interface", "bridge", "port"), ("interface", "list"), ("ip", "address"),
+                 ("ip", "neighbor", "discovery-settings"), ("ip", "service"), ("system", "identity"),
+                 ("tool", "bandwidth-server"), ("tool", "mac-server"), ("tool", "mac-server", "mac-winbox"),
+                 ("tool", "mac-server", "ping")]
         for path in order:
             menu = self.menus[path]
             body = []
@@ -965,7 +1076,7 @@ class Device:
                     continue
                 parts = []
                 for name, fld in menu.fields.items():
-                    if fld.read_only or name not in row:
+                    if fld.read_only or fld.write_only or name not in row:
                         continue
                     if path == ("interface", "ethernet") and name in ("mac-address", "name"):
                         if row.get(name) == row.get("orig-mac-address") or name == "name" and \

@@ -185,10 +185,13 @@ class Connection:
         if name is None or password is None:
             self.trap("invalid user name or password (6)", tag)
             return
-        expected = self.device.users.get(name)
-        if expected is None or expected != password:
+        with self.device.lock:
+            ok = self.device.authenticate(name, password, self.peer)
+        if not ok:
+            LOG.info("login of %s from %s refused", name, self.peer)
             self.trap("invalid user name or password (6)", tag)
             return
+        LOG.info("login of %s from %s", name, self.peer)
         self.logged_in = True
         self.user = name
         self.send("!done", None, tag)
@@ -257,7 +260,7 @@ class Connection:
             self.send("!done", None, tag)
         elif verb in ("enable", "disable") and path in (("interface", "ethernet"), ("interface", "bridge"),
                                                         ("interface", "bridge", "port"), ("ip", "address"),
-                                                        ("ip", "service")):
+                                                        ("ip", "service"), ("user",)):
             device.cmd_enable_disable(path, attrs, disable=verb == "disable")
             self.send("!done", None, tag)
         elif verb == "monitor" and path == ("interface", "ethernet"):
@@ -345,6 +348,7 @@ class Simulator:
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((host, port))
         self.listener.listen(32)
+        self.listener.settimeout(0.5)  # here, not in serve_forever: a shutdown may come before the thread runs
         self.port: int = self.listener.getsockname()[1]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -352,6 +356,8 @@ class Simulator:
     def _service_allows(self, peer_ip: str) -> bool:
         name = "api-ssl" if self.tls else "api"
         with self.device.lock:
+            if not self.device.controller_port_up():
+                return False
             rows = [r for r in self.device.rows[("ip", "service")] if r.get("name") == name]
         if not rows:
             return False
@@ -366,7 +372,7 @@ class Simulator:
 
     def _serve_client(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         if not self._service_allows(addr[0]):
-            LOG.info("refusing %s: service disabled or address not allowed", addr[0])
+            LOG.info("refusing %s: service disabled, address not allowed or the controller's port disabled", addr[0])
             sock.close()
             return
         if self.ssl_context is not None:
@@ -381,7 +387,6 @@ class Simulator:
         Connection(self, sock, addr[0]).run()
 
     def serve_forever(self) -> None:
-        self.listener.settimeout(0.5)
         while not self._stop.is_set():
             try:
                 sock, addr = self.listener.accept()

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Read the simulated switch over the API with librouteros and check what the switch role set.
 
-    check_state.py --state-dir DIR --nodes 4|8 [--qos yes|no]   exit 0, or 1 with one line per problem
-    check_state.py --state-dir DIR --dump                        print a JSON snapshot (for check mode)
+    check_state.py --state-dir DIR --nodes 4|8 [--qos yes|no] [--admin disabled|renamed:NAME]
+                                                  exit 0, or 1 with one line per problem
+    check_state.py --state-dir DIR --dump         print a JSON snapshot (for check mode)
+
+It trusts DIR/cert.pem, the lab CA or the simulator's self-signed certificate (lab/routeros_sim/tls.py).
 """
 from __future__ import annotations
 
@@ -29,8 +32,10 @@ MENUS = [("interface", "ethernet"), ("interface", "bridge"), ("interface", "brid
          ("interface", "ethernet", "switch", "qos", "priority-flow-control"),
          ("interface", "ethernet", "switch", "qos", "port"),
          ("interface", "ethernet", "switch", "qos", "tx-manager", "queue"),
-         ("interface", "ethernet", "switch", "qos", "settings"), ("file",)]
-VOLATILE = {"running", "uptime", "hw-offload", "slave", "actual-mtu", "l2mtu_bridge"}
+         ("interface", "ethernet", "switch", "qos", "settings"), ("file",), ("user",), ("tool", "mac-server"),
+         ("tool", "mac-server", "mac-winbox"), ("tool", "mac-server", "ping"), ("ip", "neighbor", "discovery-settings"),
+         ("tool", "bandwidth-server")]
+VOLATILE = {"running", "uptime", "hw-offload", "slave", "actual-mtu", "l2mtu_bridge", "last-logged-in"}
 
 
 def dump(api) -> dict:
@@ -41,7 +46,7 @@ def dump(api) -> dict:
     return out
 
 
-def check(api, nodes: int, qos: bool) -> list[str]:
+def check(api, nodes: int, qos: bool, admin: str) -> list[str]:
     problems: list[str] = []
     lanes = (1,) if nodes == 4 else (1, 5)
     used = [f"qsfp56-dd-{c}-{lane}" for c in range(1, 5) for lane in lanes]
@@ -49,11 +54,19 @@ def check(api, nodes: int, qos: bool) -> list[str]:
     eth = {r["default-name"]: r for r in api.path("interface", "ethernet")}
     for port in masters:
         row = eth[port]
+        # a master no node uses is configured but disabled (switch_ports_disable_unused)
         want = {"l2mtu": 9216, "mtu": 9000, "speed": "200G-baseCR4", "auto-negotiation": False,
-                "fec-mode": "fec91", "disabled": False}
+                "fec-mode": "fec91", "disabled": port not in used}
         for key, value in want.items():
             if row.get(key) != value:
                 problems.append(f"{port}: {key}={row.get(key)!r}, expected {value!r}")
+    # the other sub-interfaces of the used lane groups stay enabled; the management port too; ether2 is off
+    for port in [f"qsfp56-dd-{c}-{lane}" for c in range(1, 5) for lane in (2, 3, 4, 6, 7, 8)] + ["ether1"]:
+        if eth[port].get("disabled") is not False:
+            problems.append(f"{port} is disabled, expected enabled")
+    if eth["ether2"].get("disabled") is not True:
+        problems.append("ether2 (unused) is not disabled")
+    problems += check_hardening(api, admin)
     untouched = eth["qsfp56-dd-1-3"]
     if untouched.get("l2mtu") != 1584:
         problems.append("qsfp56-dd-1-3 (not a 2x200G master) was changed")
@@ -107,18 +120,50 @@ def check(api, nodes: int, qos: bool) -> list[str]:
     return problems
 
 
+def check_hardening(api, admin: str) -> list[str]:
+    """MAC access, discovery, btest, the factory user and address, as the role's defaults set them."""
+    problems: list[str] = []
+    single = {
+        ("tool", "mac-server"): ("allowed-interface-list", "none"),
+        ("tool", "mac-server", "mac-winbox"): ("allowed-interface-list", "none"),
+        ("tool", "mac-server", "ping"): ("enabled", False),
+        ("ip", "neighbor", "discovery-settings"): ("discover-interface-list", "none"),
+        ("tool", "bandwidth-server"): ("enabled", False),
+    }
+    for menu, (key, want) in single.items():
+        got = list(api.path(*menu))[0].get(key)
+        if got != want:
+            problems.append(f"/{' '.join(menu)} {key}={got!r}, expected {want!r}")
+    users = {u["name"]: u for u in api.path("user")}
+    api_user = next(u for u in users if u not in ("admin", "retired-admin"))
+    if users[api_user].get("disabled") is not False:
+        problems.append(f"the API user {api_user} is disabled")
+    if admin == "disabled":
+        if users.get("admin", {}).get("disabled") is not True:
+            problems.append(f"user admin: {users.get('admin')}, expected disabled")
+    else:
+        new_name = admin.split(":", 1)[1]
+        if "admin" in users or users.get(new_name, {}).get("group") != "full":
+            problems.append(f"users {sorted(users)}: admin should be renamed to {new_name}")
+    factory = [r for r in api.path("ip", "address") if r["address"].startswith("192.168.88.1/")]
+    if factory:
+        problems.append(f"the factory address is still there: {factory}")
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--nodes", type=int, choices=(4, 8), default=4)
     parser.add_argument("--qos", choices=("yes", "no"), default="yes")
+    parser.add_argument("--admin", default="disabled", help="disabled, or renamed:NAME")
     parser.add_argument("--dump", action="store_true")
     args = parser.parse_args()
     api = api_for(args.state_dir)
     if args.dump:
         print(json.dumps(dump(api), sort_keys=True, default=str))
         return 0
-    problems = check(api, args.nodes, args.qos == "yes")
+    problems = check(api, args.nodes, args.qos == "yes", args.admin)
     for line in problems:
         print(line)
     if not problems:

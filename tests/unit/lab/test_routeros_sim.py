@@ -362,3 +362,175 @@ def test_concurrent_clients(sim, cert):
     for t in threads:
         t.join()
     assert errors == []
+
+
+# ------------------------------------------------------------------------------- certificates (lab PKI)
+
+def _verify(port, cafile):
+    """A handshake as community.routeros makes it with validate_certs and ca_path; None or the verify error."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.check_hostname = False
+    try:
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return exc.verify_message
+
+
+def test_lab_pki_ca_signed_self_signed_and_impostor(tmp_path):
+    import hashlib
+
+    from lab.routeros_sim.tls import make_lab_pki
+
+    real = make_lab_pki(tmp_path / "real")
+    assert not real.self_signed and real.trust.read_bytes() != real.server_cert.read_bytes()
+    der = ssl.PEM_cert_to_DER_cert(real.server_cert.read_text())
+    assert real.fingerprint.replace(":", "") == hashlib.sha256(der).hexdigest().upper()
+    assert (tmp_path / "real" / "server.sha256").read_text().strip() == real.fingerprint
+    assert oct((tmp_path / "real" / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert make_lab_pki(tmp_path / "real").fingerprint == real.fingerprint  # made once
+    impostor = make_lab_pki(tmp_path / "impostor")  # same names, other keys
+    assert impostor.fingerprint != real.fingerprint
+    selfsigned = make_lab_pki(tmp_path / "self", self_signed=True)
+    assert selfsigned.trust.read_bytes() == selfsigned.server_cert.read_bytes()
+    servers = {}
+    for name, pki in (("real", real), ("impostor", impostor), ("self", selfsigned)):
+        servers[name] = Simulator(Device({"users": {"admin": "secret"}}), "127.0.0.1", 0,
+                                  str(pki.server_cert), str(pki.server_key)).start()
+    try:
+        assert _verify(servers["real"].port, real.trust) is None
+        assert _verify(servers["impostor"].port, real.trust) == "unable to get local issuer certificate"
+        assert _verify(servers["self"].port, selfsigned.trust) is None
+        assert _verify(servers["self"].port, real.trust) == "self-signed certificate"
+    finally:
+        for server in servers.values():
+            server.shutdown()
+    # asking for the other kind makes new certificates
+    again = make_lab_pki(tmp_path / "real", self_signed=True)
+    assert again.self_signed and again.fingerprint != real.fingerprint
+    assert not (tmp_path / "real" / "ca-key.pem").exists()
+
+
+# ------------------------------------------------------------------------------- users
+
+def _login(sim, cert, user, password):
+    ctx = ssl.create_default_context(cafile=str(cert[0]))
+    ctx.check_hostname = False
+    return librouteros.connect(username=user, password=password, host="127.0.0.1", port=sim.port, timeout=5,
+                               ssl_wrapper=ctx.wrap_socket)
+
+
+def test_users_disable_rename_and_hidden_password(cert):
+    server = _start({"version": "7.25", "users": {"admin": "factory", "gb10": {"password": "pw", "group": "full"},
+                                                  "watcher": {"password": "ro", "group": "read"}}}, cert)
+    try:
+        api = _login(server, cert, "gb10", "pw")
+        users = {u["name"]: u for u in api.path("user")}
+        assert set(users) == {"admin", "gb10", "watcher"}
+        assert users["watcher"]["group"] == "read" and users["admin"]["disabled"] is False
+        assert all("password" not in u for u in users.values())
+        assert users["gb10"]["last-logged-in"]
+        assert {g["name"] for g in api.path("user", "group")} >= {"read", "write", "full"}
+        _login(server, cert, "admin", "factory").close()
+        api.path("user").update(**{".id": users["admin"][".id"], "disabled": True})
+        with pytest.raises(TrapError, match="invalid user name or password"):
+            _login(server, cert, "admin", "factory")
+        api.path("user").update(**{".id": users["admin"][".id"], "disabled": False, "name": "old-admin"})
+        with pytest.raises(TrapError, match="invalid user name or password"):
+            _login(server, cert, "admin", "factory")
+        _login(server, cert, "old-admin", "factory").close()
+        with pytest.raises(TrapError, match="already exists"):
+            api.path("user").update(**{".id": users["admin"][".id"], "name": "gb10"})
+        with pytest.raises(TrapError, match="input does not match any value of group"):
+            api.path("user").add(name="x", group="root", password="y")
+        api.path("user").update(**{".id": users["watcher"][".id"], "address": "10.0.0.0/8"})
+        with pytest.raises(TrapError, match="invalid user name or password"):
+            _login(server, cert, "watcher", "ro")  # only from 10.0.0.0/8
+        assert "/user" not in (server.device.export())  # users are not exported (passwords)
+        api.close()
+    finally:
+        server.shutdown()
+
+
+# ------------------------------------------------------------------------------- management menus
+
+def test_mac_server_discovery_and_bandwidth_server(api):
+    mac = api.path("tool", "mac-server")
+    winbox = api.path("tool", "mac-server", "mac-winbox")
+    ping = api.path("tool", "mac-server", "ping")
+    discovery = api.path("ip", "neighbor", "discovery-settings")
+    btest = api.path("tool", "bandwidth-server")
+    assert list(mac) == [{"allowed-interface-list": "all"}] and list(winbox) == [{"allowed-interface-list": "all"}]
+    assert list(ping) == [{"enabled": True}]
+    assert list(btest) == [{"enabled": True, "authenticate": True, "allocate-udp-ports-from": 2000,
+                            "max-sessions": 100}]
+    settings = list(discovery)[0]
+    assert settings["discover-interface-list"] == "!dynamic" and settings["protocol"] == "cdp,lldp,mndp"
+    assert settings["mode"] == "tx-and-rx"  # 7.7+
+    mac.update(**{"allowed-interface-list": "none"})
+    winbox.update(**{"allowed-interface-list": "none"})
+    ping.update(enabled=False)
+    discovery.update(**{"discover-interface-list": "none"})
+    btest.update(enabled=False)
+    assert list(mac) == [{"allowed-interface-list": "none"}] and list(ping) == [{"enabled": False}]
+    assert list(discovery)[0]["discover-interface-list"] == "none" and list(btest)[0]["enabled"] is False
+    with pytest.raises(TrapError, match="input does not match any value of allowed-interface-list"):
+        mac.update(**{"allowed-interface-list": "mgmt"})
+    api.path("interface", "list").add(name="mgmt")
+    mac.update(**{"allowed-interface-list": "mgmt"})
+    discovery.update(**{"discover-interface-list": "!mgmt", "protocol": "lldp"})
+    with pytest.raises(TrapError, match="input does not match any value of protocol"):
+        discovery.update(protocol="lldp,gopher")
+    none = next(r for r in api.path("interface", "list") if r["name"] == "none")
+    with pytest.raises(TrapError, match="failure: can not remove builtin entry"):
+        api.path("interface", "list").remove(none[".id"])
+    assert list(api("/export", file="hardening")) == []
+    data = list(api.path("file")("read", file="hardening.rsc", offset=0, **{"chunk-size": 32768}))[0]["data"]
+    assert "/tool mac-server\nset allowed-interface-list=mgmt" in data
+    assert "/tool bandwidth-server\nset enabled=false" in data
+    assert "/ip neighbor discovery-settings\nset discover-interface-list=!mgmt protocol=lldp" in data
+
+
+def test_discovery_fields_follow_the_version(cert):
+    old = _start({"version": "7.6"}, cert)
+    try:
+        conn = _connect(old, cert)
+        settings = list(conn.path("ip", "neighbor", "discovery-settings"))[0]
+        assert "mode" not in settings and "lldp-vlan-info" not in settings
+        with pytest.raises(TrapError, match="unknown parameter mode"):
+            conn.path("ip", "neighbor", "discovery-settings").update(mode="rx-only")
+        conn.close()
+    finally:
+        old.shutdown()
+
+
+def test_factory_address_on_the_management_port(cert):
+    server = _start({"version": "7.25", "factory_address": "192.168.88.1/24"}, cert)
+    defconf = _start({"version": "7.22", "defconf": True}, cert)
+    try:
+        conn = _connect(server, cert)
+        rows = list(conn.path("ip", "address"))
+        assert [(r["address"], r["interface"], r["comment"]) for r in rows] == [("192.168.88.1/24", "ether1", "defconf")]
+        conn.path("ip", "address").remove(rows[0][".id"])
+        assert list(conn.path("ip", "address")) == []
+        conn.close()
+        conn = _connect(defconf, cert)
+        ports = {p["interface"] for p in conn.path("interface", "bridge", "port")}
+        assert "ether1" not in ports and "ether2" in ports and "qsfp56-dd-1-1" in ports
+        assert [r["interface"] for r in conn.path("ip", "address")] == ["ether1"]
+        conn.close()
+    finally:
+        server.shutdown()
+        defconf.shutdown()
+
+
+def test_disabling_the_controllers_port_cuts_new_connections(sim, cert, api):
+    eth = api.path("interface", "ethernet")
+    eth.update(numbers="ether2", disabled=True)
+    _connect(sim, cert).close()  # the controller is cabled to ether1
+    eth.update(numbers="ether1", disabled=True)
+    with pytest.raises(Exception):  # noqa: B017  (refused at once: a reset, a closed socket or a TLS error)
+        _connect(sim, cert)
+    assert list(api.path("system", "identity"))  # the session that did it lives on
+    eth.update(numbers="ether1", disabled=False)
+    _connect(sim, cert).close()

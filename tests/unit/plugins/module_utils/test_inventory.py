@@ -28,7 +28,7 @@ def rack(n: int = 4) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
             "gb10_fabric_addresses": {"enp1s0f1np1": f"192.168.100.{10 + i}/24", "enP2p1s0f1np1": f"192.168.101.{10 + i}/24"},
             "gb10_switch_port": f"qsfp56-dd-{i}-1",
         }
-    hostvars["crs804"] = {"ansible_host": "192.168.1.2"}
+    hostvars["crs804"] = {"ansible_host": "192.168.1.2", "switch_api_cert_sha256": "AB" * 32}
     hostvars["controller"] = {"ansible_host": "127.0.0.1"}
     return {"gx10": nodes, "switch": ["crs804"], "control": ["controller"]}, hostvars
 
@@ -129,3 +129,56 @@ def test_each_mistake_gets_its_sentence(name: str, change, expected: list[str]) 
         assert any(fragment in e for e in errors), f"{name}: {fragment!r} not in {errors}"
     # one sentence per problem: no error without a host or variable to act on
     assert all(e.rstrip().endswith((".", ")")) or ";" in e for e in errors)
+
+
+# ------------------------------------------------------------------------------- the switch: who it is, lock-outs
+
+SWITCH_CASES = [
+    ("no pin, no opt-out", lambda g, h: h["crs804"].pop("switch_api_cert_sha256"),
+     "crs804: nothing tells Ansible how to recognise the switch: set switch_api_ca_path to the CA file that signed "
+     "its api-ssl certificate, or switch_api_cert_sha256 to that certificate's SHA-256 fingerprint"),
+    ("fingerprint typo", lambda g, h: h["crs804"].update({"switch_api_cert_sha256": "AB:CD"}),
+     "crs804: switch_api_cert_sha256 is 'AB:CD', not a SHA-256 fingerprint"),
+    ("CA file missing", lambda g, h: h["crs804"].update({"switch_api_ca_path": "/nonexistent/ca.pem"}),
+     "crs804: switch_api_ca_path /nonexistent/ca.pem does not exist on this machine"),
+    ("removed variable", lambda g, h: h["crs804"].update({"switch_api_validate_certs": False}),
+     "crs804: switch_api_validate_certs is no longer used"),
+    ("plain API without opt-out", lambda g, h: h["crs804"].update({"switch_api_tls": False}),
+     "crs804: switch_api_tls is false, so the certificate pinned"),
+    ("management port as a node's port", lambda g, h: h["gx10-2"].update({"gb10_switch_port": "ether1"}),
+     "gx10-2: gb10_switch_port is ether1, the switch's management port (switch_mgmt_interface on crs804), which "
+     "never joins the fabric bridge gb10-fabric"),
+    ("node port as the management port", lambda g, h: h["crs804"].update({"switch_mgmt_interface": "qsfp56-dd-3-1"}),
+     "gx10-3: gb10_switch_port is qsfp56-dd-3-1, the switch's management port"),
+    ("fabric bridge as the management port", lambda g, h: h["crs804"].update({"switch_mgmt_interface": "gb10-fabric"}),
+     "crs804: switch_mgmt_interface is gb10-fabric, the fabric bridge"),
+    ("admin disabled while Ansible is admin", lambda g, h: h["crs804"].update({"switch_api_username": "admin"}),
+     "crs804: switch_default_admin is disable but Ansible logs in as admin"),
+    ("factory address removed while Ansible uses it", lambda g, h: h["crs804"].update({"ansible_host": "192.168.88.1"}),
+     "crs804: Ansible reaches the switch at 192.168.88.1, the factory address"),
+]
+
+
+@pytest.mark.parametrize("name,change,expected", SWITCH_CASES, ids=[c[0] for c in SWITCH_CASES])
+def test_each_switch_mistake_is_one_sentence(name: str, change, expected: str) -> None:
+    errors = mutate(change)
+    assert len(errors) == 1, errors
+    assert expected in errors[0]
+
+
+def test_switch_opt_out_and_ca_pin_are_accepted(tmp_path: Path) -> None:
+    assert mutate(lambda g, h: (h["crs804"].pop("switch_api_cert_sha256"),
+                                h["crs804"].update({"switch_api_allow_unverified": True}))) == []
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    assert mutate(lambda g, h: h["crs804"].update({"switch_api_ca_path": str(ca)})) == []
+    # the opt-out is a boolean like every role boolean
+    errors = gb10_inventory.validate(*_rack_with({"switch_api_allow_unverified": "yes"}),
+                                     boolean_vars=["switch_api_allow_unverified"])
+    assert any("crs804: switch_api_allow_unverified is 'yes' (str)" in e for e in errors)
+
+
+def _rack_with(switch_vars: dict[str, Any]):
+    groups, hv = rack()
+    hv["crs804"].update(switch_vars)
+    return groups, hv

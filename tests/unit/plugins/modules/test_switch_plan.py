@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.gb10.cluster.plugins.module_utils import switch_plan as plan_utils
 from ansible_collections.gb10.cluster.plugins.module_utils.switch_plan import (
     PlanError,
     build,
@@ -236,3 +239,154 @@ def test_module_fails_with_the_inventory_sentence(capsys):
     code, out = _run(capsys, {"nodes": [{"name": "gx10-9"}], "services_address": "192.168.1.0/24"})
     assert code == 1 and out["failed"] is True
     assert out["msg"].startswith("gx10-9 has no gb10_switch_port")
+
+
+# ------------------------------------------------------------------------------- management port, lock-out guards
+
+ROOT = Path(__file__).resolve().parents[4]
+NODE_PORTS = {f"gx10-{c}": f"qsfp56-dd-{c}-1" for c in range(1, 5)}
+
+
+def test_defaults_are_the_roles():
+    """The inventory validation checks the values the role will use when the inventory sets none."""
+    defaults = yaml.safe_load((ROOT / "roles" / "switch" / "defaults" / "main.yml").read_text())
+    for name, value in plan_utils.DEFAULTS.items():
+        assert defaults[name] == value, name
+
+
+def test_good_settings_have_no_errors():
+    assert plan_utils.settings_errors("crs804", {"ansible_host": "192.168.1.2"}, NODE_PORTS) == []
+    assert plan_utils.settings_errors("crs804", {"switch_default_admin": "keep", "switch_api_username": "admin",
+                                                 "switch_factory_address_remove": False,
+                                                 "ansible_host": "192.168.88.1"}, NODE_PORTS) == []
+
+
+@pytest.mark.parametrize("settings,ports,fragment", [
+    ({"switch_mgmt_interface": "gb10-fabric"}, NODE_PORTS,
+     "crs804: switch_mgmt_interface is gb10-fabric, the fabric bridge (switch_bridge_name), and the management port "
+     "never joins the fabric"),
+    ({"switch_mgmt_interface": "qsfp56-dd-2-1"}, NODE_PORTS,
+     "gx10-2: gb10_switch_port is qsfp56-dd-2-1, the switch's management port (switch_mgmt_interface on crs804), "
+     "which never joins the fabric bridge gb10-fabric"),
+    ({}, {**NODE_PORTS, "gx10-4": "ether1"},
+     "gx10-4: gb10_switch_port is ether1, the switch's management port"),
+    ({"switch_mgmt_interface": ""}, NODE_PORTS, "crs804: switch_mgmt_interface is empty"),
+    ({"switch_ports_keep_enabled": "ether2"}, NODE_PORTS, "crs804: switch_ports_keep_enabled is 'ether2'; give a list"),
+    ({"switch_api_username": "admin"}, NODE_PORTS,
+     "crs804: switch_default_admin is disable but Ansible logs in as admin (switch_api_username), so the run would "
+     "lock itself out"),
+    ({"switch_default_admin": "delete"}, NODE_PORTS, "switch_default_admin is 'delete'; use keep, disable or rename"),
+    ({"switch_default_admin": "rename"}, NODE_PORTS,
+     "switch_default_admin is rename but switch_default_admin_new_name is empty"),
+    ({"switch_default_admin": "rename", "switch_default_admin_new_name": "ansible"}, NODE_PORTS,
+     "switch_default_admin_new_name is ansible, the user Ansible logs in as"),
+    ({"ansible_host": "192.168.88.1"}, NODE_PORTS,
+     "crs804: Ansible reaches the switch at 192.168.88.1, the factory address that switch_factory_address_remove "
+     "takes away, so the run would lock itself out"),
+    ({"ansible_host": "192.168.1.2", "switch_api_host": "192.168.88.1"}, NODE_PORTS,
+     "Ansible reaches the switch at 192.168.88.1"),
+    ({"switch_mgmt_address": "192.168.88.1/24"}, NODE_PORTS,
+     "switch_mgmt_address 192.168.88.1/24 is the factory address"),
+    ({"switch_factory_address": "192.168.88.1"}, NODE_PORTS, "not an address with prefix like 192.168.88.1/24"),
+])
+def test_settings_mistakes(settings, ports, fragment):
+    errors = plan_utils.settings_errors("crs804", settings, ports)
+    assert len(errors) == 1, errors
+    assert fragment in errors[0]
+
+
+USERS = [{".id": "*1", "name": "admin", "group": "full", "disabled": False},
+         {".id": "*2", "name": "gb10", "group": "full", "disabled": False}]
+HARD = dict(BASE, api_username="gb10", users=USERS, default_admin="disable", disable_unused_ports=True,
+            factory_address_remove=True)
+
+
+def test_admin_disabled_once_another_full_user_exists():
+    plan = build(HARD)
+    assert plan["admin"] == {"action": "disable", "find": {"name": "admin"}, "values": {"disabled": True}, "reason": ""}
+    renamed = build(dict(HARD, default_admin="rename", default_admin_new_name="retired"))
+    assert renamed["admin"]["action"] == "rename" and renamed["admin"]["values"] == {"name": "retired"}
+    gone = build(dict(HARD, users=USERS[1:]))  # already renamed or removed: nothing to do (second run)
+    assert gone["admin"]["action"] == "none" and gone["admin"]["reason"] == "there is no user admin"
+    assert build(dict(HARD, default_admin="keep"))["admin"]["action"] == "none"
+
+
+def test_admin_kept_with_a_warning_when_no_other_full_user():
+    users = [USERS[0], {".id": "*2", "name": "gb10", "group": "write", "disabled": False}]
+    plan = build(dict(HARD, users=users))
+    assert plan["admin"]["action"] == "none"
+    assert any("the admin user of crs804 was kept: Ansible's user gb10 is in group write" in w for w in plan["warnings"])
+    groups = [{"name": "ops", "policy": "local,ssh,read,write,policy,test,api,!ftp"}]
+    custom = build(dict(HARD, users=[USERS[0], {".id": "*2", "name": "gb10", "group": "ops"}], user_groups=groups))
+    assert custom["admin"]["action"] == "disable"
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ({"api_username": "admin"}, "Ansible logs in as admin"),
+    ({"api_username": "nobody"}, "Ansible logs in as nobody"),
+    ({"default_admin": "rename", "default_admin_new_name": "gb10"}, "switch_default_admin_new_name gb10 already exists"),
+])
+def test_admin_lock_out_refused(extra, fragment):
+    with pytest.raises(PlanError, match=fragment):
+        build(dict(HARD, **extra))
+
+
+def test_factory_address_rows():
+    rows = [{".id": "*1", "address": "192.168.88.1/24", "interface": "ether1"},
+            {".id": "*2", "address": "192.168.1.2/24", "interface": "ether1"}]
+    assert build(dict(HARD, addresses=rows))["factory_addresses"] == [
+        {"id": "*1", "address": "192.168.88.1/24", "interface": "ether1"}]
+    assert build(dict(HARD, addresses=rows[1:]))["factory_addresses"] == []
+    assert build(dict(HARD, addresses=rows, factory_address_remove=False))["factory_addresses"] == []
+
+
+def _disabled(plan):
+    states = {e["default-name"]: e["disabled"] for e in plan["ethernet_link"] + plan["ethernet_unused"]}
+    return sorted(p for p, d in states.items() if d), states
+
+
+def test_unused_ports_four_nodes():
+    plan = build(HARD)
+    off, states = _disabled(plan)
+    assert off == ["ether2"] + [f"qsfp56-dd-{c}-5" for c in range(1, 5)]
+    assert states["qsfp56-dd-1-3"] is False and "ether1" not in states  # lane-group members kept; mgmt untouched
+
+
+def test_unused_ports_eight_nodes_and_empty_cages():
+    assert _disabled(build(dict(HARD, nodes=EIGHT)))[0] == ["ether2"]
+    two = build(dict(HARD, nodes=FOUR[:2]))
+    off, _ = _disabled(two)
+    assert off == ["ether2", "qsfp56-dd-1-5", "qsfp56-dd-2-5"] + [f"qsfp56-dd-{c}-{lane}" for c in (3, 4)
+                                                                   for lane in range(1, 9)]
+    # a node on -5 only: lane 1 of its cage stays up (it may hold the module up for the whole cage)
+    five = build(dict(HARD, nodes=[{"name": "gx10-9", "port": "qsfp56-dd-1-5"}]))
+    assert "qsfp56-dd-1-1" not in _disabled(five)[0]
+
+
+def test_unused_ports_keep_list_api_path_and_switch_off():
+    kept = build(dict(HARD, nodes=FOUR[:2], ports_keep_enabled=["ether2", "qsfp56-dd-4-1"]))
+    off, _ = _disabled(kept)
+    assert "ether2" not in off and not any(p.startswith("qsfp56-dd-4-") for p in off)
+    # the address Ansible connects to sits on a bridge holding ether2: ether2 stays up
+    rows = [{".id": "*1", "address": "10.0.0.2/24", "interface": "mgmt-br"}]
+    bridged = build(dict(HARD, api_host="10.0.0.2", addresses=rows,
+                         bridge_port_rows=[{"interface": "ether2", "bridge": "mgmt-br"}]))
+    assert "ether2" not in _disabled(bridged)[0]
+    vlan = build(dict(HARD, mgmt_interface="vlan99"))
+    assert "ether2" not in _disabled(vlan)[0]
+    assert any("switch_mgmt_interface of crs804 is vlan99, not a port" in w for w in vlan["warnings"])
+    plain = build(dict(HARD, disable_unused_ports=False))
+    assert plain["ethernet_unused"] == [] and not any(e["disabled"] for e in plain["ethernet_link"])
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ({"mgmt_interface": "gb10-fabric"}, "switch_mgmt_interface gb10-fabric would be part of the fabric bridge"),
+    ({"mgmt_interface": "qsfp56-dd-3-1"}, "switch_mgmt_interface qsfp56-dd-3-1 would be part of the fabric bridge"),
+    ({"bridge_port_rows": [{"interface": "ether1", "bridge": "gb10-fabric"}]},
+     "crs804: ether1 \\(switch_mgmt_interface\\) is a port of the fabric bridge gb10-fabric on the switch"),
+])
+def test_the_management_port_never_joins_the_fabric(extra, fragment):
+    with pytest.raises(PlanError, match=fragment):
+        build(dict(HARD, **extra))
+    # the bridge data never holds it
+    assert "ether1" not in [p["interface"] for p in build(HARD)["bridge_ports"]]

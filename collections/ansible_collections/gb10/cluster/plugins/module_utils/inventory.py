@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils import switch_plan, switch_tls
+
 NODE_GROUP = "gx10"
 SWITCH_GROUP = "switch"
 CONTROL_GROUP = "control"
@@ -23,7 +25,6 @@ BOOLEAN_VARS = (
     "ansible_become",
     "cx7_fabric_use_netplan_try",
     "dgx_node_manage_driver_hold",
-    "switch_api_validate_certs",
     "switch_qos_enabled",
     "switch_diag_bounce_once",
     "serving_enable_prefix_caching",
@@ -244,6 +245,9 @@ def validate(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping
 
     twin_nets: dict[str, tuple[ipaddress.IPv4Network, str]] = {}
     ports: dict[str, str] = {}
+    # A node "cabled" to the switch's management port gets the management-port sentence (switch checks below).
+    mgmt_ports = {str(hostvars.get(sw, {}).get("switch_mgmt_interface") or switch_plan.DEFAULTS["switch_mgmt_interface"])
+                  for sw in switches}
     for host in nodes:
         hv = hostvars.get(host, {})
         mgmt_ip = hv.get("ansible_host")
@@ -305,6 +309,8 @@ def validate(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping
         if switches:
             if port is None:
                 errors.append(f"{host}: gb10_switch_port is not set; name the switch port it is cabled to, e.g. qsfp56-dd-1-1.")
+            elif isinstance(port, str) and port.strip() in mgmt_ports:
+                pass
             elif not isinstance(port, str) or not SWITCH_PORT_RE.match(port):
                 errors.append(
                     f"{host}: gb10_switch_port is {port!r}; use qsfp56-dd-<cage 1-4>-<lane 1, 3, 5 or 7>, e.g. qsfp56-dd-2-1."
@@ -318,10 +324,16 @@ def validate(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping
                         f"{host}: gb10_switch_port {port} is not a lane-group master; use lane 1 (400G), 1/5 (2x200G) or 1/3/5/7 (4x100G)."
                     )
                 ports[port] = host
+    node_ports = {host: hostvars.get(host, {}).get("gb10_switch_port") for host in nodes}
     for host in switches:
-        addr = _as_ip(hostvars.get(host, {}).get("ansible_host"))
+        hv = hostvars.get(host, {})
+        addr = _as_ip(hv.get("ansible_host"))
         if addr is None:
             errors.append(f"{host}: ansible_host must be the switch's management IPv4 address.")
         elif str(addr) != "127.0.0.1":  # the lab's simulator listens on loopback
             claim(str(addr), f"{host} ansible_host")
+        # Who the switch is (certificate pin or the explicit opt-out), and nothing that locks Ansible out
+        # or bridges the management port into the fabric.
+        errors.extend(switch_tls.settings_errors(switch_tls.Settings.from_vars(host, hv)))
+        errors.extend(switch_plan.settings_errors(host, hv, node_ports))
     return errors

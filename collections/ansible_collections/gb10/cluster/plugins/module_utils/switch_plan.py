@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,8 +248,18 @@ def build(params: dict[str, Any]) -> dict[str, Any]:
             plan.ethernet_l2mtu.append({"default-name": port, "l2mtu": l2mtu})
             plan.ethernet_link.append({"default-name": port, "mtu": mtu, "auto-negotiation": False,
                                        "speed": cage["speed"], "fec-mode": FEC, "disabled": False})
-    result = plan.as_dict()
     warnings = plan.warnings
+    hardening: dict[str, Any] = {"ethernet_unused": [], "admin": {"action": "none", "find": {}, "values": {},
+                                                                  "reason": "not planned"},
+                                 "factory_addresses": []}
+    if params.get("scope", "all") != "ports":
+        management_guard(params, plan)
+        hardening["ethernet_unused"] = unused_ports_plan(params, plan, link_rate_gbps(params.get("link_rate", "200G")),
+                                                         warnings)
+        hardening["admin"] = admin_plan(params, warnings)
+        hardening["factory_addresses"] = factory_address_plan(params)
+    result = plan.as_dict()
+    result.update(hardening)
 
     bridge = str(params.get("bridge_name", "gb10-fabric"))
     result["bridge"] = [{"name": bridge, "comment": "gb10 fabric (managed by Ansible)"}]
@@ -362,3 +373,246 @@ def mgmt_address(params: dict[str, Any]) -> list[dict[str, Any]]:
     if ip not in net:
         return []
     return [{"address": f"{ip}/{net.prefixlen}", "interface": interface}]
+
+
+# ---------------------------------------------------------------- management port and lock-out guards
+# The role's defaults (roles/switch/defaults/main.yml) for the settings checked below, so the inventory
+# validation, which sees only what the inventory sets, checks the same values the role will use.
+DEFAULTS: dict[str, Any] = {
+    "switch_api_username": "ansible",
+    "switch_mgmt_interface": "ether1",
+    "switch_mgmt_address": "",
+    "switch_bridge_name": "gb10-fabric",
+    "switch_default_admin": "disable",
+    "switch_default_admin_new_name": "",
+    "switch_factory_address_remove": True,
+    "switch_factory_address": "192.168.88.1/24",
+    "switch_ports_disable_unused": True,
+    "switch_ports_keep_enabled": [],
+}
+DEFAULT_ADMIN = "admin"
+ADMIN_ACTIONS = ("keep", "disable", "rename")
+QSFP_PORTS = [f"qsfp56-dd-{c}-{lane}" for c in range(1, 5) for lane in range(1, 9)]
+ETHER_PORTS = ["ether1", "ether2"]
+
+
+def _setting(settings: Mapping[str, Any], name: str) -> Any:
+    value = settings.get(name)
+    return DEFAULTS[name] if value is None else value
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "yes", "on", "1")
+
+
+def _ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_interface(str(value).strip()).ip
+    except ValueError:
+        return None
+
+
+def settings_errors(host: str, settings: Mapping[str, Any], node_ports: Mapping[str, Any]) -> list[str]:
+    """One sentence per setting that would lock Ansible out or bridge the management port into the fabric.
+
+    ``settings`` are the switch's role variables (``switch_*``; unset ones take the role's defaults) plus
+    ``ansible_host``; ``node_ports`` maps each GB10 node to its ``gb10_switch_port``. Nothing here needs
+    the switch: the inventory validation and the role's preflight both run it before any connection.
+    """
+    errors: list[str] = []
+    mgmt = str(_setting(settings, "switch_mgmt_interface")).strip()
+    bridge = str(_setting(settings, "switch_bridge_name")).strip()
+    # -------- the management port never joins the fabric bridge
+    if not mgmt:
+        errors.append(f"{host}: switch_mgmt_interface is empty: name the switch's management port, e.g. ether1.")
+    elif mgmt == bridge:
+        errors.append(
+            f"{host}: switch_mgmt_interface is {mgmt}, the fabric bridge (switch_bridge_name), and the management "
+            "port never joins the fabric: set switch_mgmt_interface to the management port (ether1).")
+    for node, port in node_ports.items():
+        if mgmt and isinstance(port, str) and port.strip() == mgmt:
+            errors.append(
+                f"{node}: gb10_switch_port is {mgmt}, the switch's management port (switch_mgmt_interface on {host}), "
+                f"which never joins the fabric bridge {bridge}: give {node} the QSFP56-DD port its ConnectX-7 cable is "
+                "plugged into, e.g. qsfp56-dd-1-1.")
+    keep = settings.get("switch_ports_keep_enabled")
+    if keep is not None and (not isinstance(keep, list) or not all(isinstance(p, str) for p in keep)):
+        errors.append(
+            f"{host}: switch_ports_keep_enabled is {keep!r}; give a list of port names, e.g. [ether2].")
+    # -------- the default admin user
+    action = str(_setting(settings, "switch_default_admin")).strip()
+    user = str(_setting(settings, "switch_api_username")).strip()
+    new_name = str(_setting(settings, "switch_default_admin_new_name") or "").strip()
+    if action not in ADMIN_ACTIONS:
+        errors.append(f"{host}: switch_default_admin is {action!r}; use keep, disable or rename.")
+    elif action != "keep":
+        if user == DEFAULT_ADMIN:
+            errors.append(
+                f"{host}: switch_default_admin is {action} but Ansible logs in as {DEFAULT_ADMIN} (switch_api_username), "
+                "so the run would lock itself out: create another user in group full on the switch (/user add "
+                "name=ansible group=full password=...), put it in switch_api_username and vault_switch_password, or "
+                "set switch_default_admin: keep.")
+        if action == "rename":
+            if not new_name or new_name == DEFAULT_ADMIN:
+                errors.append(
+                    f"{host}: switch_default_admin is rename but switch_default_admin_new_name is "
+                    f"{new_name or 'empty'}: give the new name of the {DEFAULT_ADMIN} user.")
+            elif new_name == user:
+                errors.append(
+                    f"{host}: switch_default_admin_new_name is {new_name}, the user Ansible logs in as "
+                    "(switch_api_username): choose another name.")
+    # -------- the factory address
+    if _flag(_setting(settings, "switch_factory_address_remove")):
+        factory = str(_setting(settings, "switch_factory_address")).strip()
+        factory_ip = _ip(factory) if "/" in factory else None
+        if factory_ip is None:
+            errors.append(
+                f"{host}: switch_factory_address is {factory!r}, not an address with prefix like 192.168.88.1/24.")
+        else:
+            api_host = settings.get("switch_api_host") or settings.get("ansible_host")
+            if api_host is not None and _ip(api_host) == factory_ip:
+                errors.append(
+                    f"{host}: Ansible reaches the switch at {factory_ip}, the factory address that "
+                    "switch_factory_address_remove takes away, so the run would lock itself out: run once with "
+                    "switch_factory_address_remove: false so the switch gets its management address "
+                    "(switch_mgmt_address), then point ansible_host at that address.")
+            mgmt_address = settings.get("switch_mgmt_address")
+            if mgmt_address and _ip(mgmt_address) == factory_ip:
+                errors.append(
+                    f"{host}: switch_mgmt_address {mgmt_address} is the factory address that "
+                    "switch_factory_address_remove takes away: choose another management address, or set "
+                    "switch_factory_address_remove: false.")
+    return errors
+
+
+def _is_full(user: Mapping[str, Any], groups: Mapping[str, str]) -> bool:
+    group = str(user.get("group", ""))
+    if group == "full":
+        return True
+    policies = {p.strip() for p in str(groups.get(group, "")).split(",")}
+    return {"policy", "write", "api"} <= policies
+
+
+def admin_plan(params: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """What to do with the factory user admin, from the /user rows read before any change.
+
+    Disabled or renamed only while another enabled user with full rights exists: the API user itself,
+    which must be in group full (or a group with the policy, write and api policies). Otherwise it is
+    kept, with a warning.
+    """
+    host = params.get("host", "the switch")
+    action = str(params.get("default_admin", "keep"))
+    out: dict[str, Any] = {"action": "none", "find": {"name": DEFAULT_ADMIN}, "values": {}, "reason": ""}
+    if action == "keep":
+        out["reason"] = "switch_default_admin is keep"
+        return out
+    users = [u for u in params.get("users") or [] if isinstance(u, Mapping)]
+    groups = {str(g.get("name")): str(g.get("policy", "")) for g in params.get("user_groups") or []
+              if isinstance(g, Mapping)}
+    admin = next((u for u in users if u.get("name") == DEFAULT_ADMIN), None)
+    if admin is None:
+        out["reason"] = f"there is no user {DEFAULT_ADMIN}"
+        return out
+    api_user = str(params.get("api_username", ""))
+    me = next((u for u in users if u.get("name") == api_user), None)
+    if api_user == DEFAULT_ADMIN or me is None or me is admin:
+        raise PlanError(f"{host}: switch_default_admin is {action} but Ansible logs in as {api_user or '?'}: "
+                        "log in with another user in group full (switch_api_username) or set switch_default_admin: keep.")
+    if not _is_full(me, groups) or _flag(me.get("disabled", False)):
+        reason = (f"the {DEFAULT_ADMIN} user of {host} was kept: Ansible's user {api_user} is in group "
+                  f"{me.get('group', '?')}, and {action == 'rename' and 'renaming' or 'disabling'} {DEFAULT_ADMIN} is "
+                  "only done once another enabled user in group full exists; put "
+                  f"{api_user} in group full (/user set {api_user} group=full) or set switch_default_admin: keep.")
+        warnings.append(reason)
+        out["reason"] = reason
+        return out
+    if action == "disable":
+        out.update(action="disable", values={"disabled": True})
+    else:
+        new_name = str(params.get("default_admin_new_name", "")).strip()
+        if any(u.get("name") == new_name for u in users):
+            raise PlanError(f"{host}: switch_default_admin_new_name {new_name} already exists on the switch next to "
+                            f"{DEFAULT_ADMIN}: choose another name, or remove that user.")
+        out.update(action="rename", values={"name": new_name})
+    return out
+
+
+def factory_address_plan(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The /ip address rows holding the factory address (switch_factory_address), to remove."""
+    if not _flag(params.get("factory_address_remove", False)):
+        return []
+    factory = _ip(params.get("factory_address", "192.168.88.1/24"))
+    out = []
+    for row in params.get("addresses") or []:
+        if isinstance(row, Mapping) and row.get(".id") and _ip(row.get("address", "")) == factory:
+            out.append({"id": row[".id"], "address": str(row.get("address")), "interface": str(row.get("interface"))})
+    return out
+
+
+def protected_ports(params: Mapping[str, Any]) -> set[str]:
+    """Ports never disabled: the management port, the operator's list, and the ports the API address sits on."""
+    keep = {str(p) for p in params.get("ports_keep_enabled") or []}
+    keep.add(str(params.get("mgmt_interface", "ether1")))
+    api_ip = _ip(params.get("api_host", "")) if params.get("api_host") else None
+    if api_ip is not None:
+        for row in params.get("addresses") or []:
+            if isinstance(row, Mapping) and _ip(row.get("address", "")) == api_ip:
+                iface = str(row.get("interface", ""))
+                keep.add(iface)
+                keep.update(str(p.get("interface")) for p in params.get("bridge_port_rows") or []
+                            if isinstance(p, Mapping) and p.get("bridge") == iface)
+    return keep
+
+
+def unused_ports_plan(params: Mapping[str, Any], plan: Plan, gbps: int, warnings: list[str]) -> list[dict[str, Any]]:
+    """disabled= for every switch port no node uses; sets disabled on the unused masters in plan.ethernet_link.
+
+    - A cage with a node: its unused lane-group masters are disabled, except lane 1 (it may hold the
+      module up for the whole cage); the other sub-interfaces of its lane groups are kept enabled.
+    - A cage with no node and nothing in switch_ports_keep_enabled: all eight sub-interfaces disabled.
+    - ether1/ether2: disabled unless it is the management port, in switch_ports_keep_enabled or carrying
+      the address Ansible connects to; left alone when the management interface is not a port.
+    """
+    if not _flag(params.get("disable_unused_ports", False)):
+        return []
+    host = params.get("host", "the switch")
+    protected = protected_ports(params)
+    mode = MODES[gbps]
+    used = set(plan.fabric_ports)
+    for entry in plan.ethernet_link:
+        port = entry["default-name"]
+        lane = _port_key(port)[1]
+        entry["disabled"] = port not in used and lane != 1 and port not in protected
+    out: list[dict[str, Any]] = []
+    for cage in range(1, 5):
+        ports = [f"qsfp56-dd-{cage}-{lane}" for lane in range(1, 9)]
+        if cage in plan.cages:
+            for lane, port in enumerate(ports, start=1):
+                if lane not in mode["lanes"]:
+                    out.append({"default-name": port, "disabled": False})
+        elif not protected.intersection(ports):
+            out.extend({"default-name": port, "disabled": True} for port in ports)
+    mgmt = str(params.get("mgmt_interface", "ether1"))
+    if mgmt in ETHER_PORTS or mgmt in QSFP_PORTS:
+        out.extend({"default-name": port, "disabled": True} for port in ETHER_PORTS if port not in protected)
+    else:
+        warnings.append(f"switch_mgmt_interface of {host} is {mgmt}, not a port, so ether1 and ether2 were left as "
+                        "they are; list the ones in use in switch_ports_keep_enabled and set switch_mgmt_interface "
+                        "to the management port to have the others disabled.")
+    return out
+
+
+def management_guard(params: Mapping[str, Any], plan: Plan) -> None:
+    """The management port is never bridged into the fabric (whatever the inventory or the switch says)."""
+    host = params.get("host", "the switch")
+    mgmt = str(params.get("mgmt_interface", "ether1"))
+    bridge = str(params.get("bridge_name", "gb10-fabric"))
+    if mgmt in plan.fabric_ports or mgmt == bridge:
+        raise PlanError(f"{host}: switch_mgmt_interface {mgmt} would be part of the fabric bridge {bridge}; the "
+                        "management port never joins the fabric: set switch_mgmt_interface to the management port.")
+    for row in params.get("bridge_port_rows") or []:
+        if isinstance(row, Mapping) and row.get("interface") == mgmt and row.get("bridge") == bridge:
+            raise PlanError(
+                f"{host}: {mgmt} (switch_mgmt_interface) is a port of the fabric bridge {bridge} on the switch, and the "
+                f"management port never joins the fabric: remove it on the switch's console (/interface bridge port "
+                f"remove [find interface={mgmt} bridge={bridge}]) and run again; nothing was changed.")

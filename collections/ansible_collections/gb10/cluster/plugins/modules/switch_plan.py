@@ -93,6 +93,60 @@ options:
     type: str
     choices: [all, ports]
     default: all
+  bridge_port_rows:
+    description: The switch's C(/interface bridge port) rows; the management port in the fabric bridge is refused.
+    type: list
+    elements: dict
+    default: []
+  api_host:
+    description: The address the API modules connect to (its interface is never disabled).
+    type: str
+    default: ""
+  api_username:
+    description: The user Ansible logs in as (never disabled or renamed).
+    type: str
+    default: ""
+  users:
+    description: The switch's C(/user) rows.
+    type: list
+    elements: dict
+    default: []
+  user_groups:
+    description: The switch's C(/user group) rows.
+    type: list
+    elements: dict
+    default: []
+  default_admin:
+    description: What to do with the factory user admin once another enabled user in group full exists.
+    type: str
+    choices: [keep, disable, rename]
+    default: keep
+  default_admin_new_name:
+    description: The new name of admin when O(default_admin=rename).
+    type: str
+    default: ""
+  addresses:
+    description: The switch's C(/ip address) rows.
+    type: list
+    elements: dict
+    default: []
+  factory_address_remove:
+    description: Remove O(factory_address) wherever it is.
+    type: bool
+    default: false
+  factory_address:
+    description: The factory default address.
+    type: str
+    default: 192.168.88.1/24
+  disable_unused_ports:
+    description: Disable every switch port no node uses (see C(ethernet_unused)).
+    type: bool
+    default: false
+  ports_keep_enabled:
+    description: Ports never disabled (besides the management port and the port of the API address).
+    type: list
+    elements: str
+    default: []
 author:
   - gb10-cluster
 """
@@ -187,6 +241,20 @@ mgmt_address:
   returned: success
   type: list
   elements: dict
+ethernet_unused:
+  description: C(interface ethernet) data (default-name, disabled) for the ports no node uses.
+  returned: success
+  type: list
+  elements: dict
+admin:
+  description: What happens to the factory user admin (action none/disable/rename, find, values, reason).
+  returned: success
+  type: dict
+factory_addresses:
+  description: The C(/ip address) rows (id, address, interface) holding the factory address, to remove.
+  returned: success
+  type: list
+  elements: dict
 plan_warnings:
   description: The warnings also shown by Ansible.
   returned: success
@@ -222,6 +290,18 @@ def main() -> None:
             mgmt_subnet=dict(type="str", default=""),
             ansible_host=dict(type="str", default=""),
             scope=dict(type="str", choices=["all", "ports"], default="all"),
+            bridge_port_rows=dict(type="list", elements="dict", default=[]),
+            api_host=dict(type="str", default=""),
+            api_username=dict(type="str", default=""),
+            users=dict(type="list", elements="dict", default=[]),
+            user_groups=dict(type="list", elements="dict", default=[]),
+            default_admin=dict(type="str", choices=["keep", "disable", "rename"], default="keep"),
+            default_admin_new_name=dict(type="str", default=""),
+            addresses=dict(type="list", elements="dict", default=[]),
+            factory_address_remove=dict(type="bool", default=False),
+            factory_address=dict(type="str", default="192.168.88.1/24"),
+            disable_unused_ports=dict(type="bool", default=False),
+            ports_keep_enabled=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
