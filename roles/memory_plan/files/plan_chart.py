@@ -25,9 +25,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 GIB = 1024**3
 
-# (label, per-node key, colour): bottom to top.
-# "slack" is vLLM's reservation beyond what it uses (KV rounding); "spare" is free after the host floor.
+# (label, per-node key, colour): bottom to top; they add up to the node's total.
+# "host in use" is what the host holds before vLLM starts (MemTotal - MemAvailable); "slack" is vLLM's
+# reservation beyond what it uses (KV rounding); "spare" is what is left after vLLM and the host floor.
 SEGMENTS = (
+    ("host in use (MemTotal - MemAvailable)", "host_used_bytes", "#616161"),
     ("host floor (outside vLLM)", "host_floor_bytes", "#9e9e9e"),
     ("weights", "weights_bytes", "#1f77b4"),
     ("MTP draft", "draft_bytes", "#9467bd"),
@@ -61,11 +63,26 @@ def _with_derived(node: dict) -> dict:
         )
     )
     total = float(node.get("total_bytes") or 0)
-    free = float(node.get("free_bytes") or 0)
-    reserved = total - free
+    available = float(node.get("mem_available_bytes") or total)
+    # what vLLM reserves, and what the host still has after it (MemAvailable - reservation)
+    left = float(node["host_left_bytes"]) if node.get("host_left_bytes") is not None else available - total + float(
+        node.get("free_bytes") or 0
+    )
+    reserved = available - left
+    row["host_used_bytes"] = max(total - available, 0.0)
     row["slack_bytes"] = max(reserved - used, 0.0)
-    row["spare_bytes"] = free - float(node.get("host_floor_bytes") or 0)
+    row["spare_bytes"] = left - float(node.get("host_floor_bytes") or 0)
     return row
+
+
+def _memory_detail(plan: dict, args: dict) -> str:
+    """The KV pool in bytes mode (with the utilization that passes admission), else the utilization."""
+    flags = plan.get("vllm_memory_args") or {}
+    pool = flags.get("kv_cache_memory_bytes", args.get("kv_cache_memory_bytes"))
+    util = flags.get("gpu_memory_utilization", args.get("gpu_memory_utilization", "default"))
+    if pool is not None:
+        return f"KV pool {float(pool) / GIB:.2f} GiB/rank, util {util}"
+    return f"util {util}"
 
 
 def draw(report: dict) -> bytes:
@@ -81,13 +98,14 @@ def draw(report: dict) -> bytes:
     bottoms = [0.0] * len(nodes)
     for label, key, colour in SEGMENTS:
         heights = [max(_gib(node, key), 0.0) for node in nodes]
-        if key in ("draft_bytes", "slack_bytes", "non_torch_bytes") and max(heights, default=0.0) < 0.05:
+        if key in ("host_used_bytes", "draft_bytes", "slack_bytes", "non_torch_bytes") and max(heights, default=0.0) < 0.05:
             continue
         edge = "#555555" if key == "spare_bytes" else "white"
         ax.bar(xs, heights, 0.62, bottom=bottoms, color=colour, label=label, edgecolor=edge, linewidth=0.8)
         for x, bottom, height in zip(xs, bottoms, heights):
             if height >= 4.0:
                 dark = key in (
+                    "host_used_bytes",
                     "host_floor_bytes",
                     "weights_bytes",
                     "draft_bytes",
@@ -132,23 +150,25 @@ def draw(report: dict) -> bytes:
                     color="#d62728",
                     fontweight="bold",
                 )
-    # vLLM asks for total x utilization on top of what the host keeps (the floor): both must fit the total.
-    fixed_kv = args.get("kv_cache_memory_bytes") is not None
+    # vLLM's start-up check: total x utilization must fit in MemAvailable less the start-up margin, i.e.
+    # host in use + margin + request must stay under the total (no check on the CPU build's fixed pool).
+    no_check = args.get("kv_cache_memory_bytes") is not None and plan.get("platform", args.get("platform")) == "cpu"
+    margin = float(plan.get("admission_margin_bytes") or 0) / GIB
     for x, node, total in zip(xs, nodes, totals):
         ax.hlines(total, x - 0.38, x + 0.38, colors="black", linewidth=1.6)
         requested = _gib(node, "requested_bytes")
-        if requested > 0 and not fixed_kv:
-            line = _gib(node, "host_floor_bytes") + requested
+        if requested > 0 and not no_check:
+            line = _gib(node, "host_used_bytes") + margin + requested
             ax.hlines(line, x - 0.38, x + 0.38, colors="#d62728", linestyles="dashed", linewidth=1.3)
     ax.plot([], [], color="black", linewidth=1.6, label="node total (CUDA)")
-    if not fixed_kv:
+    if not no_check:
         ax.plot(
             [],
             [],
             color="#d62728",
             linestyle="dashed",
             linewidth=1.3,
-            label="floor + vLLM request\n(total x utilization)",
+            label="host in use + margin + vLLM request\n(start-up check: under the total)",
         )
 
     ax.set_xticks(xs)
@@ -179,11 +199,7 @@ def draw(report: dict) -> bytes:
             else f"max_model_len {args.get('max_model_len', '?')}"
         ),
         f"KV {args.get('kv_cache_dtype', 'auto')}",
-        (
-            f"KV pool {float(args['kv_cache_memory_bytes']) / GIB:.2f} GiB"
-            if fixed_kv
-            else f"util {args.get('gpu_memory_utilization', 'default')}"
-        ),
+        _memory_detail(plan, args),
         f"MTP {spec.get('num_speculative_tokens')}" if spec else "no MTP",
     ]
     if isinstance(tokens, (int, float)):

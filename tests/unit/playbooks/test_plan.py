@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.gb10.cluster.plugins.module_utils.calibration import (
+    calibration_record,
+    parse_startup_log,
+    store_calibration,
+)
 from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     PlanInputError,
     plan_layout,
@@ -19,6 +24,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     plan_report,
     resolve_plan,
 )
+from tests.support.vllm_logs import FRACTION_TP1
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "roles" / "memory_plan" / "files" / "plan_chart.py"
@@ -330,14 +336,19 @@ def run_playbook(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
 
 
+# The FP8 reference's 94.9 GiB of weights per node need MemAvailable of 108.3 GiB on 4 nodes, more than the
+# 101 GiB planned for an unmeasured headless node: plan it on nodes measured at 110 GiB.
+MEASURED_110 = ("-e", f"node_mem_available_bytes={110 * GIB}")
+
+
 def test_playbook_reference_model_fits_and_is_idempotent(tmp_path):
-    first = run_playbook(tmp_path, "-e", f"model={REF}")
+    first = run_playbook(tmp_path, "-e", f"model={REF}", *MEASURED_110)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Fits: yes" in first.stdout
     assert (tmp_path / f"plan-{REF}-4nodes.png").is_file()
     report = json.loads((tmp_path / f"plan-{REF}-4nodes.json").read_text(encoding="utf-8"))
     assert report["plan"]["fits"] is True
-    second = run_playbook(tmp_path, "-e", f"model={REF}")
+    second = run_playbook(tmp_path, "-e", f"model={REF}", *MEASURED_110)
     assert second.returncode == 0
     assert "changed=0" in second.stdout
 
@@ -368,3 +379,38 @@ def test_other_builds_of_the_same_model_are_named(catalog):
         "Catalog: other builds of this model, smallest first: qwen3.5-397b-a17b-int4-autoround"
     )
     assert resolve_plan({"model": "gpt-oss-120b"}, catalog, str(ROOT))["siblings"] == []
+
+
+def test_playbook_refuses_bad_overrides_with_their_sentences(tmp_path):
+    result = run_playbook(tmp_path, "-e", f"model={REF}", "-e", "kv_cache_gib=lots", "-e", "max_num_seqs=0",
+                          "-e", "memory_mode=auto")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    for sentence in (
+        "-e kv_cache_gib=lots is not a positive number of GiB; give the KV pool per node, e.g. 12 or 12.5.",
+        "-e max_num_seqs=0 is not a positive integer; give a whole number such as 16.",
+        "-e memory_mode=auto is not valid; use one of bytes, fraction.",
+    ):
+        assert sentence in output, output
+    assert not list(tmp_path.iterdir()), "nothing is planned or written on wrong inputs"
+
+
+def test_playbook_uses_the_inventorys_calibration_and_marks_overrides(tmp_path):
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text("all:\n  hosts: {}\n", encoding="utf-8")
+    plan = {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "platform": "cuda", "max_num_seqs": 16,
+            "max_num_batched_tokens": 8192, "num_speculative_tokens": 0, "memory_mode": "fraction"}
+    record = calibration_record(parse_startup_log(FRACTION_TP1), model="gpt-oss-120b",
+                                image_digest="sha256:" + "5" * 64, plan=plan, measured_at="2026-11-27T10:02:40Z")
+    path, _ = store_calibration(str(inventory / "calibration"), record)
+    artifacts = tmp_path / "artifacts"
+    result = run_playbook(artifacts, "-i", str(inventory), "-e", "model=gpt-oss-120b", "-e", "max_model_len=65536")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Calibration: {path}: used weights 60.92 GiB per rank" in output
+    assert "max_model_len 65,536 (-e)" in output and "max_num_seqs 16 (catalog)" in output
+    assert "MemAvailable 101.00 GiB (planning default)" in output
+    report = json.loads((artifacts / "plan-gpt-oss-120b-1nodes.json").read_text(encoding="utf-8"))
+    assert report["sources"]["loaded_weights_bytes"] == "calibration"
+    assert report["plan"]["memory_mode"] == "bytes" and report["plan"]["vllm_memory_args"]["kv_cache_memory_bytes"] > 0

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ansible_collections.gb10.cluster.plugins.module_utils.calibration import (
+    calibration_record,
+    parse_startup_log,
+    store_calibration,
+)
 from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     HEX40_RE,
     NAME_RE,
@@ -19,11 +25,14 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     config_errors,
     entry_errors,
     load_model_config,
+    plan_lines,
+    plan_report,
     planner_args,
     resolve_plan,
     text_config,
 )
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
+from tests.support.vllm_logs import FRACTION_TP1
 
 ROOT = Path(__file__).resolve().parents[4]
 CATALOG_FILE = ROOT / "group_vars" / "all" / "catalog.yml"
@@ -366,3 +375,212 @@ def test_a_setting_the_planner_models_but_serving_does_not_is_an_override_only(c
     wide = plan_memory(planner_args(catalog["qwen3-next-80b-a3b"], {"mamba_ssm_cache_dtype": "float32"}, str(ROOT)))
     # the DeltaNet SSM state in float32 instead of the model's bfloat16: a larger mamba page
     assert wide["mamba_page_bytes"] > base["mamba_page_bytes"]
+
+
+# --- memory mode, -e overrides, sources, advice commands, calibration (plan.yml) ---------------------
+
+GPT = "gpt-oss-120b"
+
+
+def test_cuda_entries_are_sized_in_bytes_and_pass_admission_on_a_headless_node(catalog):
+    for name, entry in catalog.items():
+        if entry["platform"] != "cuda":
+            continue
+        assert entry["launch"]["memory_mode"] == "bytes" and "gpu_memory_utilization" not in entry["launch"], name
+        resolved = resolve_plan({"model": name}, catalog, str(ROOT), {}, "")
+        plan = plan_memory(resolved["params"])
+        node = plan["per_node"][0]
+        assert node["mem_available_bytes"] == 101 * GIB and resolved["sources"]["node_mem_available_bytes"] == "planning default"
+        # the chosen utilization passes vLLM's start-up check at 101 GiB with the 2 GiB margin
+        assert node["requested_bytes"] <= 99 * GIB, name
+        # the FP8 reference alone needs more MemAvailable than a headless node has (94.9 GiB of weights)
+        assert plan["fits"] is (name != REF), (name, plan["message"])
+
+
+def test_fp8_reference_fits_four_nodes_with_the_memavailable_it_names(catalog):
+    plan = plan_memory(resolve_plan({"model": REF}, catalog, str(ROOT), {}, "")["params"])
+    needed = plan["mem_available_needed_bytes"]
+    assert 108 * GIB < needed < 109 * GIB
+    measured = plan_memory(
+        resolve_plan({"model": REF, "node_mem_available_bytes": str(needed)}, catalog, str(ROOT), {}, "")["params"]
+    )
+    assert measured["fits"] is True and measured["max_concurrency"] >= 1
+
+
+def test_memory_mode_follows_the_command_line(catalog):
+    util = resolve_plan({"model": GPT, "gpu_memory_utilization": "0.75"}, catalog, str(ROOT), {}, "")
+    assert (util["params"]["memory_mode"], util["sources"]["memory_mode"]) == (
+        "fraction", "implied by -e gpu_memory_utilization"
+    )
+    pool = resolve_plan({"model": GPT, "kv_cache_gib": "12.5"}, catalog, str(ROOT), {}, "")
+    assert pool["params"]["kv_cache_memory_bytes"] == int(12.5 * GIB) and pool["params"]["memory_mode"] == "bytes"
+    plan = plan_memory(pool["params"])
+    assert plan["kv_cache_memory_source"] == "given" and plan["gpu_memory_utilization_source"] == "planner"
+    forced = resolve_plan({"model": GPT, "memory_mode": "fraction", "gpu_memory_utilization": "0.8"}, catalog,
+                          str(ROOT), {}, "")
+    assert forced["sources"]["memory_mode"] == "-e"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "sentence"),
+    [
+        ({"max_model_len": "long"}, "-e max_model_len=long is not a positive integer; give a whole number such as 131072."),
+        ({"max_num_seqs": "0"}, "-e max_num_seqs=0 is not a positive integer; give a whole number such as 16."),
+        ({"max_num_batched_tokens": "-1"}, "-e max_num_batched_tokens=-1 is not a positive integer; give a whole number such as 8192."),
+        ({"kv_cache_dtype": "int4"}, "-e kv_cache_dtype=int4 is not valid; use one of auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2."),
+        ({"num_speculative_tokens": "two"}, "-e num_speculative_tokens=two is not a whole number; give 2 for two MTP tokens, 0 for no MTP."),
+        ({"kv_cache_gib": "lots"}, "-e kv_cache_gib=lots is not a positive number of GiB; give the KV pool per node, e.g. 12 or 12.5."),
+        ({"kv_cache_gib": "-3"}, "-e kv_cache_gib=-3 is not a positive number of GiB; give the KV pool per node, e.g. 12 or 12.5."),
+        ({"gpu_memory_utilization": "1.2"}, "-e gpu_memory_utilization=1.2 must be a number in (0, 1], e.g. 0.85 (or leave it out: in bytes mode the planner chooses it)."),
+        ({"memory_mode": "auto"}, "-e memory_mode=auto is not valid; use one of bytes, fraction."),
+        ({"nodes": "many"}, "-e nodes=many is not a positive integer; give a whole number such as 4."),
+        ({"tensor_parallel_size": "x"}, "-e tensor_parallel_size=x is not a positive integer; give a whole number such as 4."),
+        ({"pipeline_parallel_size": "0"}, "-e pipeline_parallel_size=0 is not a positive integer; give a whole number such as 4."),
+        ({"kv_cache_memory_bytes": "1e9"}, "-e kv_cache_memory_bytes=1e9 is not a positive integer; give a whole number such as 12884901888."),
+        ({"kv_cache_gib": "12", "kv_cache_memory_bytes": "1073741824"},
+         "-e kv_cache_gib and -e kv_cache_memory_bytes both set the KV pool; give one of them."),
+        ({"memory_mode": "fraction", "kv_cache_gib": "12"},
+         "-e memory_mode=fraction lets vLLM size the KV pool from gpu_memory_utilization, so -e kv_cache_gib cannot go with it; drop one of them."),
+        ({"max_num_batched_tokens": "8"},
+         "-e max_num_batched_tokens=8 is below the catalog's max_num_seqs=16; vLLM needs max_num_batched_tokens >= max_num_seqs, so raise the first or lower the second."),
+        ({"max_model_len": "200000"},
+         "-e max_model_len=200000 is more than the model's max_position_embeddings (131072); give at most 131072."),
+        ({"num_speculative_tokens": "2"},
+         "-e num_speculative_tokens=2 asks for MTP, but GptOssForCausalLM has no MTP layers in its config; use 0."),
+        ({"calibration": "/nonexistent/cal.json"},
+         "-e calibration=/nonexistent/cal.json is neither true, false nor a calibration file; give false to plan without one, or the path of a <model>/<image>-tp<T>pp<P>.json file under the inventory's calibration folder."),
+    ],
+)
+def test_each_bad_override_is_refused_with_one_sentence(catalog, inputs, sentence):
+    with pytest.raises(PlanInputError) as info:
+        resolve_plan({"model": GPT, **inputs}, catalog, str(ROOT), {}, "")
+    assert sentence in info.value.errors, info.value.errors
+    assert sentence.count(". ") == 0 or "e.g." in sentence, "one sentence"
+
+
+def test_the_plan_marks_where_each_value_came_from(catalog):
+    resolved = resolve_plan({"model": GPT, "max_model_len": "65536", "kv_cache_dtype": "fp8"}, catalog, str(ROOT), {}, "")
+    sources = resolved["sources"]
+    assert (sources["max_model_len"], sources["kv_cache_dtype"], sources["max_num_seqs"]) == ("-e", "-e", "catalog")
+    lines = plan_lines(plan_memory(resolved["params"]), resolved)
+    settings = lines[1]
+    for marked in ("max_model_len 65,536 (-e)", "kv_cache_dtype fp8 (-e)", "max_num_seqs 16 (catalog)",
+                   "MTP off (default)", "memory mode bytes (catalog)"):
+        assert marked in settings, settings
+    text = "\n".join(lines)
+    assert "--gpu-memory-utilization 0.77 (planner)" in text
+    assert "MemAvailable 101.00 GiB (planning default)" in text
+    assert "activations 1.40 GiB (estimate)" in text and "weights 60.77 GiB (catalog checkpoint_bytes)" in text
+
+
+def _replan(command: str, catalog) -> dict:
+    """Plan what an advice command asks for (its -e pairs)."""
+    words = shlex.split(command)
+    assert words[:2] == ["ansible-playbook", "plan.yml"]
+    inputs = dict(words[i + 1].split("=", 1) for i in range(2, len(words), 2))
+    return plan_memory(resolve_plan(inputs, catalog, str(ROOT), {}, "")["params"])
+
+
+def test_advice_is_a_command_to_paste_that_fits(catalog):
+    resolved = resolve_plan({"model": REF, "max_num_seqs": "8"}, catalog, str(ROOT), {}, "")
+    result = plan_memory(resolved["params"])
+    lines = [line for line in plan_lines(result, resolved) if line.startswith("Advice: ")]
+    nodes = [line for line in lines if line.startswith("Advice: use 8 nodes (tensor_parallel_size 8): ")]
+    assert nodes == [
+        "Advice: use 8 nodes (tensor_parallel_size 8): "
+        f"ansible-playbook plan.yml -e model={REF} -e max_num_seqs=8 -e nodes=8"
+    ]
+    quant = [line for line in lines if line.startswith("Advice: use a smaller quantisation")]
+    assert quant and quant[0].endswith(
+        "the smallest build in the catalog that fits: ansible-playbook plan.yml -e model=qwen3.5-397b-a17b-int4-autoround "
+        "-e max_num_seqs=8"
+    )
+    for line in nodes + quant:
+        assert _replan(line.rsplit(": ", 1)[1], catalog)["fits"] is True
+    report = plan_report(result, resolved)
+    assert report["advice_commands"] == lines and report["sources"]["max_num_seqs"] == "-e"
+
+
+def test_fraction_mode_advice_drops_the_utilization_or_lowers_it(catalog):
+    resolved = resolve_plan({"model": GPT, "gpu_memory_utilization": "0.9"}, catalog, str(ROOT), {}, "")
+    result = plan_memory(resolved["params"])
+    assert result["fits"] is False, "0.9 x 121.69 GiB is refused with 101 GiB available"
+    lines = [line for line in plan_lines(result, resolved) if line.startswith("Advice: ")]
+    commands = [line.rsplit(": ", 1)[1] for line in lines]
+    assert f"ansible-playbook plan.yml -e model={GPT} -e gpu_memory_utilization=0.76" in commands
+    assert f"ansible-playbook plan.yml -e model={GPT} -e memory_mode=bytes" in commands
+    for command in commands:
+        assert _replan(command, catalog)["fits"] is True, command
+
+
+# --- calibration in plan.yml ---------------------------------------------------------------------------
+
+DIGEST = "sha256:" + "5" * 64
+
+
+def _calibrate(tmp_path, catalog, **settings):
+    params = resolve_plan({"model": GPT, "calibration": "false"}, catalog, str(ROOT), {}, "")["params"]
+    plan = plan_memory(params)
+    record = calibration_record(
+        parse_startup_log(FRACTION_TP1), model=GPT, image_digest=DIGEST, plan={**plan, **settings},
+        measured_at="2026-11-27T10:02:40Z",
+    )
+    return store_calibration(str(tmp_path), record)[0]
+
+
+def test_plan_uses_the_calibration_of_the_model_image_and_layout(tmp_path, catalog):
+    path = _calibrate(tmp_path, catalog, max_num_batched_tokens=8192, max_num_seqs=16)
+    pins = {GPT: {"repository": "nvcr.io/nvidia/vllm", "tag": "26.10-py3", "digest": DIGEST}}
+    resolved = resolve_plan({"model": GPT}, catalog, str(ROOT), pins, str(tmp_path))
+    params, sources = resolved["params"], resolved["sources"]
+    assert params["loaded_weights_bytes"] == [round(60.92 * GIB)]
+    assert params["activation_peak_bytes"] == round(2.05 * GIB) - round(0.52 * GIB)
+    assert {sources[k] for k in ("loaded_weights_bytes", "activation_peak_bytes", "cudagraph_bytes", "non_torch_bytes")} == {
+        "calibration"
+    }
+    lines = plan_lines(plan_memory(params), resolved)
+    assert f"Calibration: {path}: used weights 60.92 GiB per rank (vLLM's 'Model loading took')" in " ".join(lines)
+    assert any(line.startswith("Per rank: weights 60.92 GiB (calibration), activations 1.53 GiB (calibration)") for line in lines)
+    # -e calibration=false: the estimates
+    off = resolve_plan({"model": GPT, "calibration": "false"}, catalog, str(ROOT), pins, str(tmp_path))
+    assert "loaded_weights_bytes" not in off["params"]
+    assert "Calibration: calibration not used (-e calibration=false): estimates used." in plan_lines(
+        plan_memory(off["params"]), off
+    )
+    # -e calibration=<file>: that file
+    given = resolve_plan({"model": GPT, "calibration": path}, catalog, str(ROOT), {}, "")
+    assert given["calibration"]["path"] == path and "loaded_weights_bytes" in given["params"]
+
+
+def test_plan_says_which_calibration_it_did_not_use(tmp_path, catalog):
+    _calibrate(tmp_path, catalog, max_num_batched_tokens=2048, max_num_seqs=256)  # vLLM's defaults
+    resolved = resolve_plan({"model": GPT}, catalog, str(ROOT), {}, str(tmp_path))
+    assert resolved["calibration"]["note"].startswith("the image of gpt-oss-120b is not pinned: using the newest")
+    text = "\n".join(plan_lines(plan_memory(resolved["params"]), resolved))
+    assert "Calibration: not used: activations: measured at max_num_batched_tokens 2048 (plan: 8192)" in text
+    other = {GPT: {"repository": "r", "tag": "t", "digest": "sha256:" + "6" * 64}}
+    pinned = resolve_plan({"model": GPT}, catalog, str(ROOT), other, str(tmp_path))
+    assert "not for the pinned 666666666666: not used" in pinned["calibration"]["note"]
+    assert "loaded_weights_bytes" not in pinned["params"]
+
+
+def test_catalog_entries_say_how_the_kv_pool_is_sized(catalog):
+    entry = catalog[GPT]
+    fixed = _broken(catalog, launch={**entry["launch"], "gpu_memory_utilization": 0.8})
+    assert any("gpu_memory_utilization is set but the memory mode is bytes" in e for e in entry_errors(GPT, fixed, str(ROOT)))
+    fraction = _broken(catalog, launch={**entry["launch"], "memory_mode": "fraction"})
+    assert any("memory_mode is fraction but gives no gpu_memory_utilization" in e
+               for e in entry_errors(GPT, fraction, str(ROOT)))
+    ok = _broken(catalog, launch={**entry["launch"], "memory_mode": "fraction", "gpu_memory_utilization": 0.8})
+    assert entry_errors(GPT, ok, str(ROOT)) == []
+
+
+def test_planner_args_takes_a_calibration_record_for_serve(tmp_path, catalog):
+    """serve.yml's conversion: the record found for the model, image and layout (calibration_find)."""
+    path = _calibrate(tmp_path, catalog, max_num_batched_tokens=8192, max_num_seqs=16)
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    params = planner_args(catalog[GPT], {"calibration": record, "measured_memory": MEASURED[:1]}, str(ROOT))
+    assert params["loaded_weights_bytes"] == [round(60.92 * GIB)] and params["cudagraph_bytes"] == round(0.48 * GIB)
+    assert "loaded_weights_bytes" not in planner_args(catalog[GPT], {"calibration": False}, str(ROOT))
+    with pytest.raises(PlanInputError, match="calibration must be a calibration record"):
+        planner_args(catalog[GPT], {"calibration": "yes"}, str(ROOT))

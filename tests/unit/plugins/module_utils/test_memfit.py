@@ -635,3 +635,158 @@ def test_model_directory_finds_config_and_index(tmp_path):
     assert result["weights_source"] == "safetensors_index"
     assert result["weights_bytes"] == 640 * GIB
     assert result["architecture"] == "DeepseekV3ForCausalLM"
+
+
+# ---------------------------------------------------------------------------------------------
+# bytes mode: the planner chooses --kv-cache-memory-bytes and a utilization that passes admission
+# ---------------------------------------------------------------------------------------------
+
+MIB = 1 << 20
+HEADLESS = 101 * GIB  # the planning default: a headless GB10 after dropping caches
+
+
+def non_kv(rank: dict) -> int:
+    return sum(rank[k] for k in ("weights_bytes", "draft_bytes", "activation_peak_bytes", "non_torch_bytes",
+                                 "cudagraph_bytes"))
+
+
+def test_bytes_mode_budget_and_admission_on_8_nodes():
+    result = worked_example(tensor_parallel_size=8, gpu_memory_utilization=None, memory_mode="bytes",
+                            node_mem_available_bytes=HEADLESS)
+    rank = result["per_rank"][0]
+    n = non_kv(rank)
+    # KV pool = MemAvailable - host floor - non-KV, rounded down to a MiB; the same on every rank
+    kv = (HEADLESS - 8 * GIB - n) // MIB * MIB
+    assert result["kv_cache_memory_bytes_per_rank"] == kv
+    assert result["vllm_memory_args"]["kv_cache_memory_bytes"] == kv
+    assert (result["memory_mode"], result["kv_cache_memory_source"]) == ("bytes", "planner")
+    # utilization = (non-KV + pool) / total rounded up to a hundredth
+    util = math.ceil(100 * (n + kv) / GB10_CUDA_TOTAL_BYTES) / 100
+    assert result["gpu_memory_utilization"] == result["vllm_memory_args"]["gpu_memory_utilization"] == util
+    assert result["gpu_memory_utilization_source"] == "planner"
+    # ... which passes vLLM's start-up check with the 2 GiB margin: ceil(total x util) <= 101 - 2 GiB
+    requested = math.ceil(GB10_CUDA_TOTAL_BYTES * util)
+    assert rank["requested_bytes"] == requested <= HEADLESS - 2 * GIB
+    assert result["admission_margin_bytes"] == 2 * GIB
+    # the pool is the planner's to the block: num_blocks = pool // bytes per block
+    assert result["num_blocks"] == kv // result["bytes_per_block"]
+    assert result["kv_cache_tokens"] == int(result["num_blocks"] / result["blocks_per_request"] * 262_144)
+    node = result["per_node"][0]
+    assert node["host_left_bytes"] >= 8 * GIB
+    assert result["fits"] is True and result["kv_tokens_tolerance"] == 0.0
+    assert "bytes mode: KV pool" in result["message"]
+
+
+def test_bytes_mode_plans_a_headless_gb10_when_no_node_is_measured():
+    result = worked_example(tensor_parallel_size=8, gpu_memory_utilization=None, memory_mode="bytes")
+    node = result["per_node"][0]
+    # 130,663,006,208 B (121.69 GiB) and 101 GiB: gb10-uma-vllm.md
+    assert (node["total_bytes"], node["mem_available_bytes"]) == (130_663_006_208, 101 * GIB)
+
+
+def test_fraction_090_is_refused_on_a_headless_node_and_bytes_mode_is_advised():
+    # ceil(121.69 GiB x 0.90) = 109.52 GiB > 101 GiB - 2 GiB: vLLM refuses to start
+    result = worked_example(tensor_parallel_size=8, node_mem_available_bytes=HEADLESS)
+    assert result["memory_mode"] == "fraction" and result["fits"] is False
+    checks = {c["name"]: c for c in result["checks"]}
+    assert "109.52 GiB > MemAvailable 101.00 GiB - 2.00 GiB start-up margin" in checks["admission (node 0)"]["detail"]
+    assert result["kv_tokens_tolerance"] == 0.25
+    bytes_fix = [f for f in result["fixes"] if f["set"].get("memory_mode") == "bytes"]
+    assert bytes_fix and bytes_fix[0]["set"] == {"memory_mode": "bytes", "gpu_memory_utilization": None}
+    assert bytes_fix[0]["advice"].startswith("let the planner size the KV pool in bytes")
+    # (101 - 8) / 121.69 = 0.764 -> 0.76, with its planner parameters
+    lower = [f for f in result["fixes"] if f["advice"].startswith("lower gpu_memory_utilization to 0.76")]
+    assert lower and lower[0]["set"] == {"gpu_memory_utilization": 0.76}
+
+
+def test_bytes_mode_fp8_reference_on_4_headless_nodes_says_what_it_needs():
+    result = worked_example(gpu_memory_utilization=None, memory_mode="bytes")
+    rank = result["per_rank"][0]
+    assert result["fits"] is False
+    assert result["kv_cache_memory_bytes_per_rank"] == 0, "nothing is left after the host floor"
+    # non-KV + host floor + one request at 262,144 tokens plus vLLM's null block (+ 1 MiB), MiB-rounded up
+    need = non_kv(rank) + 8 * GIB + result["bytes_per_block"] * (137 + 1) + MIB
+    assert result["mem_available_needed_bytes"] == -(-need // MIB) * MIB
+    assert f"It would fit from MemAvailable {result['mem_available_needed_bytes'] / GIB:.2f} GiB" in result["message"]
+    fix = {f["advice"]: f for f in result["fixes"]}["use 8 nodes (tensor_parallel_size 8)"]
+    assert fix["set"] == {"tensor_parallel_size": 8, "nodes": 8}
+    assert "lower gpu_memory_utilization" not in " ".join(result["advice"]), "no utilization advice in bytes mode"
+
+
+def test_bytes_mode_given_pool_too_large_is_lowered_to_what_leaves_the_host_floor():
+    result = worked_example(tensor_parallel_size=8, gpu_memory_utilization=None, kv_cache_memory_bytes=60 * GIB,
+                            node_mem_available_bytes=HEADLESS)
+    assert result["memory_mode"] == "bytes" and result["kv_cache_memory_source"] == "given"
+    failed = {c["name"] for c in result["checks"] if not c["ok"]}
+    assert "host floor (node 0)" in failed
+    chosen = worked_example(tensor_parallel_size=8, gpu_memory_utilization=None, memory_mode="bytes",
+                            node_mem_available_bytes=HEADLESS)["kv_cache_memory_bytes_per_rank"]
+    fix = [f for f in result["fixes"] if "kv_cache_memory_bytes" in f["set"]]
+    assert fix and fix[0]["set"] == {"kv_cache_memory_bytes": chosen}
+    assert fix[0]["advice"].startswith(f"lower the KV pool to {chosen / GIB:.2f} GiB per rank")
+
+
+def test_bytes_mode_given_utilization_that_fails_admission_is_left_to_the_planner():
+    result = worked_example(tensor_parallel_size=8, gpu_memory_utilization=0.9, memory_mode="bytes",
+                            node_mem_available_bytes=HEADLESS)
+    assert result["gpu_memory_utilization_source"] == "given"
+    assert not {c["name"]: c for c in result["checks"]}["admission (node 0)"]["ok"]
+    fix = [f for f in result["fixes"] if f["set"] == {"gpu_memory_utilization": None}]
+    assert fix and fix[0]["advice"].startswith("leave gpu_memory_utilization to the planner")
+
+
+def test_bytes_mode_utilization_never_exceeds_what_admission_allows():
+    # host floor 0: the pool takes everything, the utilization stops at floor((101 - 2) / 121.69) = 0.81
+    result = worked_example(tensor_parallel_size=8, gpu_memory_utilization=None, memory_mode="bytes",
+                            node_mem_available_bytes=HEADLESS, host_floor_bytes=0)
+    assert result["gpu_memory_utilization"] == 0.81
+    assert result["fits"] is True
+    # no margin asked for: 101 / 121.69 = 0.8299 -> 0.82
+    result = worked_example(tensor_parallel_size=8, gpu_memory_utilization=None, memory_mode="bytes",
+                            node_mem_available_bytes=HEADLESS, host_floor_bytes=0, admission_margin_bytes=0)
+    assert result["gpu_memory_utilization"] == 0.82
+
+
+def test_mtp_off_is_advised_when_it_is_enough():
+    # tiny Qwen3-Next on CUDA with a pool that holds 3,072 tokens' worth of blocks but not the MTP blocks
+    spec = {"method": "mtp", "num_speculative_tokens": 2}
+    base = {"max_model_len": 4096, "kv_cache_dtype": "fp8", "speculative_config": spec}
+    on = plan("tiny-qwen3-next", **base, kv_cache_memory_bytes=GIB)
+    off = plan("tiny-qwen3-next", max_model_len=4096, kv_cache_dtype="fp8", kv_cache_memory_bytes=GIB)
+    # a pool just large enough for one request without MTP, too small with it
+    pool = off["bytes_per_block"] * (off["blocks_per_request"] + 1)
+    assert pool < on["bytes_per_block"] * (on["blocks_per_request"] + 1)
+    result = plan("tiny-qwen3-next", **base, kv_cache_memory_bytes=pool)
+    assert result["fits"] is False
+    fix = [f for f in result["fixes"] if f["set"] == {"speculative_config": None}]
+    assert fix and fix[0]["advice"].startswith("turn MTP off")
+
+
+def test_loaded_weights_replace_the_checkpoint_split():
+    measured = worked_example(tensor_parallel_size=8, memory_mode="bytes", gpu_memory_utilization=None,
+                              loaded_weights_bytes=50 * GIB)
+    rank = measured["per_rank"][0]
+    assert (rank["weights_bytes"], rank["draft_bytes"]) == (50 * GIB, 0), "the measured figure includes the draft"
+    assert measured["estimates"]["loaded_weights_bytes"] == "given"
+    assert "(measured, draft included)" in measured["message"]
+    per_rank = worked_example(tensor_parallel_size=8, loaded_weights_bytes=[40 * GIB] * 7 + [41 * GIB])
+    assert [r["weights_bytes"] for r in per_rank["per_rank"]][-2:] == [40 * GIB, 41 * GIB]
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"memory_mode": "percent"}, "memory_mode must be one of bytes, fraction"),
+        ({"memory_mode": "fraction", "kv_cache_memory_bytes": GIB}, "cannot be given with it"),
+        ({"loaded_weights_bytes": [GIB, GIB]}, "loaded_weights_bytes lists 2 ranks, the layout has 4"),
+    ],
+)
+def test_memory_mode_refusals(params, fragment):
+    with pytest.raises(PlanError) as exc:
+        plan("qwen3.5-397b-a17b-fp8", tensor_parallel_size=4, max_model_len=4096, **params)
+    assert fragment in str(exc.value) and str(exc.value).endswith(".")
+
+
+def test_bytes_mode_on_the_cpu_build_needs_the_kv_space():
+    with pytest.raises(PlanError, match="needs kv_cache_memory_bytes"):
+        plan("tiny-qwen3", platform="cpu", memory_mode="bytes", max_model_len=512)

@@ -109,6 +109,9 @@ def test_refuses_empty_revision_for_real_models(catalog):
 def test_gpu_multinode_defaults_to_ray_with_flags(catalog):
     entry = dict(catalog["qwen3.5-397b-a17b-fp8"])
     entry["image"] = dict(entry["image"], digest=DIGEST, ray="2.58.0")
+    # The catalog's CUDA entries leave the memory flags to the planner (memory_mode bytes): the serving
+    # play puts its vllm_memory_args into the launch; here a utilization stands for them.
+    entry["launch"] = dict(entry["launch"], gpu_memory_utilization=0.9)
     plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {},
                         {"gpus": "all", "ray_tmp": "/var/lib/gb10/ray"})
     assert plan["executor"] == "ray" and plan["nodes"] == 4

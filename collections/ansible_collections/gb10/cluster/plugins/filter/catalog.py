@@ -7,7 +7,9 @@
   returns, never failing for "does not fit"); fails the task with the sentences for ``{'errors': [...]}``
   or invalid arguments.
 - ``names | plan_input_names``: the variable names among ``names`` that are plan.yml inputs.
-- ``inputs | plan_resolve(catalog, root)``: plan.yml's planner arguments, or ``{'errors': [...]}``.
+- ``inputs | plan_resolve(catalog, root, image_pins, calibration_dir)``: plan.yml's planner arguments, where
+  each came from and the calibration used (the file for the model, image and layout under
+  ``calibration_dir``), or ``{'errors': [...]}``.
 - ``result | plan_lines(resolved)``: the console table.
 - ``result | plan_report(resolved)``: the JSON artifact.
 - ``resolved | plan_siblings``: other quantisations of the same model in the catalog (a sentence).
@@ -49,9 +51,9 @@ def plan_input_names(names: Any) -> list[str]:
     return [key for key in _H.PLAN_INPUT_KEYS if key in present]
 
 
-def plan_resolve(inputs: Any, catalog: Any, root: str) -> dict[str, Any]:
+def plan_resolve(inputs: Any, catalog: Any, root: str, image_pins: Any = None, calibration_dir: Any = "") -> dict[str, Any]:
     try:
-        return _H.resolve_plan(dict(inputs), catalog, str(root))
+        return _H.resolve_plan(dict(inputs), catalog, str(root), dict(image_pins or {}), str(calibration_dir or ""))
     except _H.PlanInputError as exc:
         return {"errors": list(exc.errors)}
 

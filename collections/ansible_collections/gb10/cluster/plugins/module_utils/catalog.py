@@ -17,17 +17,30 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from ansible_collections.gb10.cluster.plugins.module_utils.calibration import (
+    CalibrationError,
+    calibration_overrides,
+    find_calibration,
+    load_calibration,
+)
+
 # The one reading of a config.json's text part, shared with the planner (plain Python, no Ansible).
+from ansible_collections.gb10.cluster.plugins.module_utils.memfit import PlanError, failed_lines, plan_memory
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_model import text_config
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_settings import (
+    GB10_CUDA_TOTAL_BYTES,
+    GB10_PLANNING_MEM_AVAILABLE_BYTES,
     KV_CACHE_DTYPES,
     MAMBA_SSM_DTYPES,
+    MEMORY_MODES,
     PLATFORMS,
 )
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_settings import MODEL_DTYPES as DTYPES
+from ansible_collections.gb10.cluster.plugins.module_utils.serving import image_for
 
 GIB = 1024**3
 
@@ -61,22 +74,26 @@ class Setting(NamedTuple):
     kind: str
     choices: tuple[str, ...] = ()
     catalog: bool = True  # a catalog entry's launch may set it (vllm_serve passes it on to vLLM)
+    example: str = ""  # a valid -e value, for the sentence that refuses a wrong one
 
 
 # The launch settings the planner models, by vLLM's names (the planner's parameters of the same name).
 # One row each: the catalog's checks, the -e overrides and planner_args all read this table, so a new
 # launch setting is a row here plus its use in memfit.
 PLANNER_SETTINGS: dict[str, Setting] = {
-    "tensor_parallel_size": Setting("count"),
-    "pipeline_parallel_size": Setting("count"),
-    "max_model_len": Setting("count"),
-    "max_num_seqs": Setting("count"),
-    "max_num_batched_tokens": Setting("count"),
+    "tensor_parallel_size": Setting("count", example="4"),
+    "pipeline_parallel_size": Setting("count", example="2"),
+    "max_model_len": Setting("count", example="131072"),
+    "max_num_seqs": Setting("count", example="16"),
+    "max_num_batched_tokens": Setting("count", example="8192"),
     "kv_cache_dtype": Setting("choice", KV_CACHE_DTYPES),
-    "block_size": Setting("count"),
+    "block_size": Setting("count", example="16"),
     "enable_prefix_caching": Setting("flag"),
+    # How vLLM sizes the KV pool (the planner's memory_mode; vllm_serve passes no flag of that name):
+    # bytes = --kv-cache-memory-bytes from the planner, fraction = --gpu-memory-utilization alone.
+    "memory_mode": Setting("choice", MEMORY_MODES),
     "gpu_memory_utilization": Setting("fraction"),
-    "kv_cache_memory_bytes": Setting("count"),
+    "kv_cache_memory_bytes": Setting("count", example="12884901888"),
     "speculative_config": Setting("mtp"),
     "dtype": Setting("choice", DTYPES),
     # vllm_serve does not pass --mamba-ssm-cache-dtype: an -e what-if and a bench/memfit setting only.
@@ -91,8 +108,8 @@ CATALOG_REASONS = {
     "mtp": "must be {{method: mtp, num_speculative_tokens: N>0}}.",
 }
 OVERRIDE_REASONS = {
-    "count": "is not a positive integer.",
-    "fraction": "must be a number in (0, 1], e.g. 0.85.",
+    "count": "is not a positive integer; give a whole number such as {example}.",
+    "fraction": "must be a number in (0, 1], e.g. 0.85 (or leave it out: in bytes mode the planner chooses it).",
     "flag": "must be true or false.",
     "choice": "is not valid; use one of {choices}.",
 }
@@ -108,8 +125,12 @@ SERVE_LAUNCH_KEYS = (
     "quantization",
 )
 POSITIVE_INT_KEYS = tuple(key for key, setting in PLANNER_SETTINGS.items() if setting.kind == "count")
-# Operator -e variables that override a launch setting (same names as the launch keys; MTP by depth).
-OVERRIDE_KEYS = tuple(k for k in PLANNER_SETTINGS if k != "speculative_config") + ("num_speculative_tokens",)
+# Operator -e variables that override a launch setting (same names as the launch keys; MTP by depth,
+# the KV pool also in GiB).
+OVERRIDE_KEYS = tuple(k for k in PLANNER_SETTINGS if k != "speculative_config") + (
+    "num_speculative_tokens",
+    "kv_cache_gib",
+)
 # Operator -e variables passed straight to the planner.
 NODE_KEYS = ("node_memory_total_bytes", "node_mem_available_bytes", "host_floor_bytes")
 # Everything planner_args takes as an override.
@@ -121,9 +142,12 @@ ARG_KEYS = (
     "safetensors_index",
     *NODE_KEYS,
     "measured_memory",
+    "calibration",
 )
 # plan.yml's -e inputs: the model, and every override (the TP/PP layout follows -e nodes).
 PLAN_INPUT_KEYS = ("model", "model_config", "model_name", *ARG_KEYS)
+# Where each planner input came from, as plan.yml shows it.
+SOURCE_CATALOG, SOURCE_OVERRIDE, SOURCE_DEFAULT = "catalog", "-e", "default"
 MAX_NODES = 64
 
 
@@ -165,15 +189,21 @@ def as_non_negative_int(value: Any) -> int | None:
     return as_positive_int(value)
 
 
-def as_fraction(value: Any) -> float | None:
-    """Return ``value`` as a float in (0, 1], or None."""
+def as_positive_number(value: Any) -> float | None:
+    """Return ``value`` as a finite float > 0 (12, 12.5, "12.5"), or None."""
     if isinstance(value, bool):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if 0.0 < number <= 1.0 else None
+    return number if 0.0 < number < float("inf") else None
+
+
+def as_fraction(value: Any) -> float | None:
+    """Return ``value`` as a float in (0, 1], or None."""
+    number = as_positive_number(value)
+    return number if number is not None and number <= 1.0 else None
 
 
 def as_bool(value: Any) -> bool | None:
@@ -254,7 +284,7 @@ def _read_setting(setting: Setting, raw: Any, from_catalog: bool) -> Any:
 
 
 def _reason(reasons: Mapping[str, str], setting: Setting, raw: Any) -> str:
-    return reasons[setting.kind].format(raw=raw, choices=", ".join(setting.choices))
+    return reasons[setting.kind].format(raw=raw, choices=", ".join(setting.choices), example=setting.example)
 
 
 def _launch_errors(where: str, launch: Any) -> list[str]:
@@ -278,6 +308,27 @@ def _launch_errors(where: str, launch: Any) -> list[str]:
         if key in launch and not isinstance(launch[key], bool):
             errors.append(f"{where}.launch.{key} must be true or false.")
     return errors
+
+
+def _memory_mode_errors(where: str, launch: Any, platform: Any) -> list[str]:
+    """On CUDA the KV pool is sized in bytes by the planner unless the entry asks for the fraction mode,
+    and then it names its fraction (docs/memory-planner.md, "Bytes and fraction")."""
+    if not isinstance(launch, Mapping) or platform != "cuda":
+        return []
+    mode = launch.get("memory_mode", "bytes")
+    if mode == "fraction" and "gpu_memory_utilization" not in launch:
+        return [f"{where}.launch.memory_mode is fraction but gives no gpu_memory_utilization; add it, or use memory_mode bytes."]
+    if mode == "bytes" and "gpu_memory_utilization" in launch:
+        return [
+            f"{where}.launch.gpu_memory_utilization is set but the memory mode is bytes, where the planner chooses it; "
+            "remove it, or set memory_mode: fraction to let vLLM size the KV pool from it."
+        ]
+    if mode == "bytes" and "kv_cache_memory_bytes" in launch:
+        return [
+            f"{where}.launch.kv_cache_memory_bytes would fix the KV pool for every rack; leave it to the planner "
+            "(it follows the nodes' measured MemAvailable) or give it at run time with -e kv_cache_gib."
+        ]
+    return []
 
 
 def entry_errors(name: str, entry: Any, root: str) -> list[str]:
@@ -326,6 +377,7 @@ def entry_errors(name: str, entry: Any, root: str) -> list[str]:
     ):
         errors.append(f"{where}.env must map variable names to strings (quote numbers).")
     errors.extend(_launch_errors(where, entry["launch"]))
+    errors.extend(_memory_mode_errors(where, entry["launch"], entry["platform"]))
     config_rel = entry["config"]
     if os.path.isabs(config_rel):
         errors.append(f"{where}.config must be relative to the repository root.")
@@ -477,8 +529,11 @@ def catalog_siblings(
     return sorted(found, key=lambda item: (item["checkpoint_bytes"] or 0, item["name"]))
 
 
-def _launch_overrides(launch: dict[str, Any], overrides: Mapping[str, Any], errors: list[str]) -> None:
-    """Apply the -e launch overrides (OVERRIDE_KEYS) to ``launch``; one sentence per bad value."""
+def _launch_overrides(
+    launch: dict[str, Any], overrides: Mapping[str, Any], errors: list[str], sources: dict[str, str]
+) -> None:
+    """Apply the -e launch overrides (OVERRIDE_KEYS) to ``launch``; one sentence per bad value. Every
+    setting taken from the command line is marked ``-e`` in ``sources``."""
     for key, setting in PLANNER_SETTINGS.items():
         raw = overrides.get(key)
         if _is_unset(raw) or setting.kind == "mtp":
@@ -488,25 +543,127 @@ def _launch_overrides(launch: dict[str, Any], overrides: Mapping[str, Any], erro
             errors.append(f"-e {key}={raw} {_reason(OVERRIDE_REASONS, setting, raw)}")
         else:
             launch[key] = value
+            sources[key] = SOURCE_OVERRIDE
     raw = overrides.get("num_speculative_tokens")
     if not _is_unset(raw):
         depth = as_non_negative_int(raw)
+        sources["speculative_config"] = SOURCE_OVERRIDE
         if depth is None:
-            errors.append(f"-e num_speculative_tokens={raw} is not a whole number (0 turns MTP off).")
+            errors.append(f"-e num_speculative_tokens={raw} is not a whole number; give 2 for two MTP tokens, 0 for no MTP.")
         elif depth == 0:
             launch.pop("speculative_config", None)
         else:
             launch["speculative_config"] = {"method": "mtp", "num_speculative_tokens": depth}
+    raw = overrides.get("kv_cache_gib")
+    if not _is_unset(raw):
+        gib = as_positive_number(raw)
+        if gib is None:
+            errors.append(f"-e kv_cache_gib={raw} is not a positive number of GiB; give the KV pool per node, e.g. 12 or 12.5.")
+        elif not _is_unset(overrides.get("kv_cache_memory_bytes")):
+            errors.append(
+                "-e kv_cache_gib and -e kv_cache_memory_bytes both set the KV pool; give one of them."
+            )
+        else:
+            launch["kv_cache_memory_bytes"] = int(gib * GIB)
+            sources["kv_cache_memory_bytes"] = SOURCE_OVERRIDE
 
 
-def _node_memory(params: dict[str, Any], overrides: Mapping[str, Any], platform: str, errors: list[str]) -> None:
-    """The node figures: measured (the smallest node) unless given; on CUDA the total stays GB10's."""
+def _memory_mode(launch: dict[str, Any], overrides: Mapping[str, Any], platform: str, sources: dict[str, str],
+                 errors: list[str]) -> None:
+    """How vLLM sizes the KV pool (docs/memory-planner.md, "Bytes and fraction"):
+
+    - a KV pool on the command line (-e kv_cache_gib / kv_cache_memory_bytes) means bytes;
+    - -e gpu_memory_utilization without one means the operator asks for the fraction mode;
+    - otherwise the entry's memory_mode, and on CUDA bytes when the entry says nothing.
+    -e memory_mode wins over all of these; it cannot be fraction with a KV pool on the command line.
+    """
+    given = {key: not _is_unset(overrides.get(key)) for key in ("memory_mode", "gpu_memory_utilization")}
+    kv_given = any(not _is_unset(overrides.get(key)) for key in ("kv_cache_gib", "kv_cache_memory_bytes"))
+    if given["memory_mode"]:
+        if launch.get("memory_mode") == "fraction" and kv_given:
+            kv = "kv_cache_gib" if not _is_unset(overrides.get("kv_cache_gib")) else "kv_cache_memory_bytes"
+            errors.append(
+                f"-e memory_mode=fraction lets vLLM size the KV pool from gpu_memory_utilization, so -e {kv} "
+                "cannot go with it; drop one of them."
+            )
+        return
+    if kv_given:
+        launch["memory_mode"] = "bytes"
+        sources["memory_mode"] = "implied by the -e KV pool"
+    elif given["gpu_memory_utilization"]:
+        launch["memory_mode"] = "fraction"
+        launch.pop("kv_cache_memory_bytes", None)
+        sources["memory_mode"] = "implied by -e gpu_memory_utilization"
+    elif platform == "cuda" and "memory_mode" not in launch:
+        launch["memory_mode"] = "bytes"
+        sources["memory_mode"] = SOURCE_DEFAULT
+
+
+def _override_conflicts(
+    launch: Mapping[str, Any], overrides: Mapping[str, Any], config: Mapping[str, Any] | None, sources: Mapping[str, str]
+) -> list[str]:
+    """Overrides that are valid alone but not with the rest of the plan: one sentence each, naming the -e."""
+    errors: list[str] = []
+
+    def where(key: str) -> str:
+        return f"-e {key}" if sources.get(key) == SOURCE_OVERRIDE else f"the catalog's {key}"
+
+    from_cli = {key for key, source in sources.items() if source == SOURCE_OVERRIDE}
+    seqs, mbt = as_positive_int(launch.get("max_num_seqs")), as_positive_int(launch.get("max_num_batched_tokens"))
+    if seqs and mbt and mbt < seqs and {"max_num_seqs", "max_num_batched_tokens"} & from_cli:
+        errors.append(
+            f"{where('max_num_batched_tokens')}={mbt} is below {where('max_num_seqs')}={seqs}; vLLM needs "
+            "max_num_batched_tokens >= max_num_seqs, so raise the first or lower the second."
+        )
+    if config is None:
+        return errors
+    text = text_config(config)
+    longest = as_positive_int(text.get("max_position_embeddings"))
+    length = as_positive_int(launch.get("max_model_len"))
+    if "max_model_len" in from_cli and longest and length and length > longest:
+        errors.append(
+            f"-e max_model_len={length} is more than the model's max_position_embeddings ({longest}); "
+            f"give at most {longest}."
+        )
+    spec = launch.get("speculative_config") or {}
+    depth = int(spec.get("num_speculative_tokens") or 0) if isinstance(spec, Mapping) else 0
+    mtp_layers = as_non_negative_int(text.get("mtp_num_hidden_layers", text.get("num_nextn_predict_layers"))) or 0
+    if "speculative_config" in from_cli and depth and not mtp_layers:
+        arch = (config.get("architectures") or ["the model"])[0]
+        errors.append(
+            f"-e num_speculative_tokens={depth} asks for MTP, but {arch} has no MTP layers in its config; use 0."
+        )
+    return errors
+
+
+def apply_calibration(params: dict[str, Any], record: Mapping[str, Any] | None, sources: dict[str, str]) -> dict[str, Any]:
+    """Measured figures of a calibration record over the planner's estimates, where they apply to
+    ``params`` (:func:`calibration.calibration_overrides`); marks them ``calibration`` in ``sources`` and
+    returns what was used and skipped. Figures the operator gave stay theirs."""
+    if not record:
+        return {"used": [], "skipped": []}
+    found = calibration_overrides(record, params)
+    for key, value in found["set"].items():
+        if sources.get(key) == SOURCE_OVERRIDE:
+            continue
+        params[key] = value
+        sources[key] = "calibration"
+    return {"used": found["used"], "skipped": found["skipped"]}
+
+
+def _node_memory(
+    params: dict[str, Any], overrides: Mapping[str, Any], platform: str, errors: list[str], sources: dict[str, str]
+) -> None:
+    """The node figures: measured (the smallest MemAvailable) unless given. The measured total is the
+    planner's on the CPU build; on CUDA the serving play passes MemTotal as node_memory_total_bytes."""
     measured = overrides.get("measured_memory")
     if not _is_unset(measured):
         try:
             params["node_mem_available_bytes"] = min(int(node["mem_available"]) for node in measured)
+            sources["node_mem_available_bytes"] = "measured"
             if platform == "cpu":  # the CPU build's total is the node's (or its container's) memory
                 params["node_memory_total_bytes"] = min(int(node["mem_total"]) for node in measured)
+                sources["node_memory_total_bytes"] = "measured"
         except (TypeError, KeyError, ValueError):
             errors.append(
                 "measured_memory must list each node's {mem_total, mem_available} in bytes "
@@ -521,6 +678,7 @@ def _node_memory(params: dict[str, Any], overrides: Mapping[str, Any], platform:
             errors.append(f"-e {key}={raw} is not a whole number of bytes.")
         else:
             params[key] = value
+            sources[key] = SOURCE_OVERRIDE
 
 
 def planner_args(
@@ -535,17 +693,28 @@ def planner_args(
     ``entry``: a catalog entry as :func:`entry_errors` accepts it (``config`` relative to ``root`` or
     absolute; ``platform``, ``launch``, ``env``, ``checkpoint_bytes`` optional). The planner's settings
     of ``launch`` are taken (:data:`PLANNER_SETTINGS`); on the CPU build the KV pool is the entry's
-    ``env.VLLM_CPU_KVCACHE_SPACE`` GiB when set, as vLLM's CPU worker sizes it.
+    ``env.VLLM_CPU_KVCACHE_SPACE`` GiB when set, as vLLM's CPU worker sizes it. On CUDA the memory mode
+    is bytes unless the entry or the overrides say otherwise (:func:`_memory_mode`).
 
     ``overrides`` win over the entry; as -e strings or native values, '' or None = unset
     (:data:`ARG_KEYS`): the launch settings, ``num_speculative_tokens`` (MTP depth, 0 = off),
-    ``nodes``, ``platform``, ``weights_bytes`` / ``safetensors_index`` (instead of ``checkpoint_bytes``),
-    ``node_memory_total_bytes``, ``node_mem_available_bytes``, ``host_floor_bytes``, and
-    ``measured_memory``: ``[{mem_total, mem_available}]`` per node (``memory_facts``), giving the
-    smallest MemAvailable and, on the CPU build, the smallest total.
+    ``kv_cache_gib`` (the KV pool per node in GiB), ``nodes``, ``platform``, ``weights_bytes`` /
+    ``safetensors_index`` (instead of ``checkpoint_bytes``), ``node_memory_total_bytes``,
+    ``node_mem_available_bytes``, ``host_floor_bytes``, ``measured_memory``: ``[{mem_total,
+    mem_available}]`` per node (``memory_facts``), giving the smallest MemAvailable and, on the CPU
+    build, the smallest total; and ``calibration``: a calibration record (``calibration.find_calibration``)
+    whose measured figures replace the estimates where they apply.
 
     Raises PlanInputError listing every mistake.
     """
+    return convert(entry, overrides, root)[0]
+
+
+def convert(
+    entry: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, root: str = ""
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """:func:`planner_args` with where each value came from (``catalog``, ``-e``, ``default``,
+    ``measured``, ``calibration``) and what the calibration record gave (used / skipped)."""
     overrides = overrides or {}
     errors = [
         f"{key} is not a planner input; use one of {', '.join(ARG_KEYS)}."
@@ -559,13 +728,22 @@ def planner_args(
             errors.append(f"-e platform={platform} is not valid; use one of {', '.join(PLATFORMS)}.")
 
     launch: dict[str, Any] = {k: v for k, v in (entry.get("launch") or {}).items() if k in PLANNER_SETTINGS}
+    sources = dict.fromkeys(launch, SOURCE_CATALOG)
     space = (entry.get("env") or {}).get("VLLM_CPU_KVCACHE_SPACE")
     if platform == "cpu" and not _is_unset(space):
         if as_positive_int(space) is None:
             errors.append(f"env VLLM_CPU_KVCACHE_SPACE={space} is not a whole number of GiB.")
         else:
             launch["kv_cache_memory_bytes"] = as_positive_int(space) * GIB
-    _launch_overrides(launch, overrides, errors)
+            sources["kv_cache_memory_bytes"] = "catalog VLLM_CPU_KVCACHE_SPACE"
+    _launch_overrides(launch, overrides, errors, sources)
+    _memory_mode(launch, overrides, platform, sources, errors)
+    config: Mapping[str, Any] | None = None
+    try:
+        config = load_model_config(os.path.join(root, str(entry["config"])))
+    except (ValueError, KeyError):
+        config = None  # the entry's own checks say what is wrong with it
+    errors.extend(_override_conflicts(launch, overrides, config, sources))
 
     params: dict[str, Any] = {}
     nodes = overrides.get("nodes")
@@ -581,8 +759,10 @@ def planner_args(
             errors.append(f"-e weights_bytes={weights} is not a positive integer (bytes).")
         else:
             params["weights_bytes"] = value
+            sources["weights_bytes"] = SOURCE_OVERRIDE
     elif as_positive_int(entry.get("checkpoint_bytes")) is not None:
         params["weights_bytes"] = as_positive_int(entry.get("checkpoint_bytes"))
+        sources["weights_bytes"] = "catalog checkpoint_bytes"
     index = overrides.get("safetensors_index")
     if not _is_unset(index):
         index_path = os.path.abspath(os.path.expanduser(str(index)))
@@ -590,21 +770,36 @@ def planner_args(
             errors.append(f"-e safetensors_index={index}: no such file; give model.safetensors.index.json.")
         else:
             params["safetensors_index"] = index_path
+            sources["weights_bytes"] = "-e safetensors_index"
             if _is_unset(weights):
                 params.pop("weights_bytes", None)
-    _node_memory(params, overrides, platform, errors)
+    _node_memory(params, overrides, platform, errors, sources)
+    record = overrides.get("calibration")
+    if not _is_unset(record) and record is not False and not isinstance(record, Mapping):
+        errors.append("calibration must be a calibration record (gb10.cluster.calibration_record) or false.")
     if errors:
         raise PlanInputError(errors)
     params.update(launch)
     params.update({"model_config": os.path.join(root, str(entry["config"])), "platform": platform})
-    return params
+    report = apply_calibration(params, record if isinstance(record, Mapping) else None, sources)
+    return params, sources, report
 
 
-def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: str) -> dict[str, Any]:
+def resolve_plan(
+    inputs: Mapping[str, Any],
+    catalog: Mapping[str, Any],
+    root: str,
+    image_pins: Mapping[str, Any] | None = None,
+    calibration_dir: str = "",
+) -> dict[str, Any]:
     """Check plan.yml's inputs, choose the TP/PP layout and build the planner's arguments.
 
     ``inputs`` holds the play's -e variables (:data:`PLAN_INPUT_KEYS`): model or model_config (and
-    model_name), nodes, and the overrides :func:`planner_args` takes. Unset values are None or ''.
+    model_name), nodes, and the overrides :func:`planner_args` takes, plus ``calibration`` (true by
+    default: the file for the model, image and layout under ``calibration_dir``; false: none; or the
+    path of a calibration file). Unset values are None or ''. ``image_pins`` is the inventory's
+    ``gb10_image_pins`` (which image, hence which calibration). Nodes nobody measured are planned as a
+    headless GB10 (MemTotal 121.69 GiB, MemAvailable 101 GiB).
     Raises PlanInputError listing every mistake.
     """
     errors: list[str] = []
@@ -668,12 +863,15 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
         parsed[key] = value
 
     # Everything else: the one conversion.
-    overrides = {k: v for k, v in inputs.items() if k not in ("model", "model_config", "model_name", *parsed)}
+    skip = ("model", "model_config", "model_name", "calibration", *parsed)
+    overrides = {k: v for k, v in inputs.items() if k not in skip}
     params: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     try:
-        params = planner_args(planned, overrides, root)
+        params, sources, _ = convert(planned, overrides, root)
     except PlanInputError as exc:
         errors.extend(exc.errors)
+    calibration_wanted = _calibration_input(inputs.get("calibration"), errors)
     if entry is None and _is_unset(inputs.get("max_model_len")):
         errors.append("-e max_model_len is required with -e model_config (no catalog entry to take it from).")
 
@@ -708,9 +906,26 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
             "fail_on_no_fit": False,
         }
     )
+    if params.get("platform") == "cuda":
+        for key, default in (
+            ("node_memory_total_bytes", GB10_CUDA_TOTAL_BYTES),
+            ("node_mem_available_bytes", GB10_PLANNING_MEM_AVAILABLE_BYTES),
+        ):
+            if key not in params:
+                params[key] = default
+                sources[key] = "planning default"
+    calibration = _plan_calibration(
+        calibration_wanted, label if entry is not None else None, entry, image_pins, calibration_dir, layout
+    )
+    try:
+        calibration.update(apply_calibration(params, calibration.pop("record", None), sources))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanInputError([f"calibration file {calibration.get('path')} cannot be used ({exc}); delete it or "
+                              "plan without it (-e calibration=false)."]) from exc
+    siblings = catalog_siblings(model if entry is not None else None, config, catalog, root)
     return {
         "model": label,
-        "siblings": catalog_siblings(model if entry is not None else None, config, catalog, root),
+        "siblings": siblings,
         "artifact_stem": f"plan-{_artifact_name(label)}-{layout['nodes']}nodes",
         "catalog_entry": entry is not None,
         "min_nodes": int(entry["min_nodes"]) if entry is not None else None,
@@ -719,7 +934,91 @@ def resolve_plan(inputs: Mapping[str, Any], catalog: Mapping[str, Any], root: st
         "config": entry["config"] if entry is not None else config_path,
         "layout": layout,
         "params": params,
+        "sources": sources,
+        "calibration": calibration,
+        "inputs": {key: inputs[key] for key in PLAN_INPUT_KEYS if not _is_unset(inputs.get(key))},
+        "command": plan_command(inputs),
+        "sibling_params": _sibling_params(catalog, siblings, overrides, layout, root),
     }
+
+
+def _calibration_input(raw: Any, errors: list[str]) -> bool | str:
+    """-e calibration: true (default), false, or the path of a calibration file."""
+    if _is_unset(raw):
+        return True
+    flag = as_bool(raw)
+    if flag is not None:
+        return flag
+    path = os.path.abspath(os.path.expanduser(str(raw)))
+    if not os.path.isfile(path):
+        errors.append(
+            f"-e calibration={raw} is neither true, false nor a calibration file; give false to plan without "
+            "one, or the path of a <model>/<image>-tp<T>pp<P>.json file under the inventory's calibration folder."
+        )
+        return False
+    return path
+
+
+def _plan_calibration(
+    wanted: bool | str,
+    model: str | None,
+    entry: Mapping[str, Any] | None,
+    image_pins: Mapping[str, Any] | None,
+    base_dir: str,
+    layout: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Which calibration record plan.yml uses: ``{path, note, record}`` (record popped by the caller)."""
+    if wanted is False:
+        return {"path": None, "note": "calibration not used (-e calibration=false): estimates used."}
+    try:
+        if isinstance(wanted, str):
+            return {"path": wanted, "note": "", "record": load_calibration(wanted)}
+        if model is None or entry is None:
+            return {"path": None, "note": "no catalog entry, so no calibration: estimates used."}
+        if not base_dir:
+            return {"path": None, "note": "no inventory folder, so no calibration: estimates used."}
+        digest = image_for(model, entry, image_pins)["digest"]
+        return dict(find_calibration(base_dir, model, digest, layout["tp"], layout["pp"]))
+    except CalibrationError as exc:
+        raise PlanInputError([str(exc)]) from exc
+
+
+def _sibling_params(
+    catalog: Mapping[str, Any],
+    siblings: list[dict[str, Any]],
+    overrides: Mapping[str, Any],
+    layout: Mapping[str, Any],
+    root: str,
+) -> dict[str, dict[str, Any]]:
+    """The planner arguments of the other builds of the model on the same nodes with the same overrides
+    (for advice that names a catalog entry); builds those overrides do not suit are left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in siblings:
+        entry = catalog[item["name"]]
+        try:
+            params = planner_args(entry, overrides, root)
+            other = plan_layout(entry["launch"], layout["nodes"])
+        except (PlanInputError, KeyError, TypeError):
+            continue
+        params.update(
+            tensor_parallel_size=other["tp"], pipeline_parallel_size=other["pp"], nodes=other["nodes"], fail_on_no_fit=False
+        )
+        found[item["name"]] = params
+    return found
+
+
+def plan_command(inputs: Mapping[str, Any], changes: Mapping[str, Any] | None = None) -> str:
+    """``ansible-playbook plan.yml -e model=X ...``: the operator's -e inputs with ``changes`` applied
+    (a value of None removes that -e)."""
+    chosen = {key: inputs.get(key) for key in PLAN_INPUT_KEYS if not _is_unset(inputs.get(key))}
+    chosen.pop("measured_memory", None)
+    for key, value in (changes or {}).items():
+        if value is None:
+            chosen.pop(key, None)
+        else:
+            chosen[key] = value  # in place when the operator gave it, else at the end
+    words = ["ansible-playbook", "plan.yml"] + [f"-e {key}={shlex.quote(str(value))}" for key, value in chosen.items()]
+    return " ".join(words)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -755,46 +1054,198 @@ TABLE_COLUMNS = (
 
 
 def spare_bytes(node: Mapping[str, Any]) -> int:
-    """What is left on a node after vLLM's reservation AND the host floor (negative = short)."""
-    return int(node.get("free_bytes") or 0) - int(node.get("host_floor_bytes") or 0)
+    """What is left on a node after vLLM's reservation AND the host floor (negative = short): of
+    MemAvailable when the plan has it (host_left_bytes), else of the total."""
+    left = node.get("host_left_bytes")
+    return int(node.get("free_bytes") or 0 if left is None else left) - int(node.get("host_floor_bytes") or 0)
+
+
+def _marked(value: str, key: str, sources: Mapping[str, str], default: str = SOURCE_DEFAULT) -> str:
+    return f"{value} ({sources.get(key, default)})"
+
+
+def _settings_line(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> str:
+    """The launch settings that decide memory, each with where it came from: (catalog), (-e) or (default)."""
+    params = resolved.get("params", {})
+    sources = resolved.get("sources") or {}
+    spec = params.get("speculative_config") or {}
+    mode = result.get("memory_mode") or params.get("memory_mode")
+    parts = [
+        _marked(f"max_model_len {_int(params.get('max_model_len') or result.get('max_model_len'))}", "max_model_len", sources),
+        _marked(f"max_num_seqs {params.get('max_num_seqs') or result.get('max_num_seqs', 'default')}", "max_num_seqs", sources),
+        _marked(
+            f"max_num_batched_tokens {params.get('max_num_batched_tokens') or result.get('max_num_batched_tokens', 'default')}",
+            "max_num_batched_tokens",
+            sources,
+        ),
+        _marked(f"kv_cache_dtype {params.get('kv_cache_dtype', 'auto')}", "kv_cache_dtype", sources),
+        _marked(f"MTP {spec.get('num_speculative_tokens', 0) if spec else 'off'}", "speculative_config", sources),
+    ]
+    if mode:
+        parts.append(_marked(f"memory mode {mode}", "memory_mode", sources))
+    return f"Settings: {params.get('platform', 'cuda')}, " + ", ".join(parts)
+
+
+def _memory_lines(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[str]:
+    """How vLLM is to be started (memory flags), on which node figures, with which estimates."""
+    sources = resolved.get("sources") or {}
+    lines: list[str] = []
+    args = result.get("vllm_memory_args") or {}
+    node = (result.get("per_node") or [{}])[0]
+    if "gpu_memory_utilization" in args:
+        util = f"--gpu-memory-utilization {args['gpu_memory_utilization']:g} ({result.get('gpu_memory_utilization_source')})"
+        if result.get("memory_mode") == "bytes":
+            kv = args.get("kv_cache_memory_bytes")
+            lines.append(
+                f"vLLM memory flags: --kv-cache-memory-bytes {_int(kv)} ({_gib(kv)} GiB per rank, "
+                f"{result.get('kv_cache_memory_source')}), {util}"
+            )
+        else:
+            tolerance = result.get("kv_tokens_tolerance")
+            lines.append(
+                f"vLLM memory flags: {util}; vLLM sizes the KV pool itself (fraction mode), so its KV tokens "
+                f"are compared within +/-{float(tolerance or 0):.0%}, never to the token"
+            )
+        if result.get("platform", "cuda") == "cuda":
+            lines.append(
+                f"Start-up admission: ceil(total x {args['gpu_memory_utilization']:g}) = "
+                f"{_gib(node.get('requested_bytes'))} GiB must be <= MemAvailable {_gib(node.get('mem_available_bytes'))}"
+                f" - {_gib(result.get('admission_margin_bytes'))} GiB margin"
+                + (" (calibration)" if sources.get("admission_margin_bytes") == "calibration" else "")
+            )
+    if node:
+        lines.append(
+            "Nodes: "
+            + _marked(f"MemTotal {_gib(node.get('total_bytes'))} GiB", "node_memory_total_bytes", sources, "planner default")
+            + ", "
+            + _marked(
+                f"MemAvailable {_gib(node.get('mem_available_bytes'))} GiB", "node_mem_available_bytes", sources,
+                "planner default",
+            )
+            + ", "
+            + _marked(f"host floor {_gib(node.get('host_floor_bytes'))} GiB", "host_floor_bytes", sources)
+            + (
+                "; planning default = a headless GB10 after dropping caches, serve.yml measures the nodes"
+                if "planning default" in sources.values()
+                else ""
+            )
+        )
+        estimates = result.get("estimates") or {}
+
+        def how(key: str, label: str, value: Any) -> str:
+            source = sources.get(key) or ("estimate" if estimates.get(key) == "estimated" else estimates.get(key, "-"))
+            return f"{label} {_gib(value)} GiB ({source})"
+
+        weights_key = "loaded_weights_bytes" if sources.get("loaded_weights_bytes") else "weights_bytes"
+        lines.append(
+            "Per rank: "
+            + ", ".join(
+                (
+                    how(weights_key, "weights", (node.get("weights_bytes") or 0) + (node.get("draft_bytes") or 0)),
+                    how("activation_peak_bytes", "activations", node.get("activation_peak_bytes")),
+                    how("non_torch_bytes", "non-torch", node.get("non_torch_bytes")),
+                    how("cudagraph_bytes", "CUDA graphs", node.get("cudagraph_bytes")),
+                )
+            )
+        )
+    calibration = resolved.get("calibration") or {}
+    if calibration.get("path"):
+        used = "; ".join(calibration.get("used") or []) or "nothing that applies"
+        lines.append(f"Calibration: {calibration['path']}: used {used}")
+        if calibration.get("note"):
+            lines.append(f"Calibration: {calibration['note']}")
+        for skipped in calibration.get("skipped") or []:
+            lines.append(f"Calibration: not used: {skipped}")
+    elif calibration.get("note"):
+        lines.append(f"Calibration: {calibration['note']}")
+    return lines
+
+
+# The planner's parameters in a fix, as plan.yml's -e variables.
+def _fix_overrides(fix: Mapping[str, Any], resolved: Mapping[str, Any]) -> dict[str, Any] | None:
+    changes: dict[str, Any] = {}
+    for key, value in (fix.get("set") or {}).items():
+        if key == "speculative_config":
+            changes["num_speculative_tokens"] = 0 if not value else value.get("num_speculative_tokens")
+        elif key == "kv_cache_memory_bytes":
+            changes["kv_cache_memory_bytes"] = None
+            changes["kv_cache_gib"] = None if value is None else int(value * 100 // GIB) / 100
+        elif key == "tensor_parallel_size":
+            if (resolved.get("layout") or {}).get("pp", 1) > 1:
+                changes["tensor_parallel_size"] = value
+            else:
+                changes["tensor_parallel_size"] = None
+        elif key in PLANNER_SETTINGS or key in ("nodes",):
+            changes[key] = value
+        else:
+            return None
+    return changes
+
+
+def advice_lines(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[str]:
+    """One line per piece of advice, with the command that plans it when there is one."""
+    command = resolved.get("inputs") or {}
+    lines: list[str] = []
+    fixes = result.get("fixes")
+    if fixes is None:  # an answer without fixes: the advice as text
+        return [f"Advice: {advice}" for advice in result.get("advice") or []]
+    if not fixes and not result.get("fits"):
+        return ["Advice: no single change found that makes it fit; use more nodes or a smaller model."]
+    for fix in fixes:
+        text = f"Advice: {fix['advice']}"
+        if fix.get("kind") == "quantisation":
+            sibling = _fitting_sibling(resolved)
+            if sibling:
+                text += f"; the smallest build in the catalog that fits: {plan_command(command, {'model': sibling})}"
+        else:
+            changes = _fix_overrides(fix, resolved)
+            if changes is not None:
+                text += f": {plan_command(command, changes)}"
+        lines.append(text)
+    return lines
+
+
+def _fitting_sibling(resolved: Mapping[str, Any]) -> str | None:
+    """The smallest other build of the model in the catalog that fits the same nodes, if any."""
+    for item in resolved.get("siblings") or []:
+        params = (resolved.get("sibling_params") or {}).get(item["name"])
+        if not params:
+            continue
+        try:
+            if plan_memory(params)["fits"]:
+                return str(item["name"])
+        except PlanError:
+            continue
+    return None
 
 
 def plan_lines(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[str]:
     """The planner's answer as console lines (an Ansible debug ``msg`` list)."""
     params = resolved.get("params", {})
     layout = resolved.get("layout", {})
-    spec = params.get("speculative_config") or {}
-    fixed_kv = params.get("kv_cache_memory_bytes") is not None
+    bytes_pool = result.get("memory_mode") == "bytes" or params.get("kv_cache_memory_bytes") is not None
+    no_admission = bytes_pool and params.get("platform", "cuda") == "cpu"
     lines = [
         f"Memory plan for {resolved.get('model')} on {layout.get('nodes')} "
         f"{'GB10 ' if params.get('platform', 'cuda') == 'cuda' else ''}node(s): "
         f"TP={layout.get('tp')} PP={layout.get('pp')} ({layout.get('rule')}); "
         f"planner reproduces vLLM {result.get('vllm_release', '?')}"
         + (f", catalog image carries {resolved['vllm_release']}" if resolved.get("vllm_release") else ""),
-        f"Settings: {params.get('platform', 'cuda')}, max_model_len {_int(params.get('max_model_len'))}, "
-        f"max_num_seqs {params.get('max_num_seqs', 'default')}, "
-        f"max_num_batched_tokens {params.get('max_num_batched_tokens', 'default')}, "
-        f"kv_cache_dtype {params.get('kv_cache_dtype', 'auto')}, "
-        + (
-            f"KV pool fixed at {_gib(params.get('kv_cache_memory_bytes'))} GiB, "
-            if fixed_kv
-            else f"gpu_memory_utilization {params.get('gpu_memory_utilization', 'default')}, "
-        )
-        + f"MTP {spec.get('num_speculative_tokens', 0) if spec else 'off'}",
+        _settings_line(result, resolved),
         "GiB per node " + "".join(f"{title:>9}" for title, _ in TABLE_COLUMNS),
     ]
     for node in result.get("per_node") or []:
         row = dict(node)
         row["spare_bytes"] = spare_bytes(node)
-        if fixed_kv:
+        if no_admission:
             row["requested_bytes"] = None
         lines.append(
             f"node {node.get('node_rank', '?'):<7}"
             + "".join(f"{_gib(row.get(key)):>9}" for _, key in TABLE_COLUMNS)
         )
     lines.append(
-        "(other = NCCL/CUDA context/workspaces; free = total - vLLM's reservation - host floor; "
-        "request = total x gpu_memory_utilization, what vLLM asks MemAvailable for)"
+        "(other = NCCL/CUDA context/workspaces; free = MemAvailable - vLLM's reservation - host floor; "
+        "request = total x gpu_memory_utilization, what vLLM asks MemAvailable for at start)"
     )
     lines.append(
         f"KV cache: {_int(result.get('kv_cache_tokens'))} tokens in {_int(result.get('num_blocks'))} "
@@ -811,16 +1262,20 @@ def plan_lines(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[s
         f"Max concurrency: {concurrency_text} requests of {_int(result.get('max_model_len'))} tokens; "
         f"largest max_model_len that fits: {_int(result.get('max_model_len_that_fits'))}"
     )
-    for check in result.get("checks") or []:
-        if isinstance(check, Mapping) and not check.get("ok", True):
-            lines.append(f"FAILED {check.get('name')}: {check.get('detail')}")
+    lines.extend(_memory_lines(result, resolved))
+    lines.extend(failed_lines([c for c in result.get("checks") or [] if isinstance(c, Mapping)]))
     min_nodes = resolved.get("min_nodes")
     lines.append(
         f"Fits: {'yes' if result.get('fits') else 'NO'}"
         + (f" (catalog min_nodes {min_nodes})" if min_nodes else "")
     )
-    for advice in result.get("advice") or []:
-        lines.append(f"Advice: {advice}")
+    needed = result.get("mem_available_needed_bytes")
+    if needed and not result.get("fits"):
+        lines.append(
+            f"It would fit from MemAvailable {_gib(needed)} GiB per node (serve.yml measures the nodes; to plan "
+            f"with a measured figure: {plan_command(resolved.get('inputs') or {}, {'node_mem_available_bytes': needed})})"
+        )
+    lines.extend(advice_lines(result, resolved))
     siblings = sibling_text(resolved)
     if siblings and not result.get("fits"):
         lines.append(f"Catalog: {siblings}")
@@ -860,5 +1315,8 @@ def plan_report(result: Mapping[str, Any], resolved: Mapping[str, Any]) -> dict[
         "catalog_vllm_release": resolved.get("vllm_release"),
         "config": resolved.get("config"),
         "planner_args": dict(resolved.get("params", {})),
+        "sources": dict(resolved.get("sources") or {}),
+        "calibration": dict(resolved.get("calibration") or {}),
+        "advice_commands": advice_lines(result, resolved) if not result.get("fits") else [],
         "plan": plan,
     }

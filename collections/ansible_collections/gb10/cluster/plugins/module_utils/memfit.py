@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_base import (
@@ -60,6 +61,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.memfit_settings impor
     DEFAULT_GPU_MEMORY_UTILIZATION,
     DEFAULT_HOST_FLOOR_BYTES,
     GB10_CUDA_TOTAL_BYTES,
+    GB10_PLANNING_MEM_AVAILABLE_BYTES,
     Settings,
     model_dtype,
     parse_settings,
@@ -70,15 +72,23 @@ from ansible_collections.gb10.cluster.plugins.module_utils.memfit_weights import
     weights_per_rank,
 )
 
+FRACTION_MODE_KV_TOLERANCE = 0.25
+"""Fraction mode: vLLM sizes the KV pool from its own profiling run, in which everything the host does
+counts (the same model has logged 10.6 and 18.1 GiB on two boots), so planned and logged KV tokens are
+compared within this fraction and reported, never asserted."""
+
 # The public names callers import from here (the memory_fit module, plan.yml's helpers, the bench).
 __all__ = [
     "DEFAULT_GPU_MEMORY_UTILIZATION",
     "DEFAULT_HOST_FLOOR_BYTES",
+    "FRACTION_MODE_KV_TOLERANCE",
     "GB10_CUDA_TOTAL_BYTES",
+    "GB10_PLANNING_MEM_AVAILABLE_BYTES",
     "GIB",
     "MIB",
     "VLLM_RELEASE",
     "PlanError",
+    "failed_lines",
     "plan_memory",
     "pp_partition",
 ]
@@ -86,6 +96,42 @@ __all__ = [
 
 def _derived_max_len(m: Model) -> int:
     return m.max_position or 0
+
+
+def _non_kv(rank: Mapping[str, Any]) -> int:
+    return int(
+        rank["weights_bytes"]
+        + rank["draft_bytes"]
+        + rank["activation_peak_bytes"]
+        + rank["non_torch_bytes"]
+        + rank["cudagraph_bytes"]
+    )
+
+
+def choose_budget(s: Settings, per_rank: list[dict[str, Any]]) -> Settings:
+    """Bytes mode on CUDA: the KV pool per rank and the utilization vLLM is started with, each unless given.
+
+    KV pool = min over nodes of (MemAvailable - host floor - the non-KV memory of the node's ranks) /
+    ranks on the node, rounded down to a MiB (one --kv-cache-memory-bytes for every rank; negative
+    when it does not fit). Utilization (unless given) = what the busiest rank will hold (non-KV + KV
+    pool) over total, rounded up to a hundredth, at most floor((MemAvailable - admission margin) /
+    total) so that ceil(total x utilization) passes vLLM's start-up check; with the KV pool given
+    in bytes vLLM uses the utilization for that check only.
+    """
+    nodes: dict[int, list[int]] = {}
+    for r in per_rank:
+        nodes.setdefault(r["node_rank"], []).append(_non_kv(r))
+    kv = s.kv_cache_memory_bytes
+    if kv is None:
+        room = min((s.available - s.host_floor - sum(ranks)) // len(ranks) for ranks in nodes.values())
+        kv = room // MIB * MIB
+    util = s.util
+    if not s.util_given:
+        busiest = max(_non_kv(r) for r in per_rank) + max(0, kv)
+        wanted = -(-100 * busiest // s.total)
+        cap = 100 * (s.available - s.admission_margin) // s.total
+        util = max(1, min(wanted, cap)) / 100
+    return replace(s, kv_cache_memory_bytes=kv, util=util)
 
 
 def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
@@ -101,23 +147,12 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
     ranks = s.tp * s.pp
     ranks_per_node = ranks // s.nodes
     cuda = s.platform == "cuda"
+    # What each rank holds besides its KV pool (vLLM's non-KV memory).
     per_rank: list[dict[str, Any]] = []
-    avail_kv: list[int] = []
     for rank in range(ranks):
         stage = rank // s.tp
         layers_here = len(layout.rank_layers[stage])
-        w = int(weights[stage])
-        dr = int(draft[stage])
-        act = s.activation_override if s.activation_override is not None else activation_estimate(m, s)
         cg = s.cudagraph_override if s.cudagraph_override is not None else cudagraph_estimate(m, s, layers_here)
-        cg = max(0, cg)
-        non_torch = s.non_torch_override if s.non_torch_override is not None else non_torch_estimate(s, ranks)
-        requested = math.ceil(s.total * s.util)
-        if s.kv_cache_memory_bytes is not None:
-            kv_avail = s.kv_cache_memory_bytes
-        else:
-            kv_avail = requested - w - dr - act - non_torch - cg
-        avail_kv.append(kv_avail)
         per_rank.append(
             {
                 "node_rank": rank // ranks_per_node,
@@ -128,16 +163,27 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
                 "total_bytes": s.total,
                 "mem_available_bytes": s.available,
                 "host_floor_bytes": s.host_floor,
-                "requested_bytes": requested,
-                "weights_bytes": w,
-                "draft_bytes": dr,
-                "activation_peak_bytes": act,
-                "non_torch_bytes": non_torch,
-                "cudagraph_bytes": cg,
-                "kv_budget_bytes": kv_avail,
+                # measured weights (loaded_weights_bytes) include the MTP draft
+                "weights_bytes": int(weights[stage]) if s.loaded_weights is None else s.loaded_weights[rank],
+                "draft_bytes": int(draft[stage]) if s.loaded_weights is None else 0,
+                "activation_peak_bytes": (
+                    s.activation_override if s.activation_override is not None else activation_estimate(m, s)
+                ),
+                "non_torch_bytes": s.non_torch_override if s.non_torch_override is not None else non_torch_estimate(s, ranks),
+                "cudagraph_bytes": max(0, cg),
                 "bytes_per_block": layout.bytes_per_block(stage),
             }
         )
+    chosen = s.choose_kv
+    if s.memory_mode == "bytes" and cuda:
+        s = choose_budget(s, per_rank)
+    avail_kv: list[int] = []
+    for r in per_rank:
+        non_kv = _non_kv(r)
+        r["requested_bytes"] = requested = math.ceil(s.total * s.util)
+        kv_avail = s.kv_cache_memory_bytes if s.kv_cache_memory_bytes is not None else requested - non_kv
+        r["kv_budget_bytes"] = kv_avail
+        avail_kv.append(kv_avail)
 
     # get_kv_cache_configs: per worker num_blocks, then the minimum over workers
     blocks_req = layout.blocks_per_request(s.max_model_len)
@@ -177,15 +223,7 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
     node_ranks: dict[int, list[dict[str, Any]]] = {}
     for r in per_rank:
         r["kv_cache_bytes"] = num_blocks * r["bytes_per_block"]
-        used = (
-            r["weights_bytes"]
-            + r["draft_bytes"]
-            + r["activation_peak_bytes"]
-            + r["non_torch_bytes"]
-            + r["cudagraph_bytes"]
-            + r["kv_cache_bytes"]
-        )
-        r["used_bytes"] = used
+        r["used_bytes"] = _non_kv(r) + r["kv_cache_bytes"]
         node_ranks.setdefault(r["node_rank"], []).append(r)
     per_node: list[dict[str, Any]] = []
     for node, members in sorted(node_ranks.items()):
@@ -217,13 +255,15 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
         per_node.append(entry)
         tag = f"node {node}"
         if s.kv_cache_memory_bytes is None or cuda:
+            admitted = requested <= s.available - s.admission_margin
+            margin = f" - {gib(s.admission_margin)} start-up margin" if s.admission_margin else ""
             checks.append(
                 {
                     "name": f"admission ({tag})",
-                    "ok": requested <= s.available,
+                    "ok": admitted,
                     "detail": (
                         f"requested ceil(total x {s.util:g}) = {gib(requested)} "
-                        f"{'<=' if requested <= s.available else '>'} MemAvailable {gib(s.available)}"
+                        f"{'<=' if admitted else '>'} MemAvailable {gib(s.available)}{margin}"
                     ),
                 }
             )
@@ -259,7 +299,9 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
             "detail": (
                 f"KV budget on rank {worst}: {gib(avail_kv[worst])} "
                 + (
-                    "(kv_cache_memory_bytes)"
+                    "(MemAvailable - host floor - weights - draft - activations - non-torch - CUDA graphs)"
+                    if chosen
+                    else "(kv_cache_memory_bytes)"
                     if s.kv_cache_memory_bytes is not None
                     else "(requested - weights - draft - activations - non-torch - CUDA graphs)"
                 )
@@ -323,12 +365,55 @@ def _core(params: Mapping[str, Any], with_advice: bool) -> dict[str, Any]:
             "cudagraph_bytes": "given" if s.cudagraph_override is not None else "estimated",
             "non_torch_bytes": "given" if s.non_torch_override is not None else "estimated",
             "weights_bytes": weights_source,
-            "kv_budget": "given (kv_cache_memory_bytes)" if s.kv_cache_memory_bytes is not None else "derived",
+            "kv_budget": (
+                "planner (bytes mode)"
+                if chosen
+                else "given (kv_cache_memory_bytes)"
+                if s.kv_cache_memory_bytes is not None
+                else "derived"
+            ),
+            "loaded_weights_bytes": "given" if s.loaded_weights is not None else "not given",
         },
     }
-    result["advice"] = _advice(params, result, m, s) if (with_advice and not fits) else []
+    result.update(_memory_flags(s, chosen, per_rank, blocks_req))
+    fixes = _advice(params, result, m, s) if (with_advice and not fits) else []
+    result["fixes"] = fixes
+    result["advice"] = [fix["advice"] for fix in fixes]
     result["message"] = _message(result, m, s)
     return result
+
+
+def _memory_flags(s: Settings, chosen: bool, per_rank: list[dict[str, Any]], blocks_req: int) -> dict[str, Any]:
+    """How vLLM is to be started (memory flags), where each figure came from, and how exactly its log
+    can be expected to agree with the plan."""
+    flags: dict[str, Any] = {"gpu_memory_utilization": s.util}
+    bytes_mode = s.memory_mode == "bytes"
+    if bytes_mode:
+        flags["kv_cache_memory_bytes"] = max(0, s.kv_cache_memory_bytes or 0)
+    needed = None
+    if chosen:
+        # the smallest MemAvailable with room for the host floor and one request at max_model_len
+        # (vLLM holds one block back), rounded up to a MiB
+        per_node: dict[int, int] = {}
+        for r in per_rank:
+            one = _non_kv(r) + r["bytes_per_block"] * (blocks_req + 1) + MIB
+            per_node[r["node_rank"]] = per_node.get(r["node_rank"], 0) + one
+        needed = -(-(max(per_node.values()) + s.host_floor) // MIB) * MIB
+    return {
+        "memory_mode": s.memory_mode,
+        "kv_cache_memory_bytes_per_rank": flags.get("kv_cache_memory_bytes"),
+        "kv_cache_memory_source": ("planner" if chosen else "given") if bytes_mode else None,
+        "gpu_memory_utilization_source": (
+            "given" if s.util_given else "planner" if bytes_mode and s.platform == "cuda" else "vLLM default"
+        ),
+        "admission_margin_bytes": s.admission_margin,
+        "mem_available_needed_bytes": needed,
+        # what vLLM is started with: launch settings by vLLM's names (--kv-cache-memory-bytes, ...)
+        "vllm_memory_args": flags,
+        # bytes mode: the KV pool is the plan's to the byte, so its logged token count must match;
+        # fraction mode: vLLM sizes the pool from a profiling run, compare within this fraction
+        "kv_tokens_tolerance": 0.0 if bytes_mode else FRACTION_MODE_KV_TOLERANCE,
+    }
 
 
 def _try(params: Mapping[str, Any], **changes: Any) -> dict[str, Any] | None:
@@ -340,76 +425,151 @@ def _try(params: Mapping[str, Any], **changes: Any) -> dict[str, Any] | None:
         return None
 
 
-def _advice(params: Mapping[str, Any], result: dict[str, Any], m: Model, s: Settings) -> list[str]:
-    advice: list[str] = []
+def _fix(advice: str, kind: str = "settings", **changes: Any) -> dict[str, Any]:
+    """One piece of advice and the planner parameters that carry it out (None = back to the default)."""
+    return {"advice": advice, "kind": kind, "set": changes}
+
+
+def _advice(params: Mapping[str, Any], result: dict[str, Any], m: Model, s: Settings) -> list[dict[str, Any]]:
+    """What would make it fit, each change re-planned on its own (unless it says otherwise)."""
+    fixes: list[dict[str, Any]] = []
     failed = {c["name"].split(" (")[0] for c in result["checks"] if not c["ok"]}
     fit_len = result["max_model_len_that_fits"]
-    if "admission" in failed or "host floor" in failed:
-        # the largest utilisation the admission check and the host floor allow
-        limit = min(s.available - s.host_floor, s.available)
+    # the most vLLM may hold: the host floor and the start-up margin below MemAvailable
+    limit = min(s.available - s.host_floor, s.available - s.admission_margin)
+    if s.memory_mode == "fraction" and failed & {"admission", "host floor"}:
         util = math.floor(limit / s.total * 100) / 100
         if 0 < util < s.util:
             trial = _try(params, gpu_memory_utilization=util)
             alone = "" if trial and trial["fits"] else " (needed, not enough alone)"
-            advice.append(
-                f"lower gpu_memory_utilization to {util:.2f}{alone} (MemAvailable {gib(s.available)}, host floor "
-                f"{gib(s.host_floor)}); dropping the page cache before launch raises MemAvailable"
+            fixes.append(
+                _fix(
+                    f"lower gpu_memory_utilization to {util:.2f}{alone} (MemAvailable {gib(s.available)}, host floor "
+                    f"{gib(s.host_floor)}); dropping the page cache before launch raises MemAvailable",
+                    gpu_memory_utilization=util,
+                )
             )
-    if not failed & {"admission", "host floor"} and s.kv_cache_memory_bytes is None:
+        if s.platform == "cuda":
+            trial = _try(params, memory_mode="bytes", gpu_memory_utilization=None)
+            if trial and trial["fits"]:
+                fixes.append(
+                    _fix(
+                        "let the planner size the KV pool in bytes (memory mode bytes, no gpu_memory_utilization): "
+                        f"{human(trial['kv_cache_memory_bytes_per_rank'])} per rank at utilization "
+                        f"{trial['gpu_memory_utilization']:g}",
+                        memory_mode="bytes",
+                        gpu_memory_utilization=None,
+                    )
+                )
+    if s.memory_mode == "fraction" and not failed & {"admission", "host floor"} and s.kv_cache_memory_bytes is None:
         # the largest utilisation admission and the host floor still allow
-        ceiling = math.floor((s.available - s.host_floor) / s.total * 100) / 100
+        ceiling = math.floor(limit / s.total * 100) / 100
         if s.util < ceiling <= 1:
             trial = _try(params, gpu_memory_utilization=ceiling)
             if trial and trial["fits"]:
-                advice.append(
-                    f"raise gpu_memory_utilization to {ceiling:.2f} (still leaves the {gib(s.host_floor)} host floor)"
+                fixes.append(
+                    _fix(
+                        f"raise gpu_memory_utilization to {ceiling:.2f} (still leaves the {gib(s.host_floor)} host floor)",
+                        gpu_memory_utilization=ceiling,
+                    )
                 )
+    if s.memory_mode == "bytes" and failed & {"admission", "host floor"}:
+        fixes.extend(_bytes_mode_fixes(params, result, s, failed))
     only_len = failed == {"one request at max_model_len"}
     if fit_len and fit_len < s.max_model_len and ("one request at max_model_len" in failed):
         trial = _try(params, max_model_len=fit_len)
         if trial and trial["fits"]:
-            advice.append(f"set max_model_len to {fit_len} (the largest that fits one request)")
+            fixes.append(_fix(f"set max_model_len to {fit_len} (the largest that fits one request)", max_model_len=fit_len))
         elif only_len:
-            advice.append(f"set max_model_len to at most {fit_len}")
+            fixes.append(_fix(f"set max_model_len to at most {fit_len}", max_model_len=fit_len))
     if s.kv_cache_dtype not in ("fp8", "fp8_e4m3", "fp8_e5m2"):
         trial = _try(params, kv_cache_dtype="fp8")
         if trial and trial["fits"]:
-            advice.append("use kv_cache_dtype fp8 (halves the KV cache per token)")
+            fixes.append(_fix("use kv_cache_dtype fp8 (halves the KV cache per token)", kv_cache_dtype="fp8"))
     if s.max_num_batched_tokens > 2048 and s.activation_override is None:
         trial = _try(params, max_num_batched_tokens=2048)
         if trial and trial["fits"]:
-            advice.append("lower max_num_batched_tokens to 2048 (smaller activation peak)")
+            fixes.append(
+                _fix("lower max_num_batched_tokens to 2048 (smaller activation peak)", max_num_batched_tokens=2048)
+            )
+    if s.spec_tokens and s.spec_method == "mtp":
+        trial = _try(params, speculative_config=None)
+        if trial and trial["fits"]:
+            fixes.append(
+                _fix(
+                    "turn MTP off (no draft weights, no speculative blocks; slower decoding)",
+                    speculative_config=None,
+                )
+            )
     world = s.tp * s.pp
     for tp in (2, 4, 8):
         if tp <= s.tp or tp * s.pp > 8 or m.num_heads % tp:
             continue
-        trial = _try(params, tensor_parallel_size=tp, nodes=None if s.nodes == world else s.nodes * tp // s.tp)
+        nodes = None if s.nodes == world else s.nodes * tp // s.tp
+        trial = _try(params, tensor_parallel_size=tp, nodes=nodes)
         if trial and trial["fits"]:
-            advice.append(f"use {tp * s.pp} nodes (tensor_parallel_size {tp})")
+            fixes.append(
+                _fix(f"use {tp * s.pp} nodes (tensor_parallel_size {tp})", tensor_parallel_size=tp, nodes=tp * s.pp)
+            )
             break
-    if "non-KV memory fits" in failed or not advice:
-        current = quant_scheme(m.quant).name
-        options = [
-            ("FP8", {"quant_method": "fp8", "weight_block_size": [128, 128]}),
-            ("NVFP4", {"quant_method": "modelopt", "quant_algo": "NVFP4"}),
-            ("INT4 (AutoRound/GPTQ, group 128)", {"quant_method": "auto-round", "bits": 4, "group_size": 128}),
-        ]
-        order = {"bf16": 0, "fp8": 1, "nvfp4": 2, "mxfp4": 2, "int": 3}
-        cfg = load_json(params["model_config"], "model_config")
-        for rank, (label, quant) in enumerate(options, start=1):
-            if rank <= order.get(current, 0):
-                continue
-            trial_cfg = dict(cfg)
-            trial_cfg["quantization_config"] = quant
-            if isinstance(trial_cfg.get("text_config"), dict):
-                text = dict(trial_cfg["text_config"])
-                text.pop("quantization_config", None)
-                trial_cfg["text_config"] = text
-            trial = _try(params, model_config=trial_cfg, weights_bytes=None, safetensors_index=None)
-            if trial and trial["fits"]:
-                advice.append(f"use a smaller quantisation: the {label} checkpoint (~{gib(trial['weights_bytes'])})")
-                break
-    return advice
+    if "non-KV memory fits" in failed or not fixes:
+        fixes.extend(_quantisation_fix(params, m))
+    return fixes
+
+
+def _bytes_mode_fixes(
+    params: Mapping[str, Any], result: Mapping[str, Any], s: Settings, failed: set[str]
+) -> list[dict[str, Any]]:
+    """Bytes mode with the KV pool or the utilization given: what the planner would choose instead."""
+    fixes: list[dict[str, Any]] = []
+    chosen = _try(params, kv_cache_memory_bytes=None, gpu_memory_utilization=None, memory_mode="bytes")
+    if chosen is None:
+        return fixes
+    if result["kv_cache_memory_source"] == "given" and "host floor" in failed and chosen["kv_cache_memory_bytes_per_rank"]:
+        kv = chosen["kv_cache_memory_bytes_per_rank"]
+        trial = _try(params, kv_cache_memory_bytes=kv)
+        if trial and trial["fits"]:
+            fixes.append(
+                _fix(f"lower the KV pool to {human(kv)} per rank (the most that leaves the host floor)", kv_cache_memory_bytes=kv)
+            )
+    if s.util_given and "admission" in failed and chosen["fits"]:
+        fixes.append(
+            _fix(
+                f"leave gpu_memory_utilization to the planner ({chosen['gpu_memory_utilization']:g} passes admission)",
+                gpu_memory_utilization=None,
+            )
+        )
+    return fixes
+
+
+def _quantisation_fix(params: Mapping[str, Any], m: Model) -> list[dict[str, Any]]:
+    current = quant_scheme(m.quant).name
+    options = [
+        ("FP8", {"quant_method": "fp8", "weight_block_size": [128, 128]}),
+        ("NVFP4", {"quant_method": "modelopt", "quant_algo": "NVFP4"}),
+        ("INT4 (AutoRound/GPTQ, group 128)", {"quant_method": "auto-round", "bits": 4, "group_size": 128}),
+    ]
+    order = {"bf16": 0, "fp8": 1, "nvfp4": 2, "mxfp4": 2, "int": 3}
+    cfg = load_json(params["model_config"], "model_config")
+    for rank, (label, quant) in enumerate(options, start=1):
+        if rank <= order.get(current, 0):
+            continue
+        trial_cfg = dict(cfg)
+        trial_cfg["quantization_config"] = quant
+        if isinstance(trial_cfg.get("text_config"), dict):
+            text = dict(trial_cfg["text_config"])
+            text.pop("quantization_config", None)
+            trial_cfg["text_config"] = text
+        trial = _try(params, model_config=trial_cfg, weights_bytes=None, safetensors_index=None, loaded_weights_bytes=None)
+        if trial and trial["fits"]:
+            return [
+                _fix(
+                    f"use a smaller quantisation: the {label} checkpoint (~{gib(trial['weights_bytes'])})",
+                    kind="quantisation",
+                    quantisation=label,
+                )
+            ]
+    return []
 
 
 def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
@@ -423,18 +583,37 @@ def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
             f"vLLM {VLLM_RELEASE} accounting: {verdict}."
         ),
     ]
-    if s.kv_cache_memory_bytes is None:
+    if r["kv_cache_memory_source"] == "planner":
+        budget = (
+            f"bytes mode: KV pool {human(s.kv_cache_memory_bytes or 0)} per rank (planner: MemAvailable "
+            f"{gib(s.available)} - host floor {gib(s.host_floor)} - the rest), utilization {s.util:g} "
+            f"({r['gpu_memory_utilization_source']}) requests {gib(node['requested_bytes'])} of {gib(s.total)}"
+        )
+    elif s.kv_cache_memory_bytes is None:
         budget = (
             f"requested {gib(node['requested_bytes'])} of {gib(s.total)} (utilization {s.util:g}), "
             f"MemAvailable {gib(s.available)}"
         )
     else:
         budget = f"KV pool fixed at {human(s.kv_cache_memory_bytes)} per rank (kv_cache_memory_bytes)"
+        if s.platform == "cuda":
+            budget += (
+                f", utilization {s.util:g} ({r['gpu_memory_utilization_source']}) requests "
+                f"{gib(node['requested_bytes'])} of {gib(s.total)} at start-up"
+            )
     lines.append(f"Per node: {budget}.")
+    est = r["estimates"]
+
+    def how(key: str) -> str:
+        return "(est.)" if est[key] == "estimated" else "(given)"
+
     lines.append(
-        f"{where}: weights {human(node['weights_bytes'])} + draft {human(node['draft_bytes'])} + activations "
-        f"{human(node['activation_peak_bytes'])} (est.) + non-torch {human(node['non_torch_bytes'])} (est.) + "
-        f"CUDA graphs {human(node['cudagraph_bytes'])} (est.) -> KV cache {human(node['kv_cache_bytes'])}; "
+        f"{where}: weights {human(node['weights_bytes'])}"
+        + (" (measured, draft included)" if s.loaded_weights is not None else "")
+        + f" + draft {human(node['draft_bytes'])} + activations "
+        f"{human(node['activation_peak_bytes'])} {how('activation_peak_bytes')} + non-torch "
+        f"{human(node['non_torch_bytes'])} {how('non_torch_bytes')} + CUDA graphs {human(node['cudagraph_bytes'])} "
+        f"{how('cudagraph_bytes')} -> KV cache {human(node['kv_cache_bytes'])}; "
         f"{gib(node['host_left_bytes'])} left to the host (floor {gib(s.host_floor)})."
     )
     lines.append(
@@ -442,23 +621,34 @@ def _message(r: dict[str, Any], m: Model, s: Settings) -> str:
         f"{r['blocks_per_request']} blocks per request -> KV cache size: {r['kv_cache_tokens']:,} tokens, "
         f"maximum concurrency for {s.max_model_len:,} tokens per request: {r['max_concurrency']:.2f}x."
     )
-    # identical failures on several nodes are reported once
-    merged: dict[tuple[str, str], list[str]] = {}
-    for c in r["checks"]:
-        if c["ok"]:
-            continue
-        base, _, node_tag = c["name"].partition(" (")
-        merged.setdefault((base, c["detail"]), []).append(node_tag.rstrip(")").removeprefix("node "))
-    for (base, detail), nodes in merged.items():
-        tags = [t for t in nodes if t]
-        where = "" if not tags else f" (node {tags[0]})" if len(tags) == 1 else f" (nodes {', '.join(tags)})"
-        lines.append(f"FAILED {base}{where}: {detail}.")
+    lines.extend(f"{line}." for line in failed_lines(r["checks"]))
+    if not r["fits"] and r["mem_available_needed_bytes"]:
+        lines.append(
+            f"It would fit from MemAvailable {gib(r['mem_available_needed_bytes'])} per node (host floor "
+            f"{gib(s.host_floor)} and one request at max_model_len {s.max_model_len:,})."
+        )
     if not r["fits"]:
         if r["advice"]:
             lines.append("Advice: " + "; or ".join(r["advice"]) + ".")
         else:
             lines.append("Advice: no single change found that makes it fit; use more nodes or a smaller model.")
     return "\n".join(lines)
+
+
+def failed_lines(checks: list[Mapping[str, Any]]) -> list[str]:
+    """"FAILED <check> (nodes 0, 1): <detail>" per failed check; the same failure on several nodes once."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for c in checks:
+        if c.get("ok", True):
+            continue
+        base, _, node_tag = str(c.get("name")).partition(" (")
+        merged.setdefault((base, str(c.get("detail"))), []).append(node_tag.rstrip(")").removeprefix("node "))
+    lines = []
+    for (base, detail), nodes in merged.items():
+        tags = [t for t in nodes if t]
+        where = "" if not tags else f" (node {tags[0]})" if len(tags) == 1 else f" (nodes {', '.join(tags)})"
+        lines.append(f"FAILED {base}{where}: {detail}")
+    return lines
 
 
 def plan_memory(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,24 @@ from typing import Any
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_base import GIB, PlanError, int_param
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_model import Model
 
-GB10_CUDA_TOTAL_BYTES = int(121.69 * GIB)
-"""What CUDA reports as total memory on a GB10 node (about 121.69 GiB)."""
+GB10_CUDA_TOTAL_BYTES = 130_663_006_208
+"""What CUDA reports as total memory on a GB10 node: the host's MemTotal, 121.69 GiB on most boxes
+(../shared/reference/gb10-uma-vllm.md: "130663006208 B = 121.69 GiB"). Only a planning default: the
+serving play measures MemTotal on every node."""
+GB10_PLANNING_MEM_AVAILABLE_BYTES = 101 * GIB
+"""MemAvailable of a headless GB10 node after dropping the page cache, the planning default when no
+node is measured: the low end of the 101 to 102 GiB headless owners report (gb10-uma-vllm.md)."""
 DEFAULT_HOST_FLOOR_BYTES = 8 * GIB
+"""What vLLM must leave in MemAvailable for the host: owners keep 8 to 10 GiB (gb10-uma-vllm.md)."""
+ADMISSION_MARGIN_BYTES = 2 * GIB
+"""Start-up admission on CUDA: ceil(total x utilization) must not exceed MemAvailable minus this.
+vLLM takes its snapshot of free memory after its own API-server and engine-core processes, the worker's
+CUDA context and NCCL buffers exist (gpu_worker.init_device), so they are no longer in MemAvailable when
+it compares; calibration measures it (MemAvailable before the start minus the logged free memory)."""
+MEMORY_MODES = ("bytes", "fraction")
+"""How vLLM sizes the KV pool: ``bytes`` = --kv-cache-memory-bytes (the planner's, or given), the
+utilization only passes admission; ``fraction`` = gpu_memory_utilization x total minus what vLLM's
+profiling run measured."""
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
 """``CacheConfig.gpu_memory_utilization`` default in vLLM 0.32 (also the CPU build's fraction)."""
 
@@ -50,6 +65,8 @@ class Settings:
     block_size: int | None
     enable_prefix_caching: bool
     util: float
+    util_given: bool
+    memory_mode: str
     kv_cache_memory_bytes: int | None
     spec_method: str | None
     spec_tokens: int
@@ -62,6 +79,13 @@ class Settings:
     activation_override: int | None
     cudagraph_override: int | None
     non_torch_override: int | None
+    loaded_weights: list[int] | None
+    admission_margin: int
+
+    @property
+    def choose_kv(self) -> bool:
+        """Bytes mode with no KV pool given: the planner chooses it from the node figures."""
+        return self.memory_mode == "bytes" and self.kv_cache_memory_bytes is None
 
 
 def parse_settings(params: Mapping[str, Any], model: Model, derived_max_len: int) -> Settings:
@@ -113,6 +137,7 @@ def parse_settings(params: Mapping[str, Any], model: Model, derived_max_len: int
     if kv_dtype not in KV_CACHE_DTYPES:
         raise PlanError(f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}, not {kv_dtype!r}.")
     raw_util = params.get("gpu_memory_utilization")
+    raw_util = None if raw_util == "" else raw_util
     try:
         util = DEFAULT_GPU_MEMORY_UTILIZATION if raw_util is None else float(raw_util)
     except (TypeError, ValueError) as exc:
@@ -160,10 +185,15 @@ def parse_settings(params: Mapping[str, Any], model: Model, derived_max_len: int
         # vllm/platforms/cpu.py: MLA on CPU forces chunked prefill and prefix caching off.
         prefix_caching = False
         mbt = max(max_model_len, SCHEDULER_DEFAULT_MAX_NUM_BATCHED_TOKENS)
-    total = int_param(params, "node_memory_total_bytes", GB10_CUDA_TOTAL_BYTES) or GB10_CUDA_TOTAL_BYTES
-    available = int_param(params, "node_mem_available_bytes", total) or total
-    floor = int_param(params, "host_floor_bytes", DEFAULT_HOST_FLOOR_BYTES, minimum=0)
     kv_bytes = int_param(params, "kv_cache_memory_bytes", None)
+    mode = _memory_mode(params, platform, kv_bytes)
+    total = int_param(params, "node_memory_total_bytes", GB10_CUDA_TOTAL_BYTES) or GB10_CUDA_TOTAL_BYTES
+    # Unmeasured nodes: a headless GB10 when the planner chooses the KV pool (it must pass admission
+    # there); vLLM's arithmetic alone (everything available) otherwise, as before.
+    unmeasured = GB10_PLANNING_MEM_AVAILABLE_BYTES if mode == "bytes" and platform == "cuda" else total
+    available = int_param(params, "node_mem_available_bytes", unmeasured) or unmeasured
+    floor = int_param(params, "host_floor_bytes", DEFAULT_HOST_FLOOR_BYTES, minimum=0)
+    margin = int_param(params, "admission_margin_bytes", ADMISSION_MARGIN_BYTES if platform == "cuda" else 0, minimum=0)
     ssm = str(params.get("mamba_ssm_cache_dtype") or "auto")
     if ssm not in MAMBA_SSM_DTYPES:
         raise PlanError(f"mamba_ssm_cache_dtype must be one of {', '.join(MAMBA_SSM_DTYPES)}, not {ssm!r}.")
@@ -180,6 +210,8 @@ def parse_settings(params: Mapping[str, Any], model: Model, derived_max_len: int
         block_size=int_param(params, "block_size", None),
         enable_prefix_caching=prefix_caching,
         util=util,
+        util_given=raw_util is not None,
+        memory_mode=mode,
         kv_cache_memory_bytes=kv_bytes,
         spec_method=method,
         spec_tokens=spec_tokens,
@@ -193,7 +225,42 @@ def parse_settings(params: Mapping[str, Any], model: Model, derived_max_len: int
         # A negative CUDA-graph figure (vLLM has logged -10 to -36 GiB on GB10 with MTP) is clamped to 0.
         cudagraph_override=int_param(params, "cudagraph_bytes", None, minimum=-(1 << 62)),
         non_torch_override=int_param(params, "non_torch_bytes", None, minimum=0),
+        loaded_weights=_loaded_weights(params, world),
+        admission_margin=margin if margin is not None else 0,
     )
+
+
+def _memory_mode(params: Mapping[str, Any], platform: str, kv_bytes: int | None) -> str:
+    """``memory_mode`` as given, or what the flags mean to vLLM: bytes with a KV pool, else fraction."""
+    raw = params.get("memory_mode")
+    if raw is None or raw == "":
+        return "bytes" if kv_bytes is not None else "fraction"
+    mode = str(raw).lower()
+    if mode not in MEMORY_MODES:
+        raise PlanError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, not {raw!r}.")
+    if mode == "fraction" and kv_bytes is not None:
+        raise PlanError(
+            "memory_mode fraction sizes the KV pool from gpu_memory_utilization, so kv_cache_memory_bytes "
+            "cannot be given with it; drop one of them."
+        )
+    if mode == "bytes" and kv_bytes is None and platform != "cuda":
+        raise PlanError(
+            "memory_mode bytes on the CPU build needs kv_cache_memory_bytes (VLLM_CPU_KVCACHE_SPACE); "
+            "the planner chooses the KV pool on CUDA only."
+        )
+    return mode
+
+
+def _loaded_weights(params: Mapping[str, Any], world: int) -> list[int] | None:
+    """``loaded_weights_bytes``: what vLLM logged as loaded per rank (weights and MTP draft), one number
+    for every rank or a list of one per rank."""
+    raw = params.get("loaded_weights_bytes")
+    if raw is None:
+        return None
+    values = list(raw) if isinstance(raw, list | tuple) else [raw] * world
+    if len(values) != world:
+        raise PlanError(f"loaded_weights_bytes lists {len(values)} ranks, the layout has {world}.")
+    return [int_param({"loaded_weights_bytes": v}, "loaded_weights_bytes", None) or 0 for v in values]
 
 
 

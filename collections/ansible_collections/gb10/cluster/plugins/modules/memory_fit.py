@@ -78,8 +78,23 @@ options:
   enable_prefix_caching:
     description: vLLM C(--enable-prefix-caching). Default is vLLM 0.32's (on; mamba cache mode C(align) for hybrid models).
     type: bool
+  memory_mode:
+    description:
+      - How vLLM sizes the KV pool. C(bytes) is C(--kv-cache-memory-bytes), the KV pool to the byte;
+        without O(kv_cache_memory_bytes) the planner chooses it (MemAvailable - host floor - weights -
+        activations - non-torch - CUDA graphs, the smallest node) and, without
+        O(gpu_memory_utilization), a utilization that passes vLLM's start-up admission
+        (C(ceil(total x utilization) <= MemAvailable - admission margin)); both are returned in
+        C(vllm_memory_args). C(fraction) is C(--gpu-memory-utilization) alone (vLLM sizes the pool
+        from a profiling run).
+      - Default C(bytes) when O(kv_cache_memory_bytes) is given, otherwise C(fraction) (the flags as
+        vLLM gets them). The catalog's CUDA entries ask for C(bytes).
+    type: str
+    choices: [bytes, fraction]
   gpu_memory_utilization:
-    description: vLLM C(--gpu-memory-utilization). Default 0.92 (vLLM 0.32).
+    description:
+      - vLLM C(--gpu-memory-utilization). Default 0.92 (vLLM 0.32) in fraction mode; chosen by the
+        planner in bytes mode, where vLLM uses it for the start-up admission only.
     type: float
   kv_cache_memory_bytes:
     description:
@@ -105,14 +120,28 @@ options:
     choices: [auto, float32, float16, bfloat16]
     default: auto
   node_memory_total_bytes:
-    description: Memory CUDA reports as total on a node. Default 121.69 GiB (GB10).
+    description:
+      - Memory CUDA reports as total on a node (the host's C(MemTotal); the largest node's when they
+        differ). Default 130663006208 (121.69 GiB, a GB10).
     type: int
   node_mem_available_bytes:
-    description: Measured C(MemAvailable) of the nodes (the smallest one), e.g. from M(gb10_memory_facts). Default is the total.
+    description:
+      - Measured C(MemAvailable) of the nodes (the smallest one), e.g. from M(gb10_memory_facts).
+        Default in bytes mode on CUDA 101 GiB (a headless GB10 after dropping caches), otherwise the total.
     type: int
   host_floor_bytes:
     description: Memory that must stay with the host outside vLLM's budget. Default 8 GiB.
     type: int
+  admission_margin_bytes:
+    description:
+      - What vLLM's own processes take from C(MemAvailable) before its start-up check (API server,
+        engine core, CUDA context, NCCL). Default 2 GiB on CUDA, 0 on CPU.
+    type: int
+  loaded_weights_bytes:
+    description:
+      - Measured weights per rank (vLLM's C(Model loading took X GiB), MTP draft included), one
+        number for every rank or a list with one per rank; replaces the split of the checkpoint.
+    type: raw
   enforce_eager:
     description: vLLM C(--enforce-eager); no CUDA graphs are captured.
     type: bool
@@ -156,6 +185,20 @@ EXAMPLES = r"""
   run_once: true
   register: gb10_plan
 
+- name: The same in bytes mode on the measured nodes; start vLLM with gb10_bytes_plan.vllm_memory_args
+  gb10_memory_fit:
+    model_config: "{{ playbook_dir }}/models/qwen3.5-397b-a17b-fp8/config.json"
+    weights_bytes: "{{ 379 * 1024 ** 3 }}"
+    tensor_parallel_size: 8
+    kv_cache_dtype: fp8
+    max_model_len: 262144
+    memory_mode: bytes
+    node_memory_total_bytes: "{{ gb10_memory.mem_total_bytes }}"
+    node_mem_available_bytes: "{{ gb10_memory.mem_available_bytes }}"
+  delegate_to: localhost
+  run_once: true
+  register: gb10_bytes_plan
+
 - name: Report without failing
   gb10_memory_fit:
     model_config: tests/unit/fixtures/memfit/tiny-qwen3.json
@@ -189,6 +232,46 @@ architecture:
   returned: always
   type: str
   sample: Qwen3_5MoeForConditionalGeneration
+memory_mode:
+  description: C(bytes) (the KV pool given to vLLM in bytes) or C(fraction) (sized by vLLM from the utilization).
+  returned: always
+  type: str
+vllm_memory_args:
+  description:
+    - The memory settings to start vLLM with, by vLLM's names, C(gpu_memory_utilization) and in bytes
+      mode C(kv_cache_memory_bytes) (C(--kv-cache-memory-bytes), the same on every rank).
+  returned: always
+  type: dict
+  sample: {"gpu_memory_utilization": 0.77, "kv_cache_memory_bytes": 37993054208}
+kv_cache_memory_bytes_per_rank:
+  description: The KV pool per rank in bytes mode (0 when nothing is left); null in fraction mode.
+  returned: always
+  type: int
+kv_cache_memory_source:
+  description: C(planner) (chosen from the node figures), C(given), or null in fraction mode.
+  returned: always
+  type: str
+gpu_memory_utilization_source:
+  description: C(planner), C(given) or C(vLLM default).
+  returned: always
+  type: str
+admission_margin_bytes:
+  description: The margin the admission check keeps below C(MemAvailable).
+  returned: always
+  type: int
+mem_available_needed_bytes:
+  description: With the KV pool chosen by the planner, the smallest C(MemAvailable) per node that fits one request at max_model_len above the host floor; null otherwise.
+  returned: always
+  type: int
+kv_tokens_tolerance:
+  description: How far vLLM's logged KV tokens may be from C(kv_cache_tokens), as a fraction (0 in bytes mode; report, never assert, in fraction mode).
+  returned: always
+  type: float
+fixes:
+  description: The advice with the planner parameters that carry it out (C(advice), C(kind) settings or quantisation, C(set); null = back to the default).
+  returned: always
+  type: list
+  elements: dict
 kv_cache_tokens:
   description: What vLLM logs as C(KV cache size, N tokens), int(max_concurrency x max_model_len).
   returned: always
@@ -310,6 +393,7 @@ PLAN_KEYS = (
     "kv_cache_dtype",
     "block_size",
     "enable_prefix_caching",
+    "memory_mode",
     "gpu_memory_utilization",
     "kv_cache_memory_bytes",
     "speculative_config",
@@ -318,6 +402,8 @@ PLAN_KEYS = (
     "node_memory_total_bytes",
     "node_mem_available_bytes",
     "host_floor_bytes",
+    "admission_margin_bytes",
+    "loaded_weights_bytes",
     "enforce_eager",
     "async_scheduling",
     "activation_peak_bytes",
@@ -344,6 +430,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     },
     "block_size": {"type": "int"},
     "enable_prefix_caching": {"type": "bool"},
+    "memory_mode": {"type": "str", "choices": ["bytes", "fraction"]},
     "gpu_memory_utilization": {"type": "float"},
     "kv_cache_memory_bytes": {"type": "int"},
     "speculative_config": {"type": "dict"},
@@ -356,6 +443,8 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "node_memory_total_bytes": {"type": "int"},
     "node_mem_available_bytes": {"type": "int"},
     "host_floor_bytes": {"type": "int"},
+    "admission_margin_bytes": {"type": "int"},
+    "loaded_weights_bytes": {"type": "raw"},
     "enforce_eager": {"type": "bool", "default": False},
     "async_scheduling": {"type": "bool"},
     "activation_peak_bytes": {"type": "int"},
