@@ -110,7 +110,10 @@ def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool) -
         if o["name"] == "gb10-vllm":
             mounts = _values(argv, "--volume")
             assert f"/srv/gb10/models/{model}:/models/{model}:ro" in mounts and "/srv/gb10/cache:/root/.cache" in mounts
-            assert o["memory"]["measured"] is False and o["memory"]["fits"] is True, where
+            # Planning defaults (101 GiB available): the FP8 reference needs 94.9 GiB of weights per node
+            # on 4 nodes and does not fit with the 8 GiB host floor (docs/plan.md); every other entry fits.
+            expect_fit = not (model == "qwen3.5-397b-a17b-fp8" and layout["nodes"] == 4)
+            assert o["memory"]["measured"] is False and o["memory"]["fits"] is expect_fit, where
             if executor == "ray":
                 assert env["RAY_ADDRESS"] == f"{head_ip}:6379" and "/var/lib/gb10/ray:/tmp/ray" in mounts, where
                 assert argv[argv.index("--distributed-executor-backend") + 1] == "ray"
