@@ -80,9 +80,25 @@ def test_round_command_reads_both_files(tmp_path):
     assert job_state(job_text) == FINISHED and parse_progress(progress_text)["bytes"] == 1 << 30
 
 
-def test_split_round_without_the_separator_knows_nothing():
-    assert split_round("sh: 1: cannot fork") == ("", "")
-    assert job_state(split_round("garbage")[0]) == RUNNING
+def test_split_round_reads_the_crlf_of_a_terminal():
+    """become over SSH runs the command on a tty: every line ends in CRLF (seen on the lab)."""
+    out = _round(DONE, _progress("done", 4 << 30)).replace("\n", "\r\n") + "\r\n"
+    job_text, progress_text = split_round(out)
+    assert job_state(job_text) == FINISHED and parse_progress(progress_text)["state"] == "done"
+
+
+def test_a_round_not_understood_asks_async_status():
+    assert split_round("sh: 1: cannot fork") is None
+    outputs = iter(["garbage", "garbage", _round(STARTED, _progress("copying", 1 << 30)), "garbage"])
+    states = iter([RUNNING, RUNNING, FINISHED])
+    lines: list[str] = []
+    out = follow(lambda: next(outputs), lines.append, LABEL, 1, 60, job_status=lambda: next(states),
+                 sleep=lambda _: None)
+    assert (out.state, out.rounds) == (FINISHED, 4)
+    assert lines == ["m -> 3 node(s): copying (progress not readable this round)",
+                     "m -> 3 node(s): copying (progress not readable this round)",
+                     "m -> 3 node(s): copying 25.0% (1.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s",
+                     "m -> 3 node(s): ended (progress not readable this round)"]
 
 
 def test_progress_line_has_the_fields_of_the_old_line():

@@ -6,8 +6,9 @@ runs the real tool with one change: before each chunk frame it waits until a pro
 (any ``<dir>/.gb10-stage/progress.json`` under GB10_PACED_DIRS, colon-separated) has been opened once
 more, i.e. until the progress loop has finished one more round. A copy of N chunks therefore needs at
 least N rounds of the loop, however fast or slow the machine is: the test counts rounds, not seconds.
-The wait gives up after GB10_PACED_IDLE_S (30) seconds without a round, so a loop that died does not
-leave the chain hanging. GB10_PACED_FAIL_AFTER=N makes the source exit with an error after N chunks.
+There is no fallback on time (a loaded machine may take minutes per round of a slow loop); the wait gives
+up only after GB10_PACED_IDLE_S (3600) seconds without a round, and the test kills what a loop that died
+left waiting. GB10_PACED_FAIL_AFTER=N makes the source exit with an error before its chunk N+1.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import os
 import select
 import struct
 import sys
+import time
 from pathlib import Path
 
 IN_OPEN = 0x20
@@ -53,11 +55,14 @@ class Rounds:
                 self.credit += 1
 
     def wait(self) -> None:
-        """Return once a round was seen since the last call (or after idle_s with none)."""
-        if self.credit == 0:
-            self._drain(self.idle_s)
-        else:
-            self._drain(0)
+        """Return once a round was seen since the last call (or after idle_s with none).
+
+        Other files of the folders wake the wait too (the relays write progress.json.tmp every second):
+        only an open of progress.json counts."""
+        deadline = time.monotonic() + self.idle_s
+        self._drain(0)
+        while self.credit == 0 and time.monotonic() < deadline:
+            self._drain(max(deadline - time.monotonic(), 0))
         self.credit = max(self.credit - 1, 0)
 
 
@@ -70,7 +75,7 @@ def main() -> None:
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
     rounds = Rounds([d for d in os.environ.get("GB10_PACED_DIRS", "").split(":") if d],
-                    float(os.environ.get("GB10_PACED_IDLE_S", "30")))
+                    float(os.environ.get("GB10_PACED_IDLE_S", "3600")))
     fail_after = int(os.environ.get("GB10_PACED_FAIL_AFTER", "-1"))
     real_send_frame = stage._send_frame
     sent = 0

@@ -16,8 +16,10 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.gb10.cluster.plugins.module_utils.stage_follow import (
+    FINISHED,
     GRACE_S,
     MISSING,
+    RUNNING,
     TIMEOUT,
     follow,
     round_command,
@@ -50,7 +52,18 @@ class ActionModule(ActionBase):
         def read_round() -> str:
             return self._low_level_execute_command(command).get("stdout", "")
 
-        outcome = follow(read_round, display.display, args["label"], args["interval"], args["timeout"] + GRACE_S)
+        def async_status() -> dict:
+            try:
+                return self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
+                                            module_args={"jid": args["jid"], "mode": "status", "_async_dir": async_dir})
+            finally:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
+
+        def job_status() -> str:
+            return FINISHED if async_status().get("finished") else RUNNING
+
+        outcome = follow(read_round, display.display, args["label"], args["interval"], args["timeout"] + GRACE_S,
+                         job_status=job_status)
         result.update(changed=False, rounds=outcome.rounds, progress_line=outcome.line, ansible_job_id=args["jid"])
         if outcome.state == TIMEOUT:
             result.update(failed=True, finished=False, msg=(
@@ -62,12 +75,7 @@ class ActionModule(ActionBase):
             result.update(finished=True, stdout="", stderr=f"the stream's job file {job_path} is gone")
         # The job's own record, read as ansible.builtin.async_status reads it (failed or not: the role's
         # assert says why a copy did not complete, node by node).
-        try:
-            status = self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                                          module_args={"jid": args["jid"], "mode": "status", "_async_dir": async_dir})
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-        result.update(status)
+        result.update(async_status())
         # Not failed even when the job failed or exited non-zero (a non-zero rc alone would fail the task).
         result.update(failed=False, changed=False, finished=True)  # FINISHED or MISSING: the stream has ended
         return result

@@ -38,11 +38,13 @@ def round_command(job_path: str, progress_path: str) -> str:
             f"printf '\\n%s\\n' {shlex.quote(SEPARATOR)}; cat {progress} 2>/dev/null; true")
 
 
-def split_round(stdout: str) -> tuple[str, str]:
-    """The output of round_command as (job file text, progress file text)."""
-    job, sep, progress = stdout.partition(f"\n{SEPARATOR}\n")
-    if not sep:  # the command did not run through (connection trouble): nothing known this round
-        return "", ""
+def split_round(stdout: str) -> tuple[str, str] | None:
+    """The output of round_command as (job file text, progress file text); None when it is not that.
+
+    Lines may end in CRLF: with become over SSH the command runs on a terminal (sudo wants a tty)."""
+    job, sep, progress = stdout.replace("\r\n", "\n").partition(f"\n{SEPARATOR}\n")
+    if not sep:
+        return None
     return job, progress
 
 
@@ -94,21 +96,27 @@ class Outcome:
 
 
 def follow(read_round: Callable[[], str], emit: Callable[[str], None], label: str, interval: float,
-           limit_s: float, sleep: Callable[[float], None] = time.sleep,
+           limit_s: float, job_status: Callable[[], str] | None = None, sleep: Callable[[float], None] = time.sleep,
            clock: Callable[[], float] = time.monotonic) -> Outcome:
     """Round after round: wait ``interval`` s, read the job and progress files, emit ONE line.
 
     Ends after the round that finds the job ended (its last line shows the final progress, so a copy
     that finished between two rounds is reported once, complete) or its job file gone, or once
-    ``limit_s`` s have passed with the job still running."""
+    ``limit_s`` s have passed with the job still running. A round whose output is not understood asks
+    ``job_status`` (the slower, sure way: ansible's async_status) whether the job has ended, so an odd
+    shell can slow the rounds down but not keep them going after the copy."""
     start = clock()
     rounds = 0
     while True:
         sleep(max(interval, 0.0))
         rounds += 1
-        job_text, progress_text = split_round(read_round())
-        state = job_state(job_text)
-        line = progress_line(label, parse_progress(progress_text))
+        parts = split_round(read_round())
+        if parts is None:
+            state = job_status() if job_status is not None else RUNNING
+            line = f"{label}: {'copying' if state == RUNNING else 'ended'} (progress not readable this round)"
+        else:
+            state = job_state(parts[0])
+            line = progress_line(label, parse_progress(parts[1]))
         emit(line)
         if state != RUNNING:
             return Outcome(state, rounds, line)
