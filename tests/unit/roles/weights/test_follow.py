@@ -5,8 +5,9 @@ folder and its own loopback address (127.0.0.11-13) for the relay chain. The rol
 (manifest, relays, the source's stream, the progress loop, the checks); only the source's stream is
 paced by paced_python.py: each chunk waits for one more round of the progress loop, so a model of 450
 chunks makes the loop go round at least 450 times, on a fast or a loaded machine alike. The recursive
-loop of the first version (poll.yml including itself once per round) ended such a run with a
-RecursionError after about 260 rounds.
+loop of the first version (poll.yml including itself once per round) ended this test with a
+RecursionError after 245 rounds (ansible-core 2.19.14: Task.copy -> Block.copy -> TaskInclude.copy once
+per nested include), 54% into the copy.
 """
 from __future__ import annotations
 

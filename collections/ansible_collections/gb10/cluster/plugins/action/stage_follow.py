@@ -7,7 +7,7 @@ result as ansible.builtin.async_status returns it.
 
 Why an action plugin (roles/weights/tasks/poll.yml used to include itself once per round): a loop in
 Python does not grow with the rounds, so a copy of any length ends (an include per round crashed
-ansible-core with a RecursionError after about 260 rounds, a copy of about 25 minutes); `until`/`retries`
+ansible-core with a RecursionError after about 250 rounds, a copy of about 25 minutes); `until`/`retries`
 would print "FAILED - RETRYING" every round. A round costs one shell command, not a module run.
 """
 from __future__ import annotations

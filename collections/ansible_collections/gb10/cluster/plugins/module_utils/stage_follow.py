@@ -4,7 +4,7 @@ Plain typed Python, no Ansible imports. The action plugin gb10.cluster.stage_fol
 (one shell command per round on the node that runs the stream, Display for the lines); this module
 builds that command, reads its output and runs the rounds. The rounds are a plain loop bounded by a
 deadline: their number does not grow any stack (issue #15: a task file that included itself once per
-round ended long copies with a RecursionError after about 260 rounds).
+round ended long copies with a RecursionError after about 250 rounds).
 """
 from __future__ import annotations
 
