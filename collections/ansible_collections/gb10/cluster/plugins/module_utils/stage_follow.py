@@ -1,0 +1,124 @@
+"""Follow a staging stream (roles/weights): one progress line per round until the stream has ended.
+
+Plain typed Python, no Ansible imports. The action plugin gb10.cluster.stage_follow supplies the I/O
+(one shell command per round on the node that runs the stream, Display for the lines); this module
+builds that command, reads its output and runs the rounds. The rounds are a plain loop bounded by a
+deadline: their number does not grow any stack (issue #15: a task file that included itself once per
+round ended long copies with a RecursionError after about 250 rounds).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# The stream's async job: still running, ended (its result is in the job file), or no job file at all.
+RUNNING = "running"
+FINISHED = "finished"
+MISSING = "missing"
+TIMEOUT = "timeout"
+
+SEPARATOR = "--- gb10 stage_follow: progress ---"
+NO_JOB_FILE = "--- gb10 stage_follow: no job file ---"
+# Followed this long after the job's own limit (async: the async wrapper kills the job at that limit and
+# writes the result), the job file still says "running": the node rebooted or the wrapper was killed.
+GRACE_S = 120.0
+
+
+def round_command(job_path: str, progress_path: str) -> str:
+    """One shell command for a round: the async job file (or NO_JOB_FILE), SEPARATOR, the progress file.
+
+    Both files are replaced atomically by their writers (rename), so a read sees an old or a new copy,
+    never half of one. A progress file not written yet prints nothing."""
+    job, progress = shlex.quote(job_path), shlex.quote(progress_path)
+    return (f"if [ -e {job} ]; then cat {job}; else printf '%s' {shlex.quote(NO_JOB_FILE)}; fi; "
+            f"printf '\\n%s\\n' {shlex.quote(SEPARATOR)}; cat {progress} 2>/dev/null; true")
+
+
+def split_round(stdout: str) -> tuple[str, str] | None:
+    """The output of round_command as (job file text, progress file text); None when it is not that.
+
+    Lines may end in CRLF: with become over SSH the command runs on a terminal (sudo wants a tty)."""
+    job, sep, progress = stdout.replace("\r\n", "\n").partition(f"\n{SEPARATOR}\n")
+    if not sep:
+        return None
+    return job, progress
+
+
+def job_state(text: str) -> str:
+    """RUNNING, FINISHED or MISSING, read from the async job file as ansible's async_status reads it.
+
+    The wrapper writes {"started": true, "finished": false} first and the module's result (which has
+    no "started") at the end; an empty or unreadable file is a job still being written."""
+    if text.strip() == NO_JOB_FILE:
+        return MISSING
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return RUNNING
+    if not isinstance(data, dict):
+        return RUNNING
+    return FINISHED if "started" not in data or bool(data.get("finished")) else RUNNING
+
+
+def parse_progress(text: str) -> dict[str, Any]:
+    """The progress file written by gb10_stage.py ({} when absent or unreadable)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def progress_line(label: str, progress: dict[str, Any]) -> str:
+    """'<label>: <state> <percent>% (<done> / <total> GiB) at <rate> MB/s, <elapsed> s', or '<label>: starting'."""
+    try:
+        done = float(progress["bytes"])
+        total = float(progress["total"])
+        rate = float(progress.get("rate_bps", 0))
+    except (KeyError, TypeError, ValueError):
+        return f"{label}: starting"
+    percent = 100.0 * done / max(total, 1.0)
+    return (f"{label}: {progress.get('state', 'copying')} {percent:.1f}% "
+            f"({done / 2**30:.2f} / {total / 2**30:.2f} GiB) at {rate / 1e6:.1f} MB/s, {progress.get('elapsed_s', 0)} s")
+
+
+@dataclass
+class Outcome:
+    """How following ended: FINISHED, MISSING or TIMEOUT, after how many rounds, with the last line printed."""
+
+    state: str
+    rounds: int
+    line: str
+
+
+def follow(read_round: Callable[[], str], emit: Callable[[str], None], label: str, interval: float,
+           limit_s: float, job_status: Callable[[], str] | None = None, sleep: Callable[[float], None] = time.sleep,
+           clock: Callable[[], float] = time.monotonic) -> Outcome:
+    """Round after round: wait ``interval`` s, read the job and progress files, emit ONE line.
+
+    Ends after the round that finds the job ended (its last line shows the final progress, so a copy
+    that finished between two rounds is reported once, complete) or its job file gone, or once
+    ``limit_s`` s have passed with the job still running. A round whose output is not understood asks
+    ``job_status`` (the slower, sure way: ansible's async_status) whether the job has ended, so an odd
+    shell can slow the rounds down but not keep them going after the copy."""
+    start = clock()
+    rounds = 0
+    while True:
+        sleep(max(interval, 0.0))
+        rounds += 1
+        parts = split_round(read_round())
+        if parts is None:
+            state = job_status() if job_status is not None else RUNNING
+            line = f"{label}: {'copying' if state == RUNNING else 'ended'} (progress not readable this round)"
+        else:
+            state = job_state(parts[0])
+            line = progress_line(label, parse_progress(parts[1]))
+        emit(line)
+        if state != RUNNING:
+            return Outcome(state, rounds, line)
+        if clock() - start >= limit_s:
+            return Outcome(TIMEOUT, rounds, line)

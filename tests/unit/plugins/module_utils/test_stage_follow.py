@@ -1,0 +1,158 @@
+"""module_utils/stage_follow.py: the rounds of the weights role's progress loop (action plugin stage_follow)."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from ansible_collections.gb10.cluster.plugins.module_utils.stage_follow import (
+    FINISHED,
+    GRACE_S,
+    MISSING,
+    RUNNING,
+    TIMEOUT,
+    follow,
+    job_state,
+    parse_progress,
+    progress_line,
+    round_command,
+    split_round,
+)
+
+LABEL = "m -> 3 node(s)"
+STARTED = json.dumps({"started": True, "finished": False, "ansible_job_id": "j1"})
+DONE = json.dumps({"changed": True, "rc": 0, "stdout": '{"complete": true}', "stderr": ""})
+
+
+def _progress(state: str, done: int, total: int = 4 << 30) -> str:
+    return json.dumps({"role": "source", "state": state, "bytes": done, "total": total, "elapsed_s": 12.5,
+                       "rate_bps": 250_000_000, "time": 1.0})
+
+
+def _round(job: str, progress: str = "") -> str:
+    """What round_command prints (see test_round_command_reads_both_files for the real thing)."""
+    return f"{job}\n--- gb10 stage_follow: progress ---\n{progress}"
+
+
+class Clock:
+    """A clock that only moves when the loop sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("text", "state"), [
+    (STARTED, RUNNING),
+    ("", RUNNING),  # the wrapper is writing it
+    ('{"started": 1', RUNNING),
+    ("[]", RUNNING),
+    (json.dumps({"started": True, "finished": True}), FINISHED),
+    (DONE, FINISHED),  # the module's result replaced the wrapper's note
+    (json.dumps({"msg": "Timeout exceeded", "failed": True, "child_pid": 7}), FINISHED),
+    ("--- gb10 stage_follow: no job file ---", MISSING),
+])
+def test_job_state_reads_the_job_file_as_async_status_does(text, state):
+    assert job_state(text) == state
+
+
+def test_round_command_reads_both_files(tmp_path):
+    job, progress = tmp_path / "job 1", tmp_path / "it's" / "progress.json"
+
+    def run() -> tuple[str, str]:
+        out = subprocess.run(["sh", "-c", round_command(str(job), str(progress))], capture_output=True, text=True,
+                             check=True).stdout
+        return split_round(out)
+
+    assert job_state(run()[0]) == MISSING and run()[1] == ""
+    job.write_text(STARTED)
+    assert run() == (STARTED, "")
+    progress.parent.mkdir()
+    progress.write_text(_progress("copying", 1 << 30))
+    job.write_text(DONE)
+    job_text, progress_text = run()
+    assert job_state(job_text) == FINISHED and parse_progress(progress_text)["bytes"] == 1 << 30
+
+
+def test_split_round_reads_the_crlf_of_a_terminal():
+    """become over SSH runs the command on a tty: every line ends in CRLF (seen on the lab)."""
+    out = _round(DONE, _progress("done", 4 << 30)).replace("\n", "\r\n") + "\r\n"
+    job_text, progress_text = split_round(out)
+    assert job_state(job_text) == FINISHED and parse_progress(progress_text)["state"] == "done"
+
+
+def test_a_round_not_understood_asks_async_status():
+    assert split_round("sh: 1: cannot fork") is None
+    outputs = iter(["garbage", "garbage", _round(STARTED, _progress("copying", 1 << 30)), "garbage"])
+    states = iter([RUNNING, RUNNING, FINISHED])
+    lines: list[str] = []
+    out = follow(lambda: next(outputs), lines.append, LABEL, 1, 60, job_status=lambda: next(states),
+                 sleep=lambda _: None)
+    assert (out.state, out.rounds) == (FINISHED, 4)
+    assert lines == ["m -> 3 node(s): copying (progress not readable this round)",
+                     "m -> 3 node(s): copying (progress not readable this round)",
+                     "m -> 3 node(s): copying 25.0% (1.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s",
+                     "m -> 3 node(s): ended (progress not readable this round)"]
+
+
+def test_progress_line_has_the_fields_of_the_old_line():
+    assert progress_line(LABEL, parse_progress(_progress("copying", 1 << 30))) == (
+        "m -> 3 node(s): copying 25.0% (1.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s")
+    assert progress_line(LABEL, {}) == "m -> 3 node(s): starting"
+    assert progress_line(LABEL, parse_progress("{not json")) == "m -> 3 node(s): starting"
+    assert progress_line(LABEL, {"state": "copying", "bytes": 0, "total": 0, "elapsed_s": 0.1, "rate_bps": 0}) == (
+        "m -> 3 node(s): copying 0.0% (0.00 / 0.00 GiB) at 0.0 MB/s, 0.1 s")
+
+
+def test_one_line_per_round_and_a_copy_that_ends_between_two_rounds():
+    rounds = iter([_round(STARTED), _round(STARTED, _progress("copying", 1 << 30)),
+                   _round(STARTED, _progress("copying", 3 << 30)),
+                   # between this round and the one before, the copy ended: the job file has the result
+                   _round(DONE, _progress("done", 4 << 30))])
+    lines: list[str] = []
+    clock = Clock()
+    out = follow(lambda: next(rounds), lines.append, LABEL, 5, 3600, sleep=clock.sleep, clock=clock)
+    assert (out.state, out.rounds) == (FINISHED, 4)
+    assert lines == ["m -> 3 node(s): starting",
+                     "m -> 3 node(s): copying 25.0% (1.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s",
+                     "m -> 3 node(s): copying 75.0% (3.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s",
+                     "m -> 3 node(s): done 100.0% (4.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s"]
+    assert out.line == lines[-1]
+    assert clock.now == 20  # one interval before each round, none after the last
+
+
+def test_a_job_that_failed_or_vanished_ends_the_rounds():
+    failed = json.dumps({"failed": True, "rc": 1, "stdout": "", "stderr": "gb10-stage: boom"})
+    out = follow(lambda: _round(failed), lambda _: None, LABEL, 1, 60, sleep=lambda _: None)
+    assert (out.state, out.rounds) == (FINISHED, 1)
+    out = follow(lambda: _round("--- gb10 stage_follow: no job file ---"), lambda _: None, LABEL, 1, 60,
+                 sleep=lambda _: None)
+    assert (out.state, out.rounds) == (MISSING, 1)
+
+
+def test_tens_of_thousands_of_rounds_do_not_grow_the_stack():
+    """A day of 5-second rounds (17280) and more: a loop, where an include per round hit the recursion limit."""
+    n = 20_000
+    seen = {"rounds": 0}
+
+    def read() -> str:
+        seen["rounds"] += 1
+        return _round(DONE if seen["rounds"] == n else STARTED, _progress("copying", seen["rounds"]))
+
+    emitted = []
+    clock = Clock()
+    out = follow(read, emitted.append, LABEL, 5, n * 5 + GRACE_S, sleep=clock.sleep, clock=clock)
+    assert (out.state, out.rounds, len(emitted)) == (FINISHED, n, n)
+
+
+def test_a_job_that_never_ends_stops_at_the_limit():
+    clock = Clock()
+    lines: list[str] = []
+    out = follow(lambda: _round(STARTED), lines.append, LABEL, 5, 60, sleep=clock.sleep, clock=clock)
+    assert (out.state, out.rounds, len(lines)) == (TIMEOUT, 12, 12)
