@@ -1,10 +1,7 @@
 """Serving plan (plugins/module_utils/gb10_serving.py): images, layouts, vLLM flags, logs, swap hashes."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     ServingError,
@@ -18,8 +15,8 @@ from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     unreachable_hosts,
     vllm_args,
 )
+from tests.support.catalog import merged_catalog
 
-ROOT = Path(__file__).resolve().parents[4]
 DIGEST = "sha256:" + "ab" * 32
 PINS = {"lab-vllm-cpu": {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0.32.0-x", "digest": DIGEST,
                          "image_id": "sha256:" + "cd" * 32}}
@@ -27,7 +24,8 @@ PINS = {"lab-vllm-cpu": {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0
 
 @pytest.fixture(scope="module")
 def catalog():
-    return yaml.safe_load((ROOT / "group_vars/all/catalog.yml").read_text())["gb10_catalog"]
+    """gb10_catalog on the lab: the built-in entries and the lab's tiny models (gb10_catalog_extra)."""
+    return merged_catalog()
 
 
 def nodes(n=4):
@@ -46,6 +44,7 @@ def test_nodes_from_hostvars():
 
 def test_lab_tp2_native_multinode(catalog):
     plan = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"cpu_threads_bind": "by_rank"})
+    assert plan["weights_source"] == "controller", "staged from the control machine: no hf_revision needed"
     assert plan["executor"] == "native"
     assert plan["hosts"] == ["gx10-1", "gx10-2"]
     assert plan["image_ref"] == f"10.77.0.1:5000/gb10/vllm-cpu@{DIGEST}"

@@ -1,5 +1,7 @@
 """Filters for the model catalog and the memory plan (logic in plugins/module_utils/catalog.py).
 
+- ``builtin | catalog_merge(extra, root, inventory_dir)``: ``gb10_catalog``, the built-in catalog with the
+  inventory's ``gb10_catalog_extra`` entries over it (paths resolved; see ``merge_catalog``).
 - ``catalog | catalog_errors(root)``: list of one-sentence problems in the catalog.
 - ``inputs | plan_resolve(catalog, root)``: planner arguments, or ``{'errors': [...]}``.
 - ``result | plan_lines(resolved)``: the console table.
@@ -11,7 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _H
+
+
+def catalog_merge(builtin: Any, extra: Any, root: Any, inventory_dir: Any = None) -> dict[str, Any]:
+    try:
+        return _H.merge_catalog(builtin, extra, str(root), str(inventory_dir) if inventory_dir else None)
+    except _H.CatalogMergeError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
 
 
 def catalog_errors(catalog: Any, root: str) -> list[str]:
@@ -42,6 +53,7 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
+            "catalog_merge": catalog_merge,
             "catalog_errors": catalog_errors,
             "plan_resolve": plan_resolve,
             "plan_lines": plan_lines,
