@@ -239,7 +239,6 @@ KV_RE = re.compile(
 )
 GROUPS_RE = re.compile(r"kv cache group sizes \(([^)]*)\)")
 LCM_RE = re.compile(r"kv lcm block sizes (\d+)")
-BS_WARN_RE = re.compile(r"(?:Setting attention block size to|attention block size) (\d+)")
 AUTOFIT_RE = re.compile(r"Auto-fit max_model_len: reduced from (\d+) to (\d+)")
 ESTIMATE_RE = re.compile(r"the estimated maximum model length is (\d+)")
 CONFIG_RE = re.compile(r"Initializing a V1 LLM engine \(v([^)]*)\) with config: (.*)")

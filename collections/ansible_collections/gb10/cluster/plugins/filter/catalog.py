@@ -1,6 +1,5 @@
 """Filters for the model catalog and the memory plan (logic in plugins/module_utils/catalog.py and memfit.py).
 
-- ``catalog | catalog_errors(root)``: list of one-sentence problems in the catalog.
 - ``entry | planner_args(overrides, root)``: the planner's arguments for a catalog entry plus overrides
   (the one conversion, ``catalog.planner_args``), or ``{'errors': [...]}``.
 - ``params | plan_memory``: the planner's answer on the controller (what ``gb10.cluster.memory_fit``
@@ -23,10 +22,6 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _H
 from ansible_collections.gb10.cluster.plugins.module_utils import memfit as _M
-
-
-def catalog_errors(catalog: Any, root: str) -> list[str]:
-    return _H.catalog_errors(catalog, str(root))
 
 
 def planner_args(entry: Any, overrides: Any = None, root: Any = "") -> dict[str, Any]:
@@ -75,7 +70,6 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
-            "catalog_errors": catalog_errors,
             "planner_args": planner_args,
             "plan_memory": plan_memory,
             "plan_input_names": plan_input_names,

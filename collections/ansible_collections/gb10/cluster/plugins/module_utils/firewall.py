@@ -5,8 +5,8 @@
   that Ray, NCCL/Gloo, torch.distributed, vLLM's rendezvous and the weights relays are allowed from.
 - ``ssh_session()`` / ``lockout_error()`` tell, before anything is applied, whether the SSH session
   Ansible runs over would still be allowed by the new rules.
-- ``parse_nmap_xml()`` / ``exposure_violations()`` read a port scan and compare it with what the threat
-  model allows (used by lab/outsider.py and bench/exposure/run.py).
+- ``parse_nmap_xml()`` reads a port scan (used by lab/outsider.py; molecule/serve/outsider.yml and
+  bench/exposure/run.py compare it with what the threat model allows).
 Every problem is one sentence: what is wrong, where, what to do.
 """
 from __future__ import annotations
@@ -157,25 +157,3 @@ def parse_nmap_xml(text: str) -> dict[str, list[int]]:
         )
         result[addr] = ports
     return dict(sorted(result.items(), key=lambda kv: ipaddress.ip_address(kv[0])))
-
-
-def exposure_violations(
-    scan: Mapping[str, Sequence[int]], allowed: Mapping[str, Iterable[int]], expected: Iterable[str]
-) -> list[str]:
-    """Sentences for every open port the threat model does not allow, and every target the scan missed.
-
-    ``allowed``: per address, the ports that may be open from where the scan ran (missing = none).
-    ``expected``: addresses the scan must have reported (a target that was not scanned is not "closed").
-    """
-    problems: list[str] = []
-    for addr in expected:
-        if addr not in scan:
-            problems.append(f"The scan has no result for {addr}, so its exposure is unknown; check the scan ran.")
-    for addr, ports in scan.items():
-        extra = sorted(set(int(p) for p in ports) - set(int(p) for p in allowed.get(addr, ())))
-        if extra:
-            problems.append(
-                f"{addr} accepts connections on port(s) {', '.join(map(str, extra))} from outside the cluster; "
-                "the firewall must drop them."
-            )
-    return problems
