@@ -123,17 +123,23 @@ def build() -> str:
     run("chroot", str(rootfs), "/bin/sh", "/tmp/customize.sh")
     (rootfs / "tmp" / "customize.sh").unlink()
     log("importing the root file system into Docker")
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    imp = subprocess.run(["docker", "import", "-c", 'CMD ["/sbin/init"]',
-                          "-", tag], stdin=tar.stdout, stdout=subprocess.DEVNULL)
-    assert tar.stdout is not None
-    tar.stdout.close()
-    tar.wait()
-    if imp.returncode != 0 or tar.returncode != 0:
+    if not docker_import(rootfs, tag, ['CMD ["/sbin/init"]']):
         raise SystemExit("lab: docker import of the node image failed")
     shutil.rmtree(rootfs)
     log(f"built {tag} in {time.monotonic() - t0:.0f} s")
     return tag
+
+
+def docker_import(rootfs: Path, tag: str, changes: list[str]) -> bool:
+    """Import a root file system into the host's Docker as image ``tag`` (one layer, ``changes`` as
+    Dockerfile instructions); True when tar and ``docker import`` both succeeded."""
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    imp = subprocess.run(["docker", "import", *(arg for change in changes for arg in ("-c", change)), "-", tag],
+                         stdin=tar.stdout, stdout=subprocess.DEVNULL)
+    assert tar.stdout is not None
+    tar.stdout.close()
+    tar.wait()
+    return imp.returncode == 0 and tar.returncode == 0
 
 
 # --------------------------------------------------------------------------------------------- network

@@ -39,6 +39,7 @@ from pathlib import Path
 # The lab's own helpers and addresses.
 from lab.lab import (
     MGMT_GATEWAY,
+    docker_import,
     encrypt_vars,
     ok,
     run,
@@ -215,18 +216,11 @@ def build_base() -> str:
         (rootfs / leftover).unlink(missing_ok=True)
     (rootfs / "etc" / "resolv.conf").write_text("")
     log("importing the root file system into Docker")
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    imp = subprocess.run(
-        ["docker", "import",
-         "-c", "ENV PATH=/opt/vllm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-         "-c", "ENV VIRTUAL_ENV=/opt/vllm", "-c", "ENV LANG=C.UTF-8",
-         "-c", f"LABEL org.opencontainers.image.title=gb10-lab-vllm-cpu vllm.release={VLLM_VERSION}",
-         "-c", 'CMD ["vllm", "--help"]', "-", tag],
-        stdin=tar.stdout, stdout=subprocess.DEVNULL)
-    assert tar.stdout is not None
-    tar.stdout.close()
-    tar.wait()
-    if imp.returncode != 0 or tar.returncode != 0:
+    changes = ["ENV PATH=/opt/vllm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "ENV VIRTUAL_ENV=/opt/vllm", "ENV LANG=C.UTF-8",
+               f"LABEL org.opencontainers.image.title=gb10-lab-vllm-cpu vllm.release={VLLM_VERSION}",
+               'CMD ["vllm", "--help"]']
+    if not docker_import(rootfs, tag, changes):
         raise SystemExit("lab-serving: docker import of the vLLM image failed")
     shutil.rmtree(rootfs)
     done.unlink(missing_ok=True)
