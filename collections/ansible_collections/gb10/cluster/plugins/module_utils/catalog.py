@@ -21,6 +21,9 @@ import shlex
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from ansible_collections.gb10.cluster.plugins.module_utils import (
+    serving as _serving,  # module, not name: serving imports catalog too
+)
 from ansible_collections.gb10.cluster.plugins.module_utils.calibration import (
     CalibrationError,
     calibration_overrides,
@@ -40,7 +43,6 @@ from ansible_collections.gb10.cluster.plugins.module_utils.memfit_settings impor
     PLATFORMS,
 )
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit_settings import MODEL_DTYPES as DTYPES
-from ansible_collections.gb10.cluster.plugins.module_utils.serving import image_for
 
 GIB = 1024**3
 
@@ -977,7 +979,7 @@ def _plan_calibration(
             return {"path": None, "note": "no catalog entry, so no calibration: estimates used."}
         if not base_dir:
             return {"path": None, "note": "no inventory folder, so no calibration: estimates used."}
-        digest = image_for(model, entry, image_pins)["digest"]
+        digest = _serving.image_for(model, entry, image_pins)["digest"]
         return dict(find_calibration(base_dir, model, digest, layout["tp"], layout["pp"]))
     except CalibrationError as exc:
         raise PlanInputError([str(exc)]) from exc
