@@ -398,7 +398,7 @@ def write_inventory_vars(pin: dict[str, str]) -> None:
 
 # --------------------------------------------------------------------------------------------- models
 def models() -> None:
-    """Tiny lab models: each catalog config under catalog/models/<lab name>/ plus a local tokenizer."""
+    """Tiny lab models: each lab entry's config (lab/models/catalog.yml) plus a local tokenizer."""
     out = STATE / "models"
     tag = image_tag()
     if not ok("docker", "image", "inspect", tag):
@@ -406,8 +406,8 @@ def models() -> None:
     out.mkdir(parents=True, exist_ok=True)
     run("docker", "run", "--rm", "--network", "none", "-v", f"{ROOT}:/repo:ro", "-v", f"{out}:/out",
         "--user", f"{os.getuid()}:{os.getgid()}", tag,
-        "python", "/repo/lab/serving/make_tiny_models.py", "--catalog", "/repo/group_vars/all/catalog.yml",
-        "--repo", "/repo", "--out", "/out")
+        "python", "/repo/lab/serving/make_tiny_models.py", "--catalog", "/repo/lab/models/catalog.yml",
+        "--out", "/out")
     log(f"tiny models in {out.relative_to(ROOT)}: {', '.join(sorted(p.name for p in out.iterdir()))}")
 
 

@@ -2,7 +2,9 @@
 """Write the folders of the lab's tiny catalog models: config.json, generation_config.json and a
 byte-level BPE tokenizer trained locally (no hub). No weights: vLLM starts them with --load-format dummy.
 
-    python make_tiny_models.py --catalog group_vars/all/catalog.yml --repo . --out DIR
+    python make_tiny_models.py --catalog lab/models/catalog.yml --out DIR
+
+One folder per entry of the lab's catalog (its `config` is relative to the catalog file's folder).
 
 Runs inside the lab vLLM image (it has `tokenizers` and PyYAML). Output is deterministic, so the
 weights manifest (sizes, sha256) of a re-generated folder does not change.
@@ -68,15 +70,14 @@ def write(name: str, config_path: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--catalog", required=True)
-    ap.add_argument("--repo", required=True)
+    ap.add_argument("--catalog", required=True, help="the lab's catalog entries (lab/models/catalog.yml)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    catalog = yaml.safe_load(Path(args.catalog).read_text())["gb10_catalog"]
+    catalog_file = Path(args.catalog)
+    catalog = yaml.safe_load(catalog_file.read_text())
     for name, entry in sorted(catalog.items()):
-        if entry.get("lab") is True:
-            write(name, Path(args.repo) / entry["config"], Path(args.out))
-            print(name)
+        write(name, catalog_file.parent / entry["config"], Path(args.out))
+        print(name)
 
 
 if __name__ == "__main__":

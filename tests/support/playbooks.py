@@ -2,7 +2,8 @@
 
 Shared by the playbook tests in tests/unit/playbooks/. The nodes of the copy sit on loopback addresses
 where no SSH server answers, so a broken validation could never send traffic to a real network: any task
-that reached a node would show up as an event for that node.
+that reached a node would show up as an event for that node. The copy also carries the lab's tiny models
+(gb10_catalog_extra, as the lab's generated inventory does), which the serving tests ask for.
 """
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from pathlib import Path
 import ansible_runner
 import yaml
 
+from tests.support.catalog import lab_extra, write_extra
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make_inventory(tmp_path: Path, change) -> Path:
+def make_inventory(tmp_path: Path, change, lab_models: bool = True) -> Path:
     inv_dir = tmp_path / "inventory"
     shutil.copytree(ROOT / "inventory" / "sample", inv_dir)
+    if lab_models:
+        write_extra(inv_dir, lab_extra(), "lab_catalog.yml")
     hosts = yaml.safe_load((inv_dir / "hosts.yml").read_text())
     nodes = hosts["all"]["children"]["gx10"]["hosts"]
     for i, node in enumerate(nodes.values(), start=1):

@@ -23,18 +23,19 @@ import yaml
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as gb10_catalog
 from ansible_collections.gb10.cluster.plugins.module_utils import inventory as gb10_inventory
 from ansible_collections.gb10.cluster.plugins.module_utils import serving as gb10_serving
+from tests.support.catalog import lab_extra, merged_catalog
 from tests.support.playbooks import ROOT, make_inventory, run_playbook
 
 API_KEY = "k" * 24  # a stand-in key (these runs never reach a node)
 DIGEST = "sha256:" + "ab" * 32
 LAB_PIN = {"repository": "127.0.0.1:5000/gb10/vllm-cpu", "tag": "lab", "digest": DIGEST}
-CATALOG = yaml.safe_load((ROOT / "group_vars" / "all" / "catalog.yml").read_text())["gb10_catalog"]
 
 
-def _catalog_with_tp(model: str, tp: int) -> dict[str, Any]:
-    catalog = copy.deepcopy(CATALOG)
-    catalog[model]["launch"]["tensor_parallel_size"] = tp
-    return catalog
+def _lab_extra_with_tp(model: str, tp: int) -> dict[str, Any]:
+    """The lab's gb10_catalog_extra with one entry's tensor parallel size changed."""
+    extra = copy.deepcopy(lab_extra())
+    extra[model]["launch"]["tensor_parallel_size"] = tp
+    return extra
 
 
 def _drop_nodes(*names: str) -> Callable[[dict], None]:
@@ -87,9 +88,9 @@ CASES = [
          ["3 nodes gives tensor_parallel_size 3, which does not divide the model's 32 attention heads"],
          {"model": "qwen3.5-397b-a17b-fp8", "nodes": "3", **PLAN_QUIET}),
     Case("serve-tp-vs-heads", "serve.yml",
-         ["gb10_catalog['tiny-qwen3'].launch: tensor_parallel_size 3 does not divide the model's 4 attention heads",
-          "use one of 1, 2, 4"],
-         {"model": "tiny-qwen3", "gb10_catalog": _catalog_with_tp("tiny-qwen3", 3)}),
+         ["gb10_catalog_extra['tiny-qwen3'].launch: tensor_parallel_size 3 does not divide the model's 4 attention "
+          "heads", "use one of 1, 2, 4 (inventory "],
+         {"model": "tiny-qwen3", "gb10_catalog_extra": _lab_extra_with_tp("tiny-qwen3", 3)}),
     # A twin address outside its twin's subnet.
     Case("site-twin-outside-subnet", "site.yml",
          ["gx10-4: twin enp1s0f1np1 is in 192.168.105.0/24 but on gx10-1 it is in 192.168.100.0/24"],
@@ -289,9 +290,11 @@ def test_pin_errors() -> None:
 
 
 def test_heads_sentence_says_what_to_use() -> None:
-    errors = gb10_catalog.entry_errors("tiny-qwen3", _catalog_with_tp("tiny-qwen3", 3)["tiny-qwen3"], str(ROOT))
-    assert errors == ["gb10_catalog['tiny-qwen3'].launch: tensor_parallel_size 3 does not divide the model's "
-                      "4 attention heads; use one of 1, 2, 4."]
+    inventory = ROOT / "inventory" / "lab"
+    entry = merged_catalog(_lab_extra_with_tp("tiny-qwen3", 3), inventory)["tiny-qwen3"]
+    errors = gb10_catalog.entry_errors("tiny-qwen3", entry, str(ROOT))
+    assert errors == ["gb10_catalog_extra['tiny-qwen3'].launch: tensor_parallel_size 3 does not divide the model's "
+                      f"4 attention heads; use one of 1, 2, 4 (inventory {inventory})."]
 
 
 def _only_the_inventory_check(result) -> bool:

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible_collections.gb10.cluster.plugins.module_utils.calibration import (
     calibration_record,
@@ -24,6 +23,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     plan_report,
     resolve_plan,
 )
+from tests.support.catalog import builtin_catalog
 from tests.support.vllm_logs import FRACTION_TP1
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,9 +34,7 @@ REF = "qwen3.5-397b-a17b-fp8"
 
 @pytest.fixture(scope="module")
 def catalog() -> dict:
-    return yaml.safe_load((ROOT / "group_vars" / "all" / "catalog.yml").read_text(encoding="utf-8"))[
-        "gb10_catalog"
-    ]
+    return builtin_catalog()
 
 
 def errors_of(inputs, catalog) -> list[str]:

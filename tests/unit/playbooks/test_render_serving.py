@@ -1,9 +1,9 @@
 """The rack contract (issue 12): playbooks/render_serving.yml renders, without contacting a host, every
 container every node would run, and every container carries the contract (docs/rack-contract.md).
 
-- the two reference racks (inventory/sample, inventory/sample-8) and EVERY catalog entry but the lab's
-  (``-e model=all`` skips entries marked ``lab: true``: they need the lab's image pin and CPU nodes; the
-  lab's own path is the last test here);
+- the two reference racks (inventory/sample, inventory/sample-8) and EVERY built-in catalog entry
+  (``-e model=all``; the lab's CPU entries are not built in: the lab's inventory adds them, with its
+  image pin and CPU nodes, and the lab's own path is the last test here);
 - serve.yml refuses the Ray executor on an image without Ray before any host, in one sentence naming the
   image and the fix, and lays a model over eight nodes with -e nodes=8;
 - the lab's CPU path renders exactly the containers it ran before (tests/unit/fixtures/serving).
@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.catalog import builtin_catalog, lab_extra, write_extra
 from tests.support.playbooks import ROOT, run_playbook
 
 DIGEST = "sha256:" + "ab" * 32
 API_KEY = "k" * 24
 SWITCH = yaml.safe_load((ROOT / "roles/switch/defaults/main.yml").read_text())
-CATALOG = yaml.safe_load((ROOT / "group_vars/all/catalog.yml").read_text())["gb10_catalog"]
-RACK_MODELS = sorted(n for n, e in CATALOG.items() if e.get("lab") is not True)
+CATALOG = builtin_catalog()
+RACK_MODELS = sorted(CATALOG)
 LAB = json.loads((ROOT / "tests/unit/fixtures/serving/lab-before-rack.json").read_text())
 PINNED = {"nvidia-vllm-26.10": {"repository": "registry.gb10.lan:5000/gb10/vllm-ray", "tag": "26.10-py3-ray2.58.0",
                                 "digest": DIGEST, "ray": "2.58.0", "base": "nvcr.io/nvidia/vllm:26.10-py3"}}
@@ -243,6 +244,7 @@ def _lab_inventory(tmp_path: Path) -> Path:
         "vllm_serve_ipc": "private", "vllm_serve_shm_size": "1g", "vllm_serve_extra_args": opts["extra_args"],
         "vllm_serve_health_timeout": 900}))
     (inv / "group_vars/all/serving_images.yml").write_text(yaml.safe_dump({"gb10_image_pins": LAB["pins"]}))
+    write_extra(inv, lab_extra())  # the lab's models, as lab/lab.py writes them (gb10_catalog_extra)
     return inv
 
 
@@ -251,9 +253,8 @@ def test_the_lab_renders_exactly_what_it_ran_before(tmp_path: Path, model: str) 
     """The lab's CPU path through the real tasks: the vLLM containers' argv (hash label included) are the
     ones the code before the rack work planned; no GPU, /dev/infiniband, IPC_LOCK or rack NCCL setting."""
     out = tmp_path / "render"
-    catalog = {**CATALOG, **LAB["catalog"]}
     result = run_playbook(tmp_path, "playbooks/render_serving.yml", _lab_inventory(tmp_path),
-                          {"model": model, "render_artifacts_dir": str(out), "gb10_catalog": catalog})
+                          {"model": model, "render_artifacts_dir": str(out)})
     assert result.status == "successful", result.stdout.read()[-3000:]
     objs = json.loads((out / f"{model}.json").read_text())
     vllm = [o for o in objs if o["name"] == "gb10-vllm"]

@@ -11,17 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.gb10.cluster.plugins.filter.catalog import FilterModule
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
 from ansible_collections.gb10.cluster.plugins.modules import memory_fit as memory_fit_module
+from tests.support.catalog import merged_catalog
 
 ROOT = Path(__file__).resolve().parents[4]
 GIB = 1 << 30
 FILTERS = FilterModule().filters()
-CATALOG = yaml.safe_load((ROOT / "group_vars" / "all" / "catalog.yml").read_text(encoding="utf-8"))["gb10_catalog"]
+# gb10_catalog on the lab: the built-in entries and the lab inventory's tiny models (gb10_catalog_extra).
+CATALOG = merged_catalog()
 # vllm_serve_measured: per node, MemAvailable and MemTotal capped by the container's limit
 MEASURED = [
     {"host": "n1", "mem_total": 121 * GIB, "mem_available": 118 * GIB, "cgroup_limit": None},

@@ -1,14 +1,16 @@
-"""The model catalog (group_vars/all/catalog.yml) and its config.json copies."""
+"""The model catalog: the built-in entries (roles/gb10/defaults/main.yml) and their config.json copies,
+the merge with an inventory's gb10_catalog_extra, and the lab's entries (added that way)."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible_collections.gb10.cluster.plugins.module_utils.calibration import (
     calibration_record,
@@ -20,11 +22,13 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     NAME_RE,
     PLANNER_SETTINGS,
     REQUIRED_KEYS,
+    CatalogMergeError,
     PlanInputError,
     catalog_errors,
     config_errors,
     entry_errors,
     load_model_config,
+    merge_catalog,
     plan_lines,
     plan_report,
     planner_args,
@@ -32,10 +36,10 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     text_config,
 )
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
+from tests.support.catalog import builtin_catalog, merged_catalog
 from tests.support.vllm_logs import FRACTION_TP1
 
 ROOT = Path(__file__).resolve().parents[4]
-CATALOG_FILE = ROOT / "group_vars" / "all" / "catalog.yml"
 GIB = 1 << 30
 EXPECTED = {
     "qwen3.5-397b-a17b-fp8",
@@ -46,22 +50,31 @@ EXPECTED = {
     "gpt-oss-120b",
     "llama-3.3-70b-instruct",
     "deepseek-r1-awq",
-    "tiny-qwen3",
 }
+LAB_MODELS = {"tiny-qwen3", "tiny-llama", "tiny-broken"}
+
+
+@pytest.fixture(scope="module")
+def builtin() -> dict:
+    """gb10_catalog_builtin, as written in roles/gb10/defaults/main.yml."""
+    return builtin_catalog()
 
 
 @pytest.fixture(scope="module")
 def catalog() -> dict:
-    data = yaml.safe_load(CATALOG_FILE.read_text(encoding="utf-8"))
-    return data["gb10_catalog"]
+    """gb10_catalog as the plays see it on the lab: the built-in entries and the lab inventory's
+    gb10_catalog_extra (the tiny CPU models)."""
+    return merged_catalog()
 
 
 def test_catalog_is_valid(catalog):
     assert catalog_errors(catalog, str(ROOT)) == []
 
 
-def test_catalog_has_the_expected_entries(catalog):
-    assert set(catalog) >= EXPECTED
+def test_catalog_has_the_expected_entries(builtin, catalog):
+    assert set(builtin) >= EXPECTED
+    assert not LAB_MODELS & set(builtin), "the lab's models live in the lab inventory, not in the built-in catalog"
+    assert set(catalog) == set(builtin) | LAB_MODELS
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -148,8 +161,11 @@ def test_deepseek_entry_is_mla(catalog):
 
 def test_tiny_lab_entry(catalog):
     entry = catalog["tiny-qwen3"]
-    assert entry["platform"] == "cpu" and entry["lab"] is True
+    assert entry["platform"] == "cpu"
+    assert entry["weights"] == {"source": "controller", "dir": str(ROOT / "lab" / ".state" / "serving" / "models" / "tiny-qwen3")}
+    assert entry["origin"]["variable"] == "gb10_catalog_extra"
     assert entry["launch"]["load_format"] == "dummy"
+    assert entry["config"] == "lab/models/tiny-qwen3/config.json"
     config = load_model_config(str(ROOT / entry["config"]))
     assert config["architectures"] == ["Qwen3ForCausalLM"]
     assert (
@@ -160,6 +176,21 @@ def test_tiny_lab_entry(catalog):
         config["head_dim"],
         config["vocab_size"],
     ) == (128, 4, 4, 2, 32, 512)
+
+
+def test_production_catalog_holds_no_lab_data():
+    """No lab model, lab path or lab pin in the production roles, plays, collection or sample inventories."""
+    needles = ("tiny-", "lab-vllm-cpu", "lab/.state")
+    places = [ROOT / "roles", ROOT / "playbooks", ROOT / "collections" / "ansible_collections" / "gb10" / "cluster" / "plugins",
+              *ROOT.glob("inventory/sample*"), *ROOT.glob("*.yml")]
+    found = []
+    for place in places:
+        for path in [place] if place.is_file() else sorted(p for p in place.rglob("*") if p.is_file()):
+            if path.suffix not in (".yml", ".yaml", ".py", ".json", ".j2", ".sh"):
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found += [f"{path.relative_to(ROOT)}: {n}" for n in needles if n in text]
+    assert found == []
 
 
 def test_gpu_entries_name_an_nvidia_image(catalog):
@@ -277,7 +308,7 @@ def test_catalog_and_planner_read_the_same_text_part_of_a_multimodal_config():
 
 # --- the planner on every entry ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(EXPECTED | {"tiny-qwen3"}))
 def test_planner_runs_for_every_entry_on_4_nodes(catalog, name):
     resolved = resolve_plan({"model": name, "nodes": "4"}, catalog, str(ROOT))
     assert resolved["layout"]["nodes"] == 4
@@ -584,3 +615,88 @@ def test_planner_args_takes_a_calibration_record_for_serve(tmp_path, catalog):
     assert "loaded_weights_bytes" not in planner_args(catalog[GPT], {"calibration": False}, str(ROOT))
     with pytest.raises(PlanInputError, match="calibration must be a calibration record"):
         planner_args(catalog[GPT], {"calibration": "yes"}, str(ROOT))
+
+
+# --- an inventory adds models: gb10_catalog_extra merged over the built-in catalog -----------------
+
+def _extra_entry(builtin, config: str, **changes):
+    entry = copy.deepcopy(builtin["gpt-oss-120b"])
+    entry["config"] = config
+    entry.update(changes)
+    return entry
+
+
+def test_extra_entry_config_is_relative_to_the_inventory(builtin, tmp_path):
+    inventory = tmp_path / "inventory"
+    (inventory / "models" / "my-model").mkdir(parents=True)
+    shutil.copy(ROOT / "catalog" / "models" / "gpt-oss-120b" / "config.json", inventory / "models" / "my-model")
+    merged = merge_catalog(builtin, {"my-model": _extra_entry(builtin, "models/my-model/config.json")},
+                           str(ROOT), str(inventory))
+    assert set(merged) == set(builtin) | {"my-model"}
+    entry = merged["my-model"]
+    # Every consumer reads config relative to the repository root: the merge makes it so.
+    assert (ROOT / entry["config"]).resolve() == (inventory / "models" / "my-model" / "config.json").resolve()
+    assert entry["origin"] == {"variable": "gb10_catalog_extra", "inventory": str(inventory),
+                               "config": "models/my-model/config.json"}
+    assert entry_errors("my-model", entry, str(ROOT)) == []
+    assert merged["gpt-oss-120b"] == builtin["gpt-oss-120b"], "built-in entries are unchanged"
+    resolved = resolve_plan({"model": "my-model"}, merged, str(ROOT))
+    assert Path(resolved["params"]["model_config"]).resolve() == (inventory / "models" / "my-model" / "config.json").resolve()
+
+
+def test_extra_entry_absolute_config_and_weights_dir(builtin, tmp_path):
+    config = str(ROOT / "catalog" / "models" / "gpt-oss-120b" / "config.json")
+    extra = {"local": _extra_entry(builtin, config, hf_repo="", weights={"source": "controller", "dir": "files/local"})}
+    entry = merge_catalog(builtin, extra, str(ROOT), str(tmp_path))["local"]
+    assert entry["config"] == "catalog/models/gpt-oss-120b/config.json"
+    assert entry["weights"] == {"source": "controller", "dir": str(tmp_path / "files" / "local")}
+    assert entry_errors("local", entry, str(ROOT)) == [], "files from the controller need no hf_repo"
+
+
+def test_extra_entry_replaces_a_built_in_one(builtin, tmp_path):
+    config = str(ROOT / "catalog" / "models" / "gpt-oss-120b" / "config.json")
+    mine = _extra_entry(builtin, config, description="our own gpt-oss pins")
+    mine["launch"] = {**builtin["gpt-oss-120b"]["launch"], "max_model_len": 8192}
+    merged = merge_catalog(builtin, {"gpt-oss-120b": mine}, str(ROOT), str(tmp_path))
+    assert merged["gpt-oss-120b"]["description"] == "our own gpt-oss pins"
+    assert merged["gpt-oss-120b"]["launch"] == mine["launch"], "replaced whole, not merged key by key"
+    assert len(merged) == len(builtin)
+
+
+def test_extra_entry_mistakes_name_the_entry_and_the_inventory(builtin, tmp_path):
+    config = str(ROOT / "catalog" / "models" / "gpt-oss-120b" / "config.json")
+    extra = {
+        "missing-config": _extra_entry(builtin, "models/nope/config.json"),
+        "bad-tp": _extra_entry(builtin, config, launch={**builtin["gpt-oss-120b"]["launch"], "tensor_parallel_size": 5}),
+        "bad-weights": _extra_entry(builtin, config, weights={"source": "s3"}),
+    }
+    merged = merge_catalog(builtin, extra, str(ROOT), str(tmp_path))
+    assert entry_errors("missing-config", merged["missing-config"], str(ROOT)) == [
+        f"gb10_catalog_extra['missing-config'].config: models/nope/config.json ({tmp_path}/models/nope/config.json) "
+        f"does not exist (inventory {tmp_path})."]
+    (tp,) = entry_errors("bad-tp", merged["bad-tp"], str(ROOT))
+    assert tp.startswith("gb10_catalog_extra['bad-tp'].launch: tensor_parallel_size 5 does not divide")
+    assert tp.endswith(f"(inventory {tmp_path}).")
+    assert entry_errors("bad-weights", merged["bad-weights"], str(ROOT)) == [
+        f"gb10_catalog_extra['bad-weights'].weights.source must be one of hf, controller (inventory {tmp_path})."]
+    # Built-in entries keep their name.
+    assert entry_errors("gpt-oss-120b", _broken(builtin, platform="rocm"), str(ROOT)) == [
+        "gb10_catalog['gpt-oss-120b'].platform must be one of cuda, cpu."]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["x"], "gb10_catalog_extra (inventory /inv) must be a mapping of catalog name to entry, not a list"),
+        ({"x": "y"}, "gb10_catalog_extra['x'] (inventory /inv) must be a mapping of entry settings"),
+    ],
+)
+def test_extra_that_is_not_a_mapping_is_refused(builtin, extra, needle):
+    with pytest.raises(CatalogMergeError, match=re.escape(needle)):
+        merge_catalog(builtin, extra, str(ROOT), "/inv")
+
+
+def test_relative_extra_path_needs_the_inventory_folder(builtin):
+    with pytest.raises(CatalogMergeError, match="set gb10_inventory_dir or give an absolute path"):
+        merge_catalog(builtin, {"m": _extra_entry(builtin, "models/m/config.json")}, str(ROOT), None)
+    assert merge_catalog(builtin, None, str(ROOT), None) == builtin

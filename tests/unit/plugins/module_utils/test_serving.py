@@ -27,6 +27,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     unreachable_hosts,
     vllm_args,
 )
+from tests.support.catalog import merged_catalog
 
 ROOT = Path(__file__).resolve().parents[4]
 DIGEST = "sha256:" + "ab" * 32
@@ -36,7 +37,8 @@ PINS = {"lab-vllm-cpu": {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0
 
 @pytest.fixture(scope="module")
 def catalog():
-    return yaml.safe_load((ROOT / "group_vars/all/catalog.yml").read_text())["gb10_catalog"]
+    """gb10_catalog on the lab: the built-in entries and the lab's tiny models (gb10_catalog_extra)."""
+    return merged_catalog()
 
 
 def nodes(n=4):
@@ -59,6 +61,7 @@ def test_nodes_from_hostvars():
 
 def test_lab_tp2_native_multinode(catalog):
     plan = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"cpu_threads_bind": "by_rank"})
+    assert plan["weights_source"] == "controller", "staged from the control machine: no hf_revision needed"
     assert plan["executor"] == "native"
     assert plan["hosts"] == ["gx10-1", "gx10-2"]
     assert plan["image_ref"] == f"10.77.0.1:5000/gb10/vllm-cpu@{DIGEST}"
@@ -251,12 +254,26 @@ def test_lost_message_names_nodes_and_addresses():
 
 # ------------------------------------------------------------------------------- the rack (issue 12)
 LAB = json.loads((ROOT / "tests/unit/fixtures/serving/lab-before-rack.json").read_text())
+# The lab's entries as the lab's inventory adds them now (gb10_catalog_extra from lab/models/catalog.yml):
+# they must plan what the fixture's catalog (recorded when they were built in) planned.
+LAB_CATALOG = merged_catalog()
 SWITCH_DEFAULTS = yaml.safe_load((ROOT / "roles/switch/defaults/main.yml").read_text())
 RAY_LAB = {"enabled": True, "container": "gb10-ray", "port": 6379, "restart_policy": "unless-stopped",
            "env_files": ["/etc/gb10/serving.env"], "env": {"RAY_memory_monitor_refresh_ms": "0", "RAY_DEDUP_LOGS": "0"},
            "ulimits": ["memlock=8388608", "nofile=20000:20000"], "ipc": "host", "shm_size": "", "tmp": "/var/lib/gb10/ray",
            "start_args": ["--disable-usage-stats"], "head_args": ["--include-dashboard=false"]}
 NCCL = {"debug": "INFO", "debug_subsys": "INIT,NET", "buffsize": 524288, "buffsize_min_nodes": 4, "switch": True}
+
+
+def test_the_lab_entries_moved_unchanged():
+    """Out of the built-in catalog into the lab's inventory: the same settings; `lab: true` became
+    `weights: {source: controller}` and the config moved to lab/models/."""
+    for name, before in LAB["catalog"].items():
+        now = {k: v for k, v in LAB_CATALOG[name].items() if k not in ("config", "weights", "origin")}
+        assert now == {k: v for k, v in before.items() if k not in ("config", "lab")}, name
+        assert LAB_CATALOG[name]["weights"]["source"] == "controller"
+        assert (ROOT / LAB_CATALOG[name]["config"]).read_text() == (ROOT / "lab" / "models" / Path(before["config"]).parent.name
+                                                                   / "config.json").read_text()
 
 
 def lab_nodes():
@@ -280,7 +297,7 @@ def test_the_lab_runs_exactly_the_containers_it_ran_before(model, with_new_optio
     """The lab's CPU path: the same vLLM argv (and hash label) as before the rack settings, with the options
     the play passes now (auto GPU/RDMA, Ray, RoCE class, NCCL settings) as with the old ones."""
     opts = play_options() if with_new_options else LAB["options"]
-    plan = serving_plan(model, LAB["catalog"], lab_nodes(), LAB["pins"], opts)
+    plan = serving_plan(model, LAB_CATALOG, lab_nodes(), LAB["pins"], opts)
     want = LAB["plans"][model]
     assert plan["hash"] == want["hash"]
     assert [{"host": c["host"], "role": c["role"], "argv": c["argv"]} for c in plan["containers"]] == want["containers"]
@@ -323,7 +340,7 @@ def test_the_lab_ray_containers_are_the_ones_it_ran_before():
     """Same options, image and command as present.yml built; only the hash label's value and --shm-size (which
     Docker ignores with --ipc host) differ, and the order of the options."""
     nodes = lab_nodes()
-    plan = serving_plan("tiny-qwen3", LAB["catalog"], nodes, LAB["pins"], play_options())
+    plan = serving_plan("tiny-qwen3", LAB_CATALOG, nodes, LAB["pins"], play_options())
     assert [c["host"] for c in plan["ray"]["containers"]] == [n["host"] for n in nodes]
     for node, c in zip(nodes, plan["ray"]["containers"]):
         new_opts, new_image, new_cmd = _docker_options(c["argv"])
@@ -357,7 +374,7 @@ def test_layouts_pick_the_largest_known_for_the_inventory(catalog):
     assert "knows no layout for 6 nodes (-e nodes); use one of 4, 8" in choose_layout("m", entry, 8, 6)[1][0]
     assert "-e nodes=eight is not a whole number" in choose_layout("m", entry, 8, "eight")[1][0]
     # the lab's entries keep serving.nodes
-    assert choose_layout("tiny-qwen3", LAB["catalog"]["tiny-qwen3"], 4)[0]["nodes"] == 2
+    assert choose_layout("tiny-qwen3", LAB_CATALOG["tiny-qwen3"], 4)[0]["nodes"] == 2
 
 
 def test_layouts_are_checked():
@@ -455,6 +472,6 @@ def test_render_objects_carry_the_env_file_and_memory_note(catalog):
 
 
 def test_docker_run_argv_is_one_function_for_every_container(catalog):
-    plan = serving_plan("tiny-qwen3", LAB["catalog"], lab_nodes(), LAB["pins"], play_options())
+    plan = serving_plan("tiny-qwen3", LAB_CATALOG, lab_nodes(), LAB["pins"], play_options())
     for c in plan["containers"] + plan["ray"]["containers"]:
         assert docker_run_argv(c) == c["argv"]

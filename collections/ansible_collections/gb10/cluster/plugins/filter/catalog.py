@@ -1,5 +1,7 @@
 """Filters for the model catalog and the memory plan (logic in plugins/module_utils/catalog.py and memfit.py).
 
+- ``builtin | catalog_merge(extra, root, inventory_dir)``: ``gb10_catalog``, the built-in catalog with the
+  inventory's ``gb10_catalog_extra`` entries over it (paths resolved; see ``merge_catalog``).
 - ``catalog | catalog_errors(root)``: list of one-sentence problems in the catalog.
 - ``entry | planner_args(overrides, root)``: the planner's arguments for a catalog entry plus overrides
   (the one conversion, ``catalog.planner_args``), or ``{'errors': [...]}``.
@@ -23,6 +25,13 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _H
 from ansible_collections.gb10.cluster.plugins.module_utils import memfit as _M
+
+
+def catalog_merge(builtin: Any, extra: Any, root: Any, inventory_dir: Any = None) -> dict[str, Any]:
+    try:
+        return _H.merge_catalog(builtin, extra, str(root), str(inventory_dir) if inventory_dir else None)
+    except _H.CatalogMergeError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
 
 
 def catalog_errors(catalog: Any, root: str) -> list[str]:
@@ -75,6 +84,7 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
+            "catalog_merge": catalog_merge,
             "catalog_errors": catalog_errors,
             "planner_args": planner_args,
             "plan_memory": plan_memory,

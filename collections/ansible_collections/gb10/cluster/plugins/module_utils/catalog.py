@@ -4,7 +4,9 @@ Plain Python with no Ansible imports: the filter plugin ``plugins/filter/catalog
 functions to the roles, and ``tests/unit/plugins/module_utils/test_catalog.py`` /
 ``tests/unit/playbooks/test_plan.py`` test them.
 
-- :func:`catalog_errors` checks the catalog (``group_vars/all/catalog.yml``) and its config.json copies.
+- :func:`merge_catalog` builds ``gb10_catalog``: the built-in catalog (``roles/gb10/defaults/main.yml``)
+  with the inventory's ``gb10_catalog_extra`` entries over it, every path resolved.
+- :func:`catalog_errors` checks the catalog and its config.json copies.
 - :func:`planner_args` is THE conversion of a catalog entry plus overrides into the planner's arguments
   (``memfit.plan_memory``); :data:`PLANNER_SETTINGS` lists the launch settings it knows.
 - :func:`resolve_plan` checks ``plan.yml``'s ``-e`` variables, picks the TP/PP layout for the node count
@@ -67,6 +69,10 @@ REQUIRED_KEYS = (
 )
 IMAGE_KEYS = ("repository", "tag", "digest")
 SPEC_METHODS = ("mtp",)
+# Where a model's files come from (an entry's optional `weights`): Hugging Face, or a folder on the
+# control machine (`dir`) that the weights role stages to the nodes.
+WEIGHTS_SOURCES = ("hf", "controller")
+WEIGHTS_KEYS = ("source", "dir")
 
 
 class Setting(NamedTuple):
@@ -333,9 +339,57 @@ def _memory_mode_errors(where: str, launch: Any, platform: Any) -> list[str]:
     return []
 
 
+def entry_where(name: str, entry: Any) -> str:
+    """How messages name an entry: the variable it was written in (``gb10_catalog_extra`` for the
+    inventory's entries, ``gb10_catalog`` for the built-in ones) and its name."""
+    origin = entry.get("origin") if isinstance(entry, Mapping) else None
+    variable = origin.get("variable") if isinstance(origin, Mapping) else None
+    return f"{variable or 'gb10_catalog'}['{name}']"
+
+
+def _from_inventory(entry: Any) -> Mapping[str, Any] | None:
+    origin = entry.get("origin") if isinstance(entry, Mapping) else None
+    return origin if isinstance(origin, Mapping) and origin.get("inventory") else None
+
+
+def weights_source(entry: Mapping[str, Any]) -> str:
+    """Where a model's files come from: ``hf`` (Hugging Face, the default) or ``controller``."""
+    weights = entry.get("weights")
+    return str(weights.get("source", "hf")) if isinstance(weights, Mapping) else "hf"
+
+
+def _weights_errors(where: str, weights: Any) -> list[str]:
+    shape = (
+        f"{where}.weights must be {{source: hf}} or {{source: controller, dir: <folder of the model's "
+        "files on the control machine>}."
+    )
+    if weights is None:
+        return []
+    if not isinstance(weights, Mapping) or any(key not in WEIGHTS_KEYS for key in weights):
+        return [shape]
+    source = weights.get("source", "hf")
+    if source not in WEIGHTS_SOURCES:
+        return [f"{where}.weights.source must be one of {', '.join(WEIGHTS_SOURCES)}."]
+    if source == "controller" and not (isinstance(weights.get("dir"), str) and weights["dir"].strip()):
+        return [shape]
+    return []
+
+
 def entry_errors(name: str, entry: Any, root: str) -> list[str]:
-    """Everything wrong with one catalog entry, one sentence each."""
-    where = f"gb10_catalog['{name}']"
+    """Everything wrong with one catalog entry, one sentence each.
+
+    An entry from the inventory (``gb10_catalog_extra``, see :func:`merge_catalog`) is named by that
+    variable and every sentence ends with the inventory folder it came from.
+    """
+    errors = _entry_errors(name, entry, root)
+    origin = _from_inventory(entry)
+    if origin:
+        errors = [f"{error[:-1]} (inventory {origin['inventory']})." for error in errors]
+    return errors
+
+
+def _entry_errors(name: str, entry: Any, root: str) -> list[str]:
+    where = entry_where(name, entry)
     if not NAME_RE.match(str(name)):
         return [f"{where}: the name must be lower case letters, digits, '.', '_' or '-' (at most 64)."]
     if not isinstance(entry, Mapping):
@@ -348,10 +402,16 @@ def entry_errors(name: str, entry: Any, root: str) -> list[str]:
             errors.append(f"{where}.{key} must be a string.")
     if errors:
         return errors
-    lab = entry.get("lab", False) is True
+    weights_problems = _weights_errors(where, entry.get("weights"))
+    errors.extend(weights_problems)
+    # Files staged from the control machine need no Hugging Face repository; an image pin
+    # (serving.image_pin, taken from gb10_image_pins in the inventory) stands for the image.
+    from_controller = not weights_problems and weights_source(entry) == "controller"
+    serving = entry.get("serving")
+    pinned = isinstance(serving, Mapping) and isinstance(serving.get("image_pin"), str) and bool(serving["image_pin"])
     if not entry["description"].strip():
         errors.append(f"{where}.description is empty.")
-    if not lab and not re.fullmatch(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+", entry["hf_repo"]):
+    if not from_controller and not re.fullmatch(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+", entry["hf_repo"]):
         errors.append(f"{where}.hf_repo must be 'owner/name'.")
     if entry["hf_revision"] and not HEX40_RE.match(entry["hf_revision"]):
         errors.append(f"{where}.hf_revision must be a 40-hex commit id, or '' until an operator pins it.")
@@ -369,8 +429,8 @@ def entry_errors(name: str, entry: Any, root: str) -> list[str]:
     else:
         if not all(isinstance(image[k], str) for k in IMAGE_KEYS):
             errors.append(f"{where}.image.repository, tag and digest must be strings.")
-        elif not lab and not (image["repository"] and image["tag"]):
-            errors.append(f"{where}.image needs a repository and a tag.")
+        elif not pinned and not (image["repository"] and image["tag"]):
+            errors.append(f"{where}.image needs a repository and a tag (or serving.image_pin).")
         elif image["digest"] and not DIGEST_RE.match(image["digest"]):
             errors.append(f"{where}.image.digest must be 'sha256:<64 hex>', or '' until an operator pins it.")
     env = entry["env"]
@@ -381,12 +441,14 @@ def entry_errors(name: str, entry: Any, root: str) -> list[str]:
     errors.extend(_launch_errors(where, entry["launch"]))
     errors.extend(_memory_mode_errors(where, entry["launch"], entry["platform"]))
     config_rel = entry["config"]
+    origin = _from_inventory(entry)
     if os.path.isabs(config_rel):
         errors.append(f"{where}.config must be relative to the repository root.")
     else:
-        path = os.path.join(root, config_rel)
+        path = os.path.normpath(os.path.join(root, config_rel))
         if not os.path.isfile(path):
-            errors.append(f"{where}.config: {config_rel} does not exist.")
+            shown = f"{origin.get('config', config_rel)} ({path})" if origin else config_rel
+            errors.append(f"{where}.config: {shown} does not exist.")
         else:
             try:
                 config = load_model_config(path)
@@ -416,12 +478,95 @@ def catalog_errors(catalog: Any, root: str) -> list[str]:
     """Everything wrong with the catalog; an empty list means every entry is usable."""
     if not isinstance(catalog, Mapping) or not catalog:
         return [
-            "gb10_catalog must be a non-empty mapping of catalog name to entry (group_vars/all/catalog.yml)."
+            "gb10_catalog must be a non-empty mapping of catalog name to entry (the built-in catalog is "
+            "gb10_catalog_builtin in roles/gb10/defaults/main.yml; an inventory adds gb10_catalog_extra)."
         ]
     errors: list[str] = []
     for name in sorted(catalog, key=str):
         errors.extend(entry_errors(str(name), catalog[name], root))
     return errors
+
+
+class CatalogMergeError(ValueError):
+    """``gb10_catalog_extra`` cannot be merged at all (not a mapping of entries); one sentence."""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "null" if value is None else "a " + type(value).__name__.lstrip("_")
+
+
+def _resolve(path: str, base: str) -> str:
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path))
+
+
+def _inventory_path(name: Any, key: str, path: str, inventory_dir: str | None) -> str:
+    if not os.path.isabs(path) and not inventory_dir:
+        raise CatalogMergeError(
+            f"gb10_catalog_extra['{name}'].{key} is relative ({path}) but the inventory folder is not known; "
+            "set gb10_inventory_dir or give an absolute path."
+        )
+    return _resolve(path, inventory_dir or "/")
+
+
+def merge_catalog(builtin: Any, extra: Any, root: str, inventory_dir: str | None = None) -> dict[str, Any]:
+    """``gb10_catalog``: the built-in entries with the inventory's ``gb10_catalog_extra`` over them.
+
+    An extra entry with a built-in's name replaces it whole. Paths are resolved so that every consumer
+    reads every entry the same way:
+    - ``config`` ends up relative to the repository root ``root``, the form built-in entries use. An
+      extra entry's ``config`` is relative to the inventory folder ``inventory_dir`` (or absolute).
+    - ``weights.dir`` (files staged from the control machine) ends up absolute: relative to the
+      inventory folder for an extra entry, to the repository root for a built-in one.
+    Extra entries carry ``origin`` ({variable, inventory, config as written}) so that
+    :func:`entry_errors` names them and the inventory they came from. Mistakes inside an entry are left
+    to :func:`entry_errors`; only an ``extra`` that is not a mapping of mappings raises
+    CatalogMergeError.
+    """
+    where = f"gb10_catalog_extra (inventory {inventory_dir})" if inventory_dir else "gb10_catalog_extra"
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, Mapping):
+        raise CatalogMergeError(
+            f"{where} must be a mapping of catalog name to entry, not {_kind(extra)}; "
+            "see docs/catalog.md (Adding a model from the inventory)."
+        )
+    real_root = os.path.realpath(root)
+    merged: dict[str, Any] = {}
+    for name, entry in (builtin or {}).items() if isinstance(builtin, Mapping) else ():
+        item = dict(entry) if isinstance(entry, Mapping) else entry
+        if isinstance(item, dict) and isinstance(item.get("weights"), Mapping):
+            weights = dict(item["weights"])
+            if isinstance(weights.get("dir"), str) and weights["dir"]:
+                weights["dir"] = _resolve(weights["dir"], root)
+            item["weights"] = weights
+        merged[str(name)] = item
+    for name, entry in extra.items():
+        if not isinstance(entry, Mapping):
+            raise CatalogMergeError(
+                f"gb10_catalog_extra['{name}']"
+                + (f" (inventory {inventory_dir})" if inventory_dir else "")
+                + f" must be a mapping of entry settings (description, hf_repo, config, ...), not {_kind(entry)}."
+            )
+        item = dict(entry)
+        item["origin"] = {"variable": "gb10_catalog_extra", "inventory": inventory_dir or ""}
+        config = item.get("config")
+        if isinstance(config, str) and config:
+            item["origin"]["config"] = config
+            path = os.path.realpath(_inventory_path(name, "config", config, inventory_dir))
+            item["config"] = os.path.relpath(path, real_root)
+        weights = item.get("weights")
+        if isinstance(weights, Mapping) and isinstance(weights.get("dir"), str) and weights["dir"]:
+            item["weights"] = dict(weights, dir=_inventory_path(name, "weights.dir", weights["dir"], inventory_dir))
+        merged[str(name)] = item
+    return merged
 
 
 # --------------------------------------------------------------------------------------------------

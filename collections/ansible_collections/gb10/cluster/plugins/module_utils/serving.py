@@ -552,8 +552,12 @@ def serving_plan(
     if not isinstance(serving, Mapping) or any(k not in SERVING_KEYS for k in serving):
         errors.append(f"gb10_catalog['{model}'].serving may only hold {', '.join(SERVING_KEYS)}.")
         serving = {}
-    lab = entry.get("lab", False) is True
-    if not lab and not HEX40_RE.match(str(entry.get("hf_revision") or "")) and not opts.get("allow_unpinned_revision"):
+    # Files staged from the control machine (weights.source: controller) are the same on every node
+    # by construction; a Hugging Face download needs a pinned commit for that.
+    weights = entry.get("weights")
+    from_controller = isinstance(weights, Mapping) and weights.get("source") == "controller"
+    if (not from_controller and not HEX40_RE.match(str(entry.get("hf_revision") or ""))
+            and not opts.get("allow_unpinned_revision")):
         (refused if render else errors).append(
             f"{model}: gb10_catalog['{model}'].hf_revision is empty; pin the Hugging Face commit "
             "(40 hex) so every node serves the same weights."
@@ -687,7 +691,7 @@ def serving_plan(
     return {
         "model": model,
         "platform": platform,
-        "lab": lab,
+        "weights_source": "controller" if from_controller else "hf",
         "image": image,
         "image_ref": ref,
         "image_ray": ray_version if ray_state == "yes" else (False if ray_state == "no" else None),

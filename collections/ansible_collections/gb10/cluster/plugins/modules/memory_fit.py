@@ -201,12 +201,12 @@ EXAMPLES = r"""
 
 - name: Report without failing
   gb10_memory_fit:
-    model_config: tests/unit/fixtures/memfit/tiny-qwen3.json
+    model_config: catalog/models/llama-3.3-70b-instruct/config.json
     platform: cpu
     kv_cache_memory_bytes: 1073741824
     max_model_len: 4096
     fail_on_no_fit: false
-  register: gb10_lab_plan
+  register: gb10_cpu_plan
 
 - name: Show the summary
   ansible.builtin.debug:
