@@ -8,18 +8,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.gb10.cluster.plugins.filter import serving as filters
 from ansible_collections.gb10.cluster.plugins.module_utils.rack import roce_class
 from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     ServingError,
     choose_layout,
     client_settings,
     docker_run_argv,
+    first_lost,
     image_for,
+    is_phase,
     kv_compare,
     layouts_of,
     lost_message,
     nodes_from_hostvars,
     parse_kv_log,
+    phase_lost_message,
     ray_image_errors,
     render_containers,
     serving_errors,
@@ -475,3 +479,69 @@ def test_docker_run_argv_is_one_function_for_every_container(catalog):
     plan = serving_plan("tiny-qwen3", LAB_CATALOG, lab_nodes(), LAB["pins"], play_options())
     for c in plan["containers"] + plan["ray"]["containers"]:
         assert docker_run_argv(c) == c["argv"]
+NODES = [{"host": "gx10-1", "mgmt_ip": "10.77.0.11"}, {"host": "gx10-2", "mgmt_ip": "10.77.0.12"}]
+ANSWERED = {"changed": False, "results": [{"item": "gx10-1", "rc": 0}, {"item": "gx10-2", "rc": 0}]}
+HEAD_ANSWERED = {"changed": False, "path": "/etc/gb10"}
+HEAD_LOST = {"unreachable": True, "changed": False, "msg": "timed out"}
+SKIPPED = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+
+
+def _looped(*lost):
+    return {"changed": False, "unreachable": bool(lost), "results": [
+        {"item": h, "unreachable": True} if h in lost else {"item": h, "rc": 0} for h in ("gx10-1", "gx10-2")]}
+
+
+def test_unreachable_hosts_of_a_phase():
+    # plain registered results: one default host for those without a loop
+    assert unreachable_hosts([ANSWERED, HEAD_LOST, _looped("gx10-2", "gx10-1")], "gx10-1") == ["gx10-1", "gx10-2"]
+    assert unreachable_hosts([ANSWERED, HEAD_ANSWERED, SKIPPED], "gx10-1") == []
+    # {step, result, host}: each task its own default host
+    phase = [
+        {"step": "writing the API key", "result": HEAD_LOST, "host": "gx10-2"},
+        {"step": "creating folders", "result": _looped("gx10-1")},
+    ]
+    assert unreachable_hosts(phase) == ["gx10-2", "gx10-1"]
+    assert unreachable_hosts([]) == []
+
+
+def test_first_lost_names_the_first_step_that_lost_a_node():
+    phase = [
+        {"step": "dropping caches for m", "result": ANSWERED},
+        {"step": "measuring memory for m", "result": _looped("gx10-2")},
+        {"step": "later", "result": _looped("gx10-1")},
+    ]
+    assert first_lost(phase) == ("measuring memory for m", ["gx10-2"])
+    assert first_lost(phase[:1]) == ("", [])
+    assert first_lost([{"step": "writing the API key", "result": HEAD_LOST}], "gx10-1") == (
+        "writing the API key", ["gx10-1"])
+
+
+def test_phase_lost_message_is_the_message_of_the_step_that_lost_the_node():
+    phase = [
+        {"step": "writing the API key for m", "result": HEAD_ANSWERED, "host": "gx10-1"},
+        {"step": "writing the API key for m", "result": SKIPPED, "host": "gx10-1"},
+        {"step": "creating folders for m", "result": _looped("gx10-2")},
+    ]
+    assert phase_lost_message(phase, NODES) == "gx10-2 (10.77.0.12) stopped answering over SSH while creating folders for m."
+    phase[0]["result"] = HEAD_LOST
+    assert phase_lost_message(phase, NODES) == "gx10-1 (10.77.0.11) stopped answering over SSH while writing the API key for m."
+    assert phase_lost_message(phase[1:2], NODES) == ""
+
+
+def test_is_phase():
+    assert is_phase([{"step": "s", "result": ANSWERED}])
+    assert not is_phase(["gx10-1"])
+    assert not is_phase([])
+    assert not is_phase([ANSWERED])
+
+
+def test_filters_take_hosts_or_a_phase():
+    phase = [{"step": "dropping caches for tiny-llama", "result": _looped("gx10-1")},
+             {"step": "measuring memory for tiny-llama", "result": {"changed": False, "results": []}}]
+    assert filters.unreachable_hosts(phase) == ["gx10-1"]
+    assert filters.lost_message(phase, NODES) == (
+        "gx10-1 (10.77.0.11) stopped answering over SSH while dropping caches for tiny-llama.")
+    assert filters.lost_message(["gx10-2"], NODES, "stopping vLLM") == (
+        "gx10-2 (10.77.0.12) stopped answering over SSH while stopping vLLM.")
+    assert filters.unreachable_hosts(HEAD_LOST, "gx10-1") == ["gx10-1"]
+    assert set(filters.FilterModule().filters()) >= {"unreachable_hosts", "lost_message"}

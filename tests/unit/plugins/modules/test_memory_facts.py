@@ -1,4 +1,4 @@
-"""gb10_meminfo (module_utils) and gb10_memory_facts (module): /proc/meminfo and a GB10 nvidia-smi."""
+"""meminfo (module_utils) and memory_facts (module): /proc/meminfo, the cgroup memory limit, a GB10 nvidia-smi."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,22 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.gb10.cluster.plugins.module_utils.meminfo import memory_facts, parse_meminfo, parse_nvidia_smi
+from ansible_collections.gb10.cluster.plugins.module_utils.meminfo import (
+    cgroup_memory,
+    effective_memory,
+    memory_facts,
+    own_cgroup,
+    parse_meminfo,
+    parse_nvidia_smi,
+)
 from ansible_collections.gb10.cluster.plugins.modules import memory_facts as memory_facts_module
 
-MEMINFO = Path(__file__).resolve().parents[2] / "fixtures" / "memfit" / "meminfo-gb10.txt"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+MEMINFO = FIXTURES / "memfit" / "meminfo-gb10.txt"
+CGROUPS = FIXTURES / "cgroup"
+GiB = 2**30
+HOST_TOTAL = 127_601_124 * 1024  # meminfo-gb10.txt
+HOST_AVAILABLE = 119_876_544 * 1024
 GB10_SMI = "NVIDIA GB10, [N/A], [N/A]\n"
 GB10_SMI_NOT_SUPPORTED = "NVIDIA GB10, Not Supported, Not Supported\n"
 H100_SMI = "NVIDIA H100 80GB HBM3, 81559 MiB, 1234 MiB\n"
@@ -109,3 +121,79 @@ def test_module_fails_on_unreadable_meminfo(capsys, tmp_path):
     code, out = _run(capsys, {"meminfo_path": str(tmp_path / "nope"), "nvidia_smi": ""})
     assert code == 1 and out["failed"] is True
     assert "Cannot read" in out["msg"]
+
+
+def _cgroup(case):
+    return cgroup_memory(CGROUPS / case / "cgroup", CGROUPS / case / "proc")
+
+
+def test_own_cgroup_per_version():
+    text = "12:pids:/docker/a\n11:cpu,cpuacct:/docker/a\n4:blkio,memory:/docker/b\n0::/init.scope\n"
+    assert own_cgroup(text, 2) == "/init.scope"
+    assert own_cgroup(text, 1) == "/docker/b"
+    assert own_cgroup("0::/\n", 2) == "/"
+    assert own_cgroup("1:name=systemd:/x\n", 1) == ""
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    # the container's 16 GiB, not the looser 32 GiB of the session's user slice below it
+    ("v2_limit", {"version": 2, "path": "/system.slice/docker-4f1c2a.scope", "limit_bytes": 16 * GiB,
+                  "usage_bytes": 5 * GiB, "inactive_file_bytes": 2 * GiB}),
+    ("v2_nolimit", {"version": 2, "path": None, "limit_bytes": None, "usage_bytes": None,
+                    "inactive_file_bytes": None}),
+    # total_inactive_file (hierarchical), not the cgroup's own inactive_file
+    ("v1_limit", {"version": 1, "path": "/docker/4f1c2a", "limit_bytes": 8 * GiB, "usage_bytes": 3 * GiB,
+                  "inactive_file_bytes": 1 * GiB}),
+])
+def test_cgroup_memory_finds_the_tightest_limit(case, expected):
+    assert _cgroup(case) == expected
+
+
+@pytest.mark.parametrize(("case", "total", "available"), [
+    ("v2_limit", 16 * GiB, (16 - 5 + 2) * GiB),  # limit - usage + inactive file cache
+    ("v2_nolimit", HOST_TOTAL, HOST_AVAILABLE),
+    ("v1_limit", 8 * GiB, (8 - 3 + 1) * GiB),
+])
+def test_effective_memory_is_capped_by_the_cgroup(case, total, available):
+    facts = memory_facts(MEMINFO.read_text(), None, _cgroup(case))
+    assert (facts["effective_mem_total_bytes"], facts["effective_mem_available_bytes"]) == (total, available)
+    assert (facts["mem_total_bytes"], facts["mem_available_bytes"]) == (HOST_TOTAL, HOST_AVAILABLE)
+    assert facts["cgroup_memory_limit_bytes"] == _cgroup(case)["limit_bytes"]
+
+
+def test_a_host_tighter_than_the_cgroup_keeps_its_own_numbers():
+    cgroup = {"limit_bytes": 64 * GiB, "usage_bytes": 1 * GiB, "inactive_file_bytes": 0}
+    assert effective_memory(32 * GiB, 20 * GiB, cgroup) == (32 * GiB, 20 * GiB)
+    assert effective_memory(32 * GiB, 20 * GiB, {"limit_bytes": None}) == (32 * GiB, 20 * GiB)
+
+
+def test_unreadable_usage_and_stat_count_as_zero(tmp_path):
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text("0::/lab.slice\n")
+    (tmp_path / "cgroup" / "lab.slice").mkdir(parents=True)
+    (tmp_path / "cgroup" / "cgroup.controllers").write_text("memory\n")
+    (tmp_path / "cgroup" / "lab.slice" / "memory.max").write_text("1073741824\n")
+    found = cgroup_memory(tmp_path / "cgroup", tmp_path / "proc")
+    assert (found["limit_bytes"], found["usage_bytes"], found["inactive_file_bytes"]) == (GiB, 0, 0)
+
+
+def test_no_proc_cgroup_means_no_limit(tmp_path):
+    found = cgroup_memory(CGROUPS / "v2_limit" / "cgroup", tmp_path)
+    assert found["limit_bytes"] is None
+    facts = memory_facts(MEMINFO.read_text(), None, found)
+    assert facts["effective_mem_available_bytes"] == HOST_AVAILABLE
+
+
+def test_module_reports_the_container_limit(capsys):
+    code, out = _run(capsys, {
+        "meminfo_path": str(MEMINFO), "nvidia_smi": "",
+        "cgroup_root": str(CGROUPS / "v2_limit" / "cgroup"), "proc_root": str(CGROUPS / "v2_limit" / "proc"),
+    })
+    assert code == 0 and out["changed"] is False
+    facts = out["ansible_facts"]["gb10_memory"]
+    assert facts["cgroup_version"] == 2
+    assert facts["cgroup_path"] == "/system.slice/docker-4f1c2a.scope"
+    assert facts["cgroup_memory_limit_bytes"] == 16 * GiB
+    assert facts["effective_mem_total_bytes"] == 16 * GiB
+    assert facts["effective_mem_available_bytes"] == 13 * GiB
+    assert facts["mem_available_bytes"] == HOST_AVAILABLE

@@ -13,8 +13,12 @@
 - ``log_text | kv_log``: what vLLM logged about its KV cache.
 - ``planned_tokens | kv_compare(logged)``: planner vs vLLM, with a printable line.
 - ``endpoint | client_settings(model, max_model_len, key_hint)``: settings for coding agents.
-- ``registered | unreachable_hosts(default_host)``: hosts a delegated task could not reach.
-- ``hosts | lost_message(nodes, step)``: one sentence naming them with their addresses.
+- ``registered | unreachable_hosts(default_host)``: hosts a delegated task could not reach;
+  ``registered`` may be a list (the tasks of a phase), each element a registered result or
+  ``{step, result, host}``.
+- ``hosts | lost_message(nodes, step)``: one sentence naming them with their addresses;
+  ``phase | lost_message(nodes)`` with a phase (``[{step, result, host}, ...]``) names the nodes the
+  first task that lost one could not reach, with that task's step.
 """
 
 from __future__ import annotations
@@ -112,7 +116,9 @@ def unreachable_hosts(result: Any, default_host: Any = "") -> list[str]:
     return _H.unreachable_hosts(result, str(default_host or ""))
 
 
-def lost_message(hosts: Any, nodes: Any, step: Any) -> str:
+def lost_message(hosts: Any, nodes: Any, step: Any = "") -> str:
+    if _H.is_phase(hosts):  # the step is the one of the task that lost the node
+        return _H.phase_lost_message(list(hosts), list(nodes or []))
     return _H.lost_message([str(h) for h in hosts or []], list(nodes or []), str(step))
 
 

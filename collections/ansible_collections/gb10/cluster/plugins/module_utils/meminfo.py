@@ -1,12 +1,17 @@
-"""Parse a node's memory facts: /proc/meminfo and nvidia-smi, GB10-aware.
+"""Parse a node's memory facts: /proc/meminfo, its cgroup's memory limit and nvidia-smi, GB10-aware.
 
 Plain typed Python, no Ansible imports. On GB10 (unified memory) nvidia-smi reports the GPU's
 memory as "[N/A]" or "Not Supported"; the facts then say the GPU is integrated and leave the
 GPU memory total as None, and the planner uses MemAvailable instead.
+
+A process in a cgroup with a memory limit (a lab node is a container with one; a GB10 has none)
+can use no more than that limit: ``cgroup_memory`` finds the tightest limit on the way from the
+process's own cgroup up to the root, and ``effective_memory`` caps MemTotal and MemAvailable by it.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 NVIDIA_SMI_QUERY = ("--query-gpu=name,memory.total,memory.used", "--format=csv,noheader")
@@ -76,8 +81,117 @@ def _is_integrated(gpu: dict[str, Any]) -> bool:
     return gpu.get("memory_total_bytes") is None or any(marker in name for marker in INTEGRATED_NAMES)
 
 
-def memory_facts(meminfo_text: str, nvidia_smi_text: str | None = None) -> dict[str, Any]:
-    """The gb10_memory fact: host memory plus what nvidia-smi says (None when it did not run)."""
+# A cgroup v1 limit at or above this (PAGE_COUNTER_MAX rounded to pages, 2**63 - 4096 on 4 KiB pages)
+# means "no limit"; cgroup v2 writes "max".
+NO_LIMIT_V1 = 2**62
+
+# The files of each cgroup version: limit, usage, and the memory.stat key of the inactive file cache.
+CGROUP_FILES = {
+    2: ("memory.max", "memory.current", "inactive_file"),
+    1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
+
+
+def own_cgroup(proc_cgroup_text: str, version: int) -> str:
+    """This process's cgroup path from /proc/self/cgroup: the ``0::`` line on cgroup v2, the line of
+    the memory controller on v1 (``4:memory:/docker/abc``); '' when there is none."""
+    for line in proc_cgroup_text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if version == 2 and hierarchy == "0" and controllers == "":
+            return path
+        if version == 1 and "memory" in controllers.split(","):
+            return path
+    return ""
+
+
+def _parents(path: str) -> list[str]:
+    """'/a/b' -> ['/a/b', '/a', '/']."""
+    chain = []
+    current = "/" + path.strip("/")
+    while True:
+        chain.append(current)
+        if current == "/":
+            return chain
+        current = current.rsplit("/", 1)[0] or "/"
+
+
+def _stat_value(stat_text: str | None, key: str) -> int:
+    for line in (stat_text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            return _int(parts[1]) or 0
+    return 0
+
+
+def cgroup_memory(cgroup_root: str | Path = "/sys/fs/cgroup", proc_root: str | Path = "/proc") -> dict[str, Any]:
+    """The tightest memory limit on the way from this process's cgroup (``<proc_root>/self/cgroup``) up
+    to the root of the cgroup tree mounted at ``cgroup_root``.
+
+    Returns ``version`` (2 when ``cgroup.controllers`` is at the root, else 1; the v1 memory controller
+    is ``<cgroup_root>/memory``), ``path`` (the cgroup holding the limit), ``limit_bytes``, and that
+    cgroup's ``usage_bytes`` (memory.current / memory.usage_in_bytes) and ``inactive_file_bytes``
+    (memory.stat inactive_file / total_inactive_file): the kernel reclaims that cache before it
+    OOM-kills, so it counts as available, the way the kubelet's working set does. Without a limit,
+    ``path``, ``limit_bytes``, ``usage_bytes`` and ``inactive_file_bytes`` are None. A file that cannot
+    be read is skipped (a usage or memory.stat that cannot be read counts as 0).
+    """
+    root = Path(cgroup_root)
+    version = 2 if (root / "cgroup.controllers").is_file() else 1
+    base = root if version == 2 else root / "memory"
+    limit_file, usage_file, inactive_key = CGROUP_FILES[version]
+    own = own_cgroup(_read(Path(proc_root) / "self" / "cgroup") or "", version)
+    found: dict[str, Any] = {
+        "version": version, "path": None, "limit_bytes": None, "usage_bytes": None, "inactive_file_bytes": None,
+    }
+    if not own:
+        return found
+    for path in _parents(own):
+        folder = base / path.lstrip("/")
+        limit = _int(_read(folder / limit_file))  # "max" (v2, no limit) reads as None
+        if limit is None or limit >= NO_LIMIT_V1:
+            continue
+        if found["limit_bytes"] is None or limit < found["limit_bytes"]:
+            found.update(
+                path=path,
+                limit_bytes=limit,
+                usage_bytes=_int(_read(folder / usage_file)) or 0,
+                inactive_file_bytes=_stat_value(_read(folder / "memory.stat"), inactive_key),
+            )
+    return found
+
+
+def effective_memory(mem_total: int, mem_available: int, cgroup: dict[str, Any]) -> tuple[int, int]:
+    """(total, available) for a process in that cgroup: the host's MemTotal and MemAvailable, each
+    capped by the cgroup's limit; what the cgroup may still use is its limit minus its usage plus its
+    inactive file cache."""
+    limit = cgroup.get("limit_bytes")
+    if limit is None:
+        return mem_total, mem_available
+    used = (cgroup.get("usage_bytes") or 0) - (cgroup.get("inactive_file_bytes") or 0)
+    return min(mem_total, limit), min(mem_available, limit - used)
+
+
+def memory_facts(meminfo_text: str, nvidia_smi_text: str | None = None,
+                 cgroup: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The gb10_memory fact: host memory, the cgroup limit (``cgroup_memory``; None: not measured, as
+    without a limit) and what nvidia-smi says (None when it did not run)."""
     info = parse_meminfo(meminfo_text)
     if "MemTotal" not in info:
         raise ValueError("meminfo text has no MemTotal line")
@@ -90,6 +204,8 @@ def memory_facts(meminfo_text: str, nvidia_smi_text: str | None = None) -> dict[
     buffers = info.get("Buffers", 0)
     gpus = parse_nvidia_smi(nvidia_smi_text) if nvidia_smi_text else []
     first = gpus[0] if gpus else {}
+    group = cgroup or {}
+    effective_total, effective_available = effective_memory(total, available, group)
     return {
         "mem_total_bytes": total,
         "mem_available_bytes": available,
@@ -106,4 +222,11 @@ def memory_facts(meminfo_text: str, nvidia_smi_text: str | None = None) -> dict[
         "gpu_integrated": bool(gpus) and _is_integrated(first),
         "gpu_memory_total_bytes": first.get("memory_total_bytes") if gpus else None,
         "gpu_memory_used_bytes": first.get("memory_used_bytes") if gpus else None,
+        "cgroup_version": group.get("version"),
+        "cgroup_path": group.get("path"),
+        "cgroup_memory_limit_bytes": group.get("limit_bytes"),
+        "cgroup_memory_usage_bytes": group.get("usage_bytes"),
+        "cgroup_inactive_file_bytes": group.get("inactive_file_bytes"),
+        "effective_mem_total_bytes": effective_total,
+        "effective_mem_available_bytes": effective_available,
     }

@@ -987,15 +987,33 @@ def _result_host(result: Mapping[str, Any], default_host: str) -> str:
     return str(item)
 
 
+def _phase_entry(value: Any) -> bool:
+    """One task of a phase: ``{step, result[, host]}`` (see ``unreachable_hosts``)."""
+    return isinstance(value, Mapping) and "step" in value and "result" in value
+
+
 def unreachable_hosts(result: Any, default_host: str = "") -> list[str]:
     """The hosts a delegated task (run with ``ignore_unreachable``) could not reach, in order.
 
     ``result`` is what the task registered: with a loop, the host of each unreachable item is the item
-    itself, its ``host`` key, or its first element; without a loop it is ``default_host``."""
+    itself, its ``host`` key, or its first element; without a loop it is ``default_host``.
+
+    ``result`` may also be a list, the tasks of a phase in order: each element is what a task
+    registered or ``{step, result, host}`` (``host`` replaces ``default_host`` for that task). The
+    hosts of all of them are returned, each once."""
+    if isinstance(result, (list, tuple)):
+        hosts: list[str] = []
+        for element in result:
+            if _phase_entry(element):
+                found = unreachable_hosts(element["result"], str(element.get("host") or default_host))
+            else:
+                found = unreachable_hosts(element, default_host)
+            hosts += [h for h in found if h not in hosts]
+        return hosts
     if not isinstance(result, Mapping):
         return []
     if isinstance(result.get("results"), list):
-        hosts: list[str] = []
+        hosts = []
         for r in result["results"]:
             if isinstance(r, Mapping) and r.get("unreachable"):
                 host = _result_host(r, default_host)
@@ -1005,8 +1023,31 @@ def unreachable_hosts(result: Any, default_host: str = "") -> list[str]:
     return [str(default_host)] if result.get("unreachable") else []
 
 
+def first_lost(phase: Sequence[Mapping[str, Any]], default_host: str = "") -> tuple[str, list[str]]:
+    """The step of the first task of a phase (``[{step, result, host}, ...]``) that could not reach a
+    node, and the nodes it could not reach; ``('', [])`` when every node answered."""
+    for entry in phase:
+        hosts = unreachable_hosts(entry.get("result"), str(entry.get("host") or default_host))
+        if hosts:
+            return str(entry.get("step", "")), hosts
+    return "", []
+
+
+def is_phase(value: Any) -> bool:
+    """True for a phase: a non-empty list of ``{step, result[, host]}``."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_phase_entry(e) for e in value)
+
+
 def lost_message(hosts: Sequence[str], nodes: Sequence[Mapping[str, Any]], step: str) -> str:
     """One sentence naming the nodes that stopped answering, with their management addresses."""
     addr = {str(n.get("host")): str(n.get("mgmt_ip", "")) for n in nodes}
     named = [f"{h} ({addr[h]})" if addr.get(h) else h for h in hosts]
     return f"{' and '.join(named)} stopped answering over SSH while {step}."
+
+
+def phase_lost_message(phase: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> str:
+    """``lost_message`` for the first task of a phase that lost a node, with that task's step; '' when
+    every node answered. A node lost at one step is usually skipped by the steps after it, so the
+    message is the one a guard right after that step would have given."""
+    step, hosts = first_lost(phase)
+    return lost_message(hosts, nodes, step) if hosts else ""
