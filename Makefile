@@ -37,28 +37,28 @@ deps: venv
 	lab/ensure-host.sh
 
 lab-build: deps
-	$(PY) lab/lab.py build
+	$(PY) -m lab.lab build
 
 lab-up: deps
-	$(PY) lab/lab.py up --nodes $(LAB_NODES)
+	$(PY) -m lab.lab up --nodes $(LAB_NODES)
 	lab/switch-sim.sh start
-	$(PY) lab/lab.py switch-vault
+	$(PY) -m lab.lab switch-vault
 
 lab-down:
 	-lab/switch-sim.sh stop
 	-cp $(SWITCH_SIM_STATE_DIR)/log lab/.state/switch-sim-$(LAB_ID).last.log 2>/dev/null
 	rm -rf $(SWITCH_SIM_STATE_DIR)
-	-python3 lab/serving/lab_serving.py stop-registry
-	python3 lab/lab.py down
+	-python3 -m lab.serving.lab_serving stop-registry
+	python3 -m lab.lab down
 
 lab-status:
-	python3 lab/lab.py status
+	python3 -m lab.lab status
 	lab/switch-sim.sh status
 
 # The serving side of the lab: registry on the management bridge, the vLLM CPU image (built once,
 # cached by content), pushed and pinned by digest, tiny models, the vaulted lab API key.
 lab-serving: lab-up
-	$(PY) lab/serving/lab_serving.py all
+	$(PY) -m lab.serving.lab_serving all
 
 MODEL ?= tiny-qwen3
 serve: lab-serving
@@ -68,7 +68,7 @@ stop:
 	$(BIN)/ansible-playbook -i inventory/lab stop.yml
 
 bench-staging: lab-serving
-	$(PY) bench/staging/run.py
+	$(PY) -m bench.staging.run
 
 demo: lab-up
 	$(BIN)/ansible-playbook -i inventory/lab site.yml
@@ -104,8 +104,8 @@ print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)
 
 molecule: deps
-	$(PY) lab/lab.py inventory --nodes $(LAB_NODES)
-	$(PY) lab/lab.py vault-pass
+	$(PY) -m lab.lab inventory --nodes $(LAB_NODES)
+	$(PY) -m lab.lab vault-pass
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; \
 	  $(BIN)/molecule test -s $$s || exit 1; done
@@ -115,7 +115,7 @@ test: venv
 	tests/run-all.sh
 
 bench-converge: deps
-	$(PY) bench/converge/run.py
+	$(PY) -m bench.converge.run
 
 clean: lab-down
 	rm -rf .cache artifacts

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """The hardware-free lab: GB10 stand-in nodes as systemd containers that Ansible reaches over SSH.
 
-    lab/lab.py build            build (or reuse) the node image, cached by the hash of its inputs
-    lab/lab.py up [--nodes N]   start gx10-1..N, plumb their interfaces, write inventory/lab
-    lab/lab.py status           one line per node
-    lab/lab.py down             remove every container, volume, bridge and file the lab made
-    lab/lab.py plumb            re-create the interfaces of running nodes (after a node restart)
-    lab/lab.py inventory        write inventory/lab only (molecule links it before it creates the lab)
-    lab/lab.py switch-vault     vault the switch simulator's credentials into inventory/lab
-    lab/lab.py vault-pass       make the lab's vault password file if missing
-    lab/lab.py cable N TWIN up|down
-                                plug or pull a twin's cable: TWIN is the node's interface name
-                                (enp1s0f1np1 or enP2p1s0f1np1); the node sees its link lose carrier
+    python -m lab.lab build            build (or reuse) the node image, cached by the hash of its inputs
+    python -m lab.lab up [--nodes N]   start gx10-1..N, plumb their interfaces, write inventory/lab
+    python -m lab.lab status           one line per node
+    python -m lab.lab down             remove every container, volume, bridge and file the lab made
+    python -m lab.lab plumb            re-create the interfaces of running nodes (after a node restart)
+    python -m lab.lab inventory        write inventory/lab only (molecule links it before it creates the lab)
+    python -m lab.lab switch-vault     vault the switch simulator's credentials into inventory/lab
+    python -m lab.lab vault-pass       make the lab's vault password file if missing
+    python -m lab.lab cable N TWIN up|down
+                                       plug or pull a twin's cable: TWIN is the node's interface name
+                                       (enp1s0f1np1 or enP2p1s0f1np1); the node sees its link lose carrier
 
 Each node has three interfaces, named like a GB10's: ``enP7s7`` (management, on the bridge
 ``gb10lab-mgmt`` which also holds the controller's address 10.77.0.1), and the ConnectX-7 twins
@@ -126,17 +126,23 @@ def build() -> str:
     run("chroot", str(rootfs), "/bin/sh", "/tmp/customize.sh")
     (rootfs / "tmp" / "customize.sh").unlink()
     log("importing the root file system into Docker")
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    imp = subprocess.run(["docker", "import", "-c", 'CMD ["/sbin/init"]',
-                          "-", tag], stdin=tar.stdout, stdout=subprocess.DEVNULL)
-    assert tar.stdout is not None
-    tar.stdout.close()
-    tar.wait()
-    if imp.returncode != 0 or tar.returncode != 0:
+    if not docker_import(rootfs, tag, ['CMD ["/sbin/init"]']):
         raise SystemExit("lab: docker import of the node image failed")
     shutil.rmtree(rootfs)
     log(f"built {tag} in {time.monotonic() - t0:.0f} s")
     return tag
+
+
+def docker_import(rootfs: Path, tag: str, changes: list[str]) -> bool:
+    """Import a root file system into the host's Docker as image ``tag`` (one layer, ``changes`` as
+    Dockerfile instructions); True when tar and ``docker import`` both succeeded."""
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    imp = subprocess.run(["docker", "import", *(arg for change in changes for arg in ("-c", change)), "-", tag],
+                         stdin=tar.stdout, stdout=subprocess.DEVNULL)
+    assert tar.stdout is not None
+    tar.stdout.close()
+    tar.wait()
+    return imp.returncode == 0 and tar.returncode == 0
 
 
 # --------------------------------------------------------------------------------------------- network
@@ -485,7 +491,7 @@ def main() -> int:
         vault_password()
     elif args.action == "cable":
         if len(args.args) != 3 or not args.args[0].isdigit():
-            raise SystemExit("lab: usage: lab/lab.py cable N TWIN up|down")
+            raise SystemExit("lab: usage: python -m lab.lab cable N TWIN up|down")
         cable(int(args.args[0]), args.args[1], args.args[2])
     elif args.action == "plumb":
         for name in lab_containers():

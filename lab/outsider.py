@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """A stranger on the lab's networks: what can someone who is not a cluster member reach on the nodes?
 
-    lab/outsider.py up                  start lab<ID>-outsider on the management bridge and both fabric
-                                        bridges, at .200 of each subnet (not a cluster member)
-    lab/outsider.py scan [--ports P]    TCP SYN scan (nmap, default every port 1-65535) of every node's
-                                        management and fabric addresses, from the outsider; prints
-                                        {address: [open ports]} as JSON
-    lab/outsider.py probe ADDR PORT     one TCP connection from the outsider: open | refused | timeout
-    lab/outsider.py exec -- CMD...      run a command inside the outsider (e.g. curl)
-    lab/outsider.py down                remove the outsider and its interfaces
+    python -m lab.outsider up                  start lab<ID>-outsider on the management bridge and both
+                                               fabric bridges, at .200 of each subnet (not a cluster member)
+    python -m lab.outsider scan [--ports P]    TCP SYN scan (nmap, default every port 1-65535) of every node's
+                                               management and fabric addresses, from the outsider; prints
+                                               {address: [open ports]} as JSON
+    python -m lab.outsider probe ADDR PORT     one TCP connection from the outsider: open | refused | timeout
+    python -m lab.outsider exec -- CMD...      run a command inside the outsider (e.g. curl)
+    python -m lab.outsider down                remove the outsider and its interfaces
 
 The outsider runs the lab node image plus nmap (image ``gb10-lab-outsider:<node image hash>``, built
 once with apt over the host network). It has no SSH key, no API key and no Ray: it is the home-LAN
@@ -21,11 +20,9 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lab  # noqa: E402  (lab/lab.py: names, bridges, subnets of this LAB_ID)
-from ansible_collections.gb10.cluster.plugins.module_utils.firewall import parse_nmap_xml  # noqa: E402
+from ansible_collections.gb10.cluster.plugins.module_utils.firewall import parse_nmap_xml
+from lab import lab  # names, bridges, subnets of this LAB_ID
 
 NAME = f"lab{lab.LAB_ID}-outsider"
 LABEL = f"gb10-lab-outsider={lab.LAB_ID}"

@@ -74,8 +74,8 @@ start() {
   elif [[ -z "${SWITCH_SIM_SEED:-}" ]]; then
     args+=(--version 7.25)
   fi
-  cd "$ROOT"
-  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" nohup "$PYTHON" -m lab.routeros_sim "${args[@]}" \
+  cd "$ROOT"  # python -m lab.routeros_sim: the package path from the repository root
+  nohup "$PYTHON" -m lab.routeros_sim "${args[@]}" \
     >> "$STATE_DIR/log" 2>&1 < /dev/null &
   echo $! > "$STATE_DIR/pid"
   if ! wait_ready; then

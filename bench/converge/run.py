@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Converge benchmark: the first site.yml run on a fresh lab and the no-op re-run, on 4 and 8 nodes.
 
-For each node count: `lab.py down`, `lab.py up --nodes N`, then site.yml twice through ansible-runner.
+For each node count: `lab.lab down`, `lab.lab up --nodes N`, then site.yml twice through ansible-runner.
 Times come from ansible-runner's event stream (playbook_on_start to playbook_on_stats), changed counts
 from the final stats event, controller CPU seconds from the ansible-playbook process tree
 (RUSAGE_CHILDREN around each run). Results: bench/results/converge.json and converge.md.
 
-    sudo .venv/bin/python bench/converge/run.py [--nodes 4 8] [--keep-lab]
+    sudo .venv/bin/python -m bench.converge.run [--nodes 4 8] [--keep-lab]
 
 All lab nodes share this machine's cores, so the 8-node figure is a ceiling on the controller's
 cost per host, not the real rack's scaling.
@@ -33,7 +33,7 @@ TARGET_SCALING = 2.0
 
 
 def lab(*args: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), *args], check=True)
+    subprocess.run([sys.executable, "-m", "lab.lab", *args], cwd=ROOT, check=True)
 
 
 def children_cpu() -> float:

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """bench/exposure: which TCP ports of the served lab does a stranger reach, without and with the firewall?
 
-    LAB_ID=<n> python3 bench/exposure/run.py      (as root, on a served lab: `make serve` first)
+    LAB_ID=<n> .venv/bin/python -m bench.exposure.run      (as root, on a served lab: `make serve` first)
 
-1. starts the outsider (lab/outsider.py: .200 on the management bridge and both fabric bridges);
+1. starts the outsider (lab.outsider: .200 on the management bridge and both fabric bridges);
 2. lists every node's listening TCP sockets with the process that owns them (`ss -Htlnp`);
 3. BEFORE: stops gb10-firewall on every node (its ExecStop deletes table inet gb10_firewall, nothing
    else) and scans every port of every node address from the outsider; a member (the second node)
@@ -21,11 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lab"))
-import outsider  # noqa: E402
-
-import lab  # noqa: E402
+from lab import lab, outsider
 
 HERE = Path(__file__).resolve().parent
 SERVICE = "gb10-firewall"

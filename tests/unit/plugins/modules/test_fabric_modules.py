@@ -10,6 +10,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.gb10.cluster.plugins.modules import fabric_check as fabric_check_module
+from ansible_collections.gb10.cluster.plugins.modules import fabric_perf as fabric_perf_module
 from ansible_collections.gb10.cluster.plugins.modules import fabric_report as fabric_report_module
 from tests.support.fabric_outputs import (
     ADDRESSES,
@@ -92,9 +93,6 @@ def test_report_module_rejects_unknown_status(capsys, tmp_path):
                     "detail": ""}],
         "dest_dir": str(tmp_path), "run_id": "x"})
     assert code == 1 and "unknown status" in out["msg"]
-
-
-from ansible_collections.gb10.cluster.plugins.modules import fabric_perf as fabric_perf_module  # noqa: E402
 
 
 def test_perf_module_skips_without_hardware(capsys, monkeypatch):

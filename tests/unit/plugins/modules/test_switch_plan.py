@@ -13,13 +13,11 @@ from ansible_collections.gb10.cluster.plugins.module_utils.switch_plan import (
     PlanError,
     build,
     echo_address_list,
-    echo_bool,
     echo_interface_address,
     echo_rate,
     input_rate,
     port_map,
     rate_to_bits,
-    same_value,
     version_at_least,
     version_tuple,
 )
@@ -55,15 +53,6 @@ def test_echo_and_input_rate(value, echo, sent):
 def test_bad_rates(bad):
     with pytest.raises(ValueError):
         rate_to_bits(bad)
-
-
-def test_booleans_and_same_value():
-    assert echo_bool(True) == "yes" and echo_bool("false") == "no" and echo_bool("YES") == "yes"
-    with pytest.raises(ValueError):
-        echo_bool("maybe")
-    assert same_value(True, "yes") and same_value("true", True) and same_value(9216, "9216")
-    assert not same_value("100G", "100.0Gbps")
-    assert same_value("100.0Gbps", echo_rate("100G"))
 
 
 def test_addresses():

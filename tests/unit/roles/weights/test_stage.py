@@ -6,8 +6,7 @@ import socket
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
-from roles.weights.files import gb10_stage as stage  # noqa: E402  (the script the role copies to the nodes)
+from roles.weights.files import gb10_stage as stage  # the script the role copies to the nodes
 
 CHUNK = 1000
 

@@ -2,7 +2,6 @@
 
 - ``builtin | catalog_merge(extra, root, inventory_dir)``: ``gb10_catalog``, the built-in catalog with the
   inventory's ``gb10_catalog_extra`` entries over it (paths resolved; see ``merge_catalog``).
-- ``catalog | catalog_errors(root)``: list of one-sentence problems in the catalog.
 - ``entry | planner_args(overrides, root)``: the planner's arguments for a catalog entry plus overrides
   (the one conversion, ``catalog.planner_args``), or ``{'errors': [...]}``.
 - ``params | plan_memory``: the planner's answer on the controller (what ``gb10.cluster.memory_fit``
@@ -32,10 +31,6 @@ def catalog_merge(builtin: Any, extra: Any, root: Any, inventory_dir: Any = None
         return _H.merge_catalog(builtin, extra, str(root), str(inventory_dir) if inventory_dir else None)
     except _H.CatalogMergeError as exc:
         raise AnsibleFilterError(str(exc)) from exc
-
-
-def catalog_errors(catalog: Any, root: str) -> list[str]:
-    return _H.catalog_errors(catalog, str(root))
 
 
 def planner_args(entry: Any, overrides: Any = None, root: Any = "") -> dict[str, Any]:
@@ -85,7 +80,6 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "catalog_merge": catalog_merge,
-            "catalog_errors": catalog_errors,
             "planner_args": planner_args,
             "plan_memory": plan_memory,
             "plan_input_names": plan_input_names,

@@ -152,11 +152,6 @@ def parse_ib_write_bw_result(text: str) -> dict[str, Any]:
     return result
 
 
-def parse_ib_write_bw(text: str) -> float | None:
-    """Average bandwidth in Gb/s from the last result row of ib_write_bw, None when there is none."""
-    return parse_ib_write_bw_result(text)["average_gbps"]
-
-
 def first_error_line(text: str, pattern: re.Pattern[str] = _IB_ERROR) -> str | None:
     """The first line that reads like an error (perftest, mpirun, ssh), stripped; None when none does."""
     for line in (text or "").splitlines():
@@ -235,11 +230,6 @@ def parse_nccl_tests(text: str) -> dict[str, Any]:
     return result
 
 
-def parse_nccl_busbw(text: str) -> float | None:
-    """``# Avg bus bandwidth    : 22.6841`` (GB/s) from nccl-tests, None when absent."""
-    return parse_nccl_tests(text)["avg_busbw"]
-
-
 # --- per-node checks -----------------------------------------------------------------------------
 
 def interface_checks(node: str, twin: str, expected_cidr: str, expected_mtu: int,
@@ -277,19 +267,6 @@ def speed_check(node: str, twin: str, expected: int, ethtool_text: str | None,
                      f"expected {expected} Mb/s, ethtool shows no speed (link down?)")
     return check(node, twin, None, "link_speed", PASSED if speed >= expected else FAILED,
                  f"expected {expected} Mb/s, found {speed} Mb/s")
-
-
-def threshold_check(node: str, twin: str | None, peer: str | None, name: str,
-                    value: float | None, minimum: float, unit: str,
-                    skip_reason: str | None = None, output: str = "") -> dict[str, Any]:
-    """A bandwidth against its minimum (ib_write_bw in Gb/s, nccl bus bandwidth in GB/s)."""
-    if skip_reason:
-        return check(node, twin, peer, name, SKIPPED, skip_reason)
-    if value is None:
-        tail = (output or "").strip().splitlines()[-1:] or ["no output"]
-        return check(node, twin, peer, name, FAILED, f"no result parsed: {tail[0]}")
-    return check(node, twin, peer, name, PASSED if value >= minimum else FAILED,
-                 f"{value:g} {unit} (minimum {minimum:g} {unit})")
 
 
 def run_node_checks(node: str, twins: list[dict[str, Any]], mtu: int,

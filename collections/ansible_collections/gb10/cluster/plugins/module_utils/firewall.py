@@ -5,19 +5,20 @@
   that Ray, NCCL/Gloo, torch.distributed, vLLM's rendezvous and the weights relays are allowed from.
 - ``ssh_session()`` / ``lockout_error()`` tell, before anything is applied, whether the SSH session
   Ansible runs over would still be allowed by the new rules.
-- ``parse_nmap_xml()`` / ``exposure_violations()`` read a port scan and compare it with what the threat
-  model allows (used by lab/outsider.py and bench/exposure/run.py).
+- ``parse_nmap_xml()`` reads a port scan (used by lab/outsider.py; molecule/serve/outsider.yml and
+  bench/exposure/run.py compare it with what the threat model allows).
 Every problem is one sentence: what is wrong, where, what to do.
 """
 from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+T = TypeVar("T")
 
 
 class FirewallError(ValueError):
@@ -38,6 +39,17 @@ def _network(value: Any, where: str) -> Network:
         ) from None
 
 
+def _parse_each(pairs: Iterable[tuple[str, Any]], parse: Callable[[Any, str], T], errors: list[str]) -> set[T]:
+    """``parse(value, where)`` of every ``(where, value)``; the sentences of those that fail go to ``errors``."""
+    found: set[T] = set()
+    for where, value in pairs:
+        try:
+            found.add(parse(value, where))
+        except FirewallError as exc:
+            errors.extend(exc.errors)
+    return found
+
+
 def networks(values: Any, variable: str) -> dict[str, list[str]]:
     """``{'ipv4': [...], 'ipv6': [...]}`` (normalised CIDRs, sorted, no duplicates) of an inventory list.
 
@@ -50,12 +62,7 @@ def networks(values: Any, variable: str) -> dict[str, list[str]]:
     if not items:
         raise FirewallError([f"{variable} is empty, so nobody could connect; list at least one CIDR network."])
     errors: list[str] = []
-    found: set[Network] = set()
-    for i, value in enumerate(items):
-        try:
-            found.add(_network(value, f"{variable}[{i}]"))
-        except FirewallError as exc:
-            errors.extend(exc.errors)
+    found = _parse_each(((f"{variable}[{i}]", value) for i, value in enumerate(items)), _network, errors)
     if errors:
         raise FirewallError(errors)
     v4 = sorted((n for n in found if n.version == 4), key=lambda n: (int(n.network_address), n.prefixlen))
@@ -91,11 +98,7 @@ def cluster_members(hosts: Sequence[str], hostvars: Mapping[str, Any]) -> dict[s
             errors.append(f"gb10_fabric_addresses of {host} must map interface names to addresses; fix hosts.yml.")
             fabric = {}
         candidates += [(f"gb10_fabric_addresses.{iface}", addr) for iface, addr in sorted(fabric.items())]
-        for var, value in candidates:
-            try:
-                found.add(_address(value, f"{var} of {host}"))
-            except FirewallError as exc:
-                errors.extend(exc.errors)
+        found |= _parse_each(((f"{var} of {host}", value) for var, value in candidates), _address, errors)
     if errors:
         raise FirewallError(errors)
     return {
@@ -157,25 +160,3 @@ def parse_nmap_xml(text: str) -> dict[str, list[int]]:
         )
         result[addr] = ports
     return dict(sorted(result.items(), key=lambda kv: ipaddress.ip_address(kv[0])))
-
-
-def exposure_violations(
-    scan: Mapping[str, Sequence[int]], allowed: Mapping[str, Iterable[int]], expected: Iterable[str]
-) -> list[str]:
-    """Sentences for every open port the threat model does not allow, and every target the scan missed.
-
-    ``allowed``: per address, the ports that may be open from where the scan ran (missing = none).
-    ``expected``: addresses the scan must have reported (a target that was not scanned is not "closed").
-    """
-    problems: list[str] = []
-    for addr in expected:
-        if addr not in scan:
-            problems.append(f"The scan has no result for {addr}, so its exposure is unknown; check the scan ran.")
-    for addr, ports in scan.items():
-        extra = sorted(set(int(p) for p in ports) - set(int(p) for p in allowed.get(addr, ())))
-        if extra:
-            problems.append(
-                f"{addr} accepts connections on port(s) {', '.join(map(str, extra))} from outside the cluster; "
-                "the firewall must drop them."
-            )
-    return problems

@@ -214,7 +214,7 @@ def request_errors(model: str, catalog: Mapping[str, Any], hosts: Sequence[str],
 def image_errors(name: str, image: Mapping[str, Any]) -> list[str]:
     where = image.get("source", f"gb10_catalog['{name}'].image")
     if not image.get("repository"):
-        return [f"{name}: no image repository in {where}; set it (or, in the lab, run lab/serving/lab_serving.py push)."]
+        return [f"{name}: no image repository in {where}; set it (or, in the lab, run python -m lab.serving.lab_serving push)."]
     if not DIGEST_RE.match(str(image.get("digest", ""))):
         how = ("build it with playbooks/ray_image.yml and pin the digest it prints"
                if image.get("base") else "pin it with its sha256 digest (docker buildx imagetools inspect <image>)")

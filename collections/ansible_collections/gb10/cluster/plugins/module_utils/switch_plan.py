@@ -64,22 +64,6 @@ def input_rate(value: Any) -> str:
     return str(bits)
 
 
-def echo_bool(value: Any) -> str:
-    """RouterOS booleans as compared by community.routeros (yes/no)."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    text = str(value).strip().lower()
-    if text in ("yes", "true", "on", "1"):
-        return "yes"
-    if text in ("no", "false", "off", "0"):
-        return "no"
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def to_bool(value: Any) -> bool:
-    return echo_bool(value) == "yes"
-
-
 def echo_address_list(value: Any) -> str:
     """ip/service address: a list or comma string of networks -> '192.168.1.0/24,127.0.0.1/32'."""
     if value is None:
@@ -116,18 +100,6 @@ def version_tuple(version: Any) -> tuple[int, ...]:
 
 def version_at_least(version: Any, minimum: Any) -> bool:
     return version_tuple(version) >= version_tuple(minimum)
-
-
-def same_value(current: Any, wanted: Any) -> bool:
-    """Compare a value read from the API with a wanted value, both as RouterOS text."""
-    def text(v: Any) -> str:
-        if isinstance(v, bool):
-            return "yes" if v else "no"
-        if v is None:
-            return ""
-        s = str(v)
-        return {"true": "yes", "false": "no"}.get(s, s)
-    return text(current) == text(wanted)
 
 
 # ---------------------------------------------------------------- plan
