@@ -234,3 +234,23 @@ def test_nft_check_catches_a_broken_rule(tmp_path: Path) -> None:
     rules.write_text(render_rules().replace("policy drop;", "policy maybe;"))
     nft = shutil.which("nft") or "/usr/sbin/nft"
     assert subprocess.run([nft, "-c", "-f", str(rules)], capture_output=True, check=False).returncode != 0
+
+
+NMAP_UDP6_XML = """<?xml version="1.0"?>
+<nmaprun scanner="nmap">
+<host><status state="up"/><address addr="fe80::383b:42ff:fee5:563f" addrtype="ipv6"/>
+<ports><extraports state="open|filtered" count="198"/>
+<port protocol="udp" portid="47999"><state state="open"/></port>
+<port protocol="udp" portid="5353"><state state="open|filtered"/></port>
+<port protocol="tcp" portid="22"><state state="open"/></port>
+</ports></host>
+<host><status state="up"/><address addr="10.77.3.12" addrtype="ipv4"/>
+<ports><extraports state="open|filtered" count="200"/></ports></host>
+</nmaprun>
+"""
+
+
+def test_parse_nmap_xml_udp_and_ipv6() -> None:
+    """UDP: only ports that answered count (open|filtered is what a drop policy looks like); IPv6 addresses sort."""
+    assert parse_nmap_xml(NMAP_UDP6_XML, "udp") == {"10.77.3.12": [], "fe80::383b:42ff:fee5:563f": [47999]}
+    assert parse_nmap_xml(NMAP_UDP6_XML) == {"10.77.3.12": [], "fe80::383b:42ff:fee5:563f": [22]}

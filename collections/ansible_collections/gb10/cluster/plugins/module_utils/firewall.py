@@ -145,8 +145,11 @@ def lockout_error(host: str, ssh_connection: str, ssh_networks: Iterable[str], s
 
 
 # ------------------------------------------------------------------------------------------ scans
-def parse_nmap_xml(text: str) -> dict[str, list[int]]:
-    """``{address: [open TCP ports]}`` from ``nmap -oX -``; every scanned host appears, even with none open."""
+def parse_nmap_xml(text: str, protocol: str = "tcp") -> dict[str, list[int]]:
+    """``{address: [open ports]}`` of ``protocol`` (tcp or udp) from ``nmap -oX -``; every scanned host appears.
+
+    A UDP port counts as open only when something answered (nmap's ``open``), not ``open|filtered``.
+    """
     root = ET.fromstring(text)
     result: dict[str, list[int]] = {}
     for host in root.iter("host"):
@@ -156,7 +159,7 @@ def parse_nmap_xml(text: str) -> dict[str, list[int]]:
         ports = sorted(
             int(p.get("portid", "0"))
             for p in host.iter("port")
-            if p.get("protocol") == "tcp" and (p.find("state") is not None) and p.find("state").get("state") == "open"  # type: ignore[union-attr]
+            if p.get("protocol") == protocol and (p.find("state") is not None) and p.find("state").get("state") == "open"  # type: ignore[union-attr]
         )
         result[addr] = ports
-    return dict(sorted(result.items(), key=lambda kv: ipaddress.ip_address(kv[0])))
+    return dict(sorted(result.items(), key=lambda kv: (ipaddress.ip_address(kv[0]).version, ipaddress.ip_address(kv[0]))))
