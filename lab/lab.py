@@ -339,6 +339,9 @@ def write_inventory(count: int, key: Path) -> None:
         "gb10_mgmt_interface": MGMT_INTERFACE,
         "gb10_fabric_twins": [{"interface": t[0], "rdma_device": t[3]} for t in TWINS],
     }
+    if LAB_ID != 0:
+        # One Prometheus per control machine (its /etc/prometheus): only the default lab runs it.
+        group_all["monitoring_enabled"] = False
     group_gx10 = {
         "ansible_user": ADMIN_USER,
         "ansible_become": True,
