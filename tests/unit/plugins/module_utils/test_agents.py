@@ -89,8 +89,8 @@ def test_the_exact_files_for_gpt_oss(catalog):
         "openai-api-base": ENDPOINT,
         "model": "openai/gpt-oss-120b",
         "weak-model": "openai/gpt-oss-120b",
-        "model-settings-file": ".aider.model.settings.yml",
-        "model-metadata-file": ".aider.model.metadata.json",
+        "model-settings-file": "aider/.aider.model.settings.yml",
+        "model-metadata-file": "aider/.aider.model.metadata.json",
         "show-model-warnings": False,
     }
     assert "The API key is not in this file: aider reads OPENAI_API_KEY" in conf
@@ -106,6 +106,15 @@ def test_the_exact_files_for_gpt_oss(catalog):
     readme = files["README.md"]
     assert "Tool calling: on (openai)" in readme and "No file here holds the API key" in readme
     assert f"export {API_KEY_ENV}=" in readme
+
+
+def test_the_files_name_each_other_by_absolute_path_in_their_folder(catalog):
+    folder = "/srv/inv/agents/gpt-oss-120b"
+    files = agent_files("gpt-oss-120b", catalog["gpt-oss-120b"], ENDPOINT, folder=folder)["files"]
+    conf = yaml.safe_load(files["aider/.aider.conf.yml"])
+    assert conf["model-settings-file"] == f"{folder}/aider/.aider.model.settings.yml"
+    assert f"OPENCODE_CONFIG={folder}/opencode/opencode.json opencode" in files["README.md"]
+    assert f"claude --settings {folder}/claude-code/settings.json" in files["README.md"]
 
 
 def test_the_plan_context_wins_and_the_output_follows_it(catalog):

@@ -1,6 +1,6 @@
 """Filters for the coding agents' files (logic in plugins/module_utils/agents.py).
 
-- ``catalog | agent_files(model, endpoint, max_model_len, api_key_env)``: ``{files: {path: content},
+- ``catalog | agent_files(model, endpoint, max_model_len, api_key_env, folder)``: ``{files: {path: content},
   warnings: [...], settings: {...}}`` for the model's catalog entry, or ``{'errors': [...]}`` (one
   sentence per problem).
 """
@@ -13,14 +13,15 @@ from ansible_collections.gb10.cluster.plugins.module_utils import agents as _A
 
 
 def agent_files(catalog: Any, model: Any, endpoint: Any, max_model_len: Any = None,
-                api_key_env: Any = _A.API_KEY_ENV) -> dict[str, Any]:
+                api_key_env: Any = _A.API_KEY_ENV, folder: Any = "") -> dict[str, Any]:
     catalog = dict(catalog or {})
     name = str(model or "")
     if name not in catalog:
         known = ", ".join(sorted(catalog))
         return {"errors": [f"Unknown model '{name}' (-e model): use one of {known}."]}
     try:
-        return _A.agent_files(name, catalog[name], str(endpoint or ""), max_model_len, str(api_key_env or ""))
+        return _A.agent_files(name, catalog[name], str(endpoint or ""), max_model_len, str(api_key_env or ""),
+                              str(folder or ""))
     except _A.AgentConfigError as exc:
         return {"errors": list(exc.errors)}
 

@@ -57,10 +57,11 @@ def _positive_int(value: Any) -> int | None:
 
 
 def agent_settings(model: str, entry: Mapping[str, Any], endpoint: str, max_model_len: Any = None,
-                   api_key_env: str = API_KEY_ENV) -> dict[str, Any]:
+                   api_key_env: str = API_KEY_ENV, folder: str = "") -> dict[str, Any]:
     """What every agent file says about the model: endpoint, name, context, output budget, tool calling
-    and reasoning. ``max_model_len`` is what the serving plan launched (the entry's when not given).
-    Raises AgentConfigError."""
+    and reasoning. ``max_model_len`` is what the serving plan launched (the entry's when not given);
+    ``folder`` is where the files go (the agents run in the operator's project, so the files name each
+    other by absolute path; relative to the model's folder when not given). Raises AgentConfigError."""
     errors: list[str] = []
     launch = entry.get("launch") if isinstance(entry, Mapping) else None
     launch = launch if isinstance(launch, Mapping) else {}
@@ -93,6 +94,7 @@ def agent_settings(model: str, entry: Mapping[str, Any], endpoint: str, max_mode
         "reasoning": bool(launch.get("reasoning_parser")),
         "api_key_env": str(api_key_env),
         "description": " ".join(str(entry.get("description") or model).split())[:200],
+        "folder": str(folder or "").rstrip("/") + "/" if folder else "",
     }
 
 
@@ -170,7 +172,7 @@ def codex_toml(s: Mapping[str, Any]) -> str:
     lines = [
         f"# {HEADER.format(model=s['model'])}",
         f"# The API key is not in this file: Codex reads it from the environment variable {s['api_key_env']}",
-        "# (env_key below). Use with CODEX_HOME=<this folder> codex, or copy the keys into ~/.codex/config.toml.",
+        "# (env_key below). Copy the keys into ~/.codex/config.toml, or run with CODEX_HOME=<this folder>.",
     ]
     if not s["tool_calling"]:
         lines.append("# WARNING: tool calling is off for this model in the catalog; Codex cannot run tools with it.")
@@ -196,12 +198,13 @@ def aider_files(s: Mapping[str, Any]) -> dict[str, str]:
     conf = "\n".join([
         f"# {HEADER.format(model=s['model'])}",
         "# The API key is not in this file: aider reads OPENAI_API_KEY from the environment. Run it as",
-        f'#   OPENAI_API_KEY="${s["api_key_env"]}" aider --config <this folder>/.aider.conf.yml',
+        f'#   OPENAI_API_KEY="${s["api_key_env"]}" aider --config {s["folder"]}aider/.aider.conf.yml',
+        "# in your project's folder.",
         f"openai-api-base: {s['endpoint']}",
         f"model: {name}",
         f"weak-model: {name}",
-        "model-settings-file: .aider.model.settings.yml",
-        "model-metadata-file: .aider.model.metadata.json",
+        f"model-settings-file: {s['folder']}aider/.aider.model.settings.yml",
+        f"model-metadata-file: {s['folder']}aider/.aider.model.metadata.json",
         "show-model-warnings: false",
         "",
     ])
@@ -235,6 +238,7 @@ def aider_files(s: Mapping[str, Any]) -> dict[str, str]:
 
 def readme(s: Mapping[str, Any], warnings: list[str]) -> str:
     env = s["api_key_env"]
+    d = s["folder"]
     lines = [
         f"# Coding agents for {s['model']}",
         "",
@@ -255,14 +259,14 @@ def readme(s: Mapping[str, Any], warnings: list[str]) -> str:
         f'export {env}="$(cat ~/.config/gb10/vllm-api-key)"',
         "```",
         "",
-        "## Use",
+        "## Use (in your project's folder)",
         "",
         "| Agent | Command |",
         "|---|---|",
-        "| OpenCode | `OPENCODE_CONFIG=opencode/opencode.json opencode` |",
-        "| Claude Code | `claude --settings claude-code/settings.json` |",
-        "| Codex | `CODEX_HOME=$PWD/codex codex` (or copy the keys into `~/.codex/config.toml`) |",
-        f'| aider | `OPENAI_API_KEY="${env}" aider --config aider/.aider.conf.yml` |',
+        f"| OpenCode | `OPENCODE_CONFIG={d}opencode/opencode.json opencode` |",
+        f"| Claude Code | `claude --settings {d}claude-code/settings.json` |",
+        f"| Codex | `CODEX_HOME={d}codex codex` (or copy the keys into `~/.codex/config.toml`) |",
+        f'| aider | `OPENAI_API_KEY="${env}" aider --config {d}aider/.aider.conf.yml` |',
         "",
     ]
     if warnings:
@@ -271,10 +275,10 @@ def readme(s: Mapping[str, Any], warnings: list[str]) -> str:
 
 
 def agent_files(model: str, entry: Mapping[str, Any], endpoint: str, max_model_len: Any = None,
-                api_key_env: str = API_KEY_ENV) -> dict[str, Any]:
-    """``{files: {relative path: content}, warnings: [...], settings: {...}}`` for one catalog entry.
-    Raises AgentConfigError."""
-    s = agent_settings(model, entry, endpoint, max_model_len, api_key_env)
+                api_key_env: str = API_KEY_ENV, folder: str = "") -> dict[str, Any]:
+    """``{files: {path relative to folder: content}, warnings: [...], settings: {...}}`` for one catalog
+    entry. Raises AgentConfigError."""
+    s = agent_settings(model, entry, endpoint, max_model_len, api_key_env, folder)
     warnings = agent_warnings(s)
     files = {
         "README.md": readme(s, warnings),
