@@ -79,9 +79,8 @@ def agent_settings(model: str, entry: Mapping[str, Any], endpoint: str, max_mode
     context = _positive_int(max_model_len) or _positive_int(launch.get("max_model_len"))
     if context is None:
         errors.append(f"{model}: no max_model_len in the serving plan or in gb10_catalog['{model}'].launch.")
-    if errors:
+    if errors or context is None:
         raise AgentConfigError(errors)
-    assert context is not None
     tools = launch.get("enable_auto_tool_choice") is True and bool(launch.get("tool_call_parser"))
     return {
         "model": model,
