@@ -34,6 +34,8 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     planner_args,
     resolve_plan,
     text_config,
+    vllm_flag_args,
+    vllm_flags_errors,
 )
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
 from tests.support.catalog import builtin_catalog, merged_catalog
@@ -709,3 +711,77 @@ def test_relative_extra_path_needs_the_inventory_folder(builtin):
     with pytest.raises(CatalogMergeError, match="set gb10_inventory_dir or give an absolute path"):
         merge_catalog(builtin, {"m": _extra_entry(builtin, "models/m/config.json")}, str(ROOT), None)
     assert merge_catalog(builtin, None, str(ROOT), None) == builtin
+
+
+# --- recipe flags and environment (issue 16, item 7) -------------------------------------------
+
+
+def test_the_int4_entry_carries_its_recipe_flag(catalog):
+    entry = catalog["qwen3.5-397b-a17b-int4-autoround"]
+    assert entry["vllm_flags"] == {"compilation-config": {"cudagraph_mode": "piecewise"}}
+    assert entry_errors("qwen3.5-397b-a17b-int4-autoround", entry, str(ROOT)) == []
+    assert vllm_flag_args(entry["vllm_flags"]) == ["--compilation-config", '{"cudagraph_mode":"piecewise"}']
+
+
+def test_recipe_flags_render_in_order():
+    flags = {"attention-backend": "TRITON_ATTN", "moe-backend": "cutlass", "enforce-eager": True,
+             "async-scheduling": False, "max-cudagraph-capture-size": 512,
+             "hf-overrides": {"rope_scaling": {"type": "yarn", "factor": 4.0}}}
+    assert vllm_flag_args(flags) == [
+        "--attention-backend", "TRITON_ATTN", "--moe-backend", "cutlass", "--enforce-eager",
+        "--no-async-scheduling", "--max-cudagraph-capture-size", "512",
+        "--hf-overrides", '{"rope_scaling":{"factor":4.0,"type":"yarn"}}',
+    ]
+    assert vllm_flags_errors("e", flags) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--enforce-eager"], "must map vLLM flag names"),
+        ({"tensor-parallel-size": 2}, "is set by the serving play; give it in launch.tensor_parallel_size instead."),
+        ({"load-format": "fastsafetensors"}, "give it in launch.load_format instead."),
+        ({"gpu-memory-utilization": 0.8}, "the memory planner (launch.memory_mode)"),
+        ({"port": 9000}, "serve.yml (vllm_serve_api_port)"),
+        ({"api-key": "x"}, "looks like a secret"),
+        ({"hf-overrides": {"token": "hf_" + "a" * 34}}, "looks like a secret"),
+        ({"--attention-backend": "FLASHINFER"}, "without the dashes, e.g. attention-backend"),
+        ({"attention_backend": "FLASHINFER"}, "without the dashes, e.g. attention-backend"),
+        ({"enable-lora": True}, "is not a flag the catalog knows; use one of"),
+        ({"enforce-eager": "yes"}, "must be true or false."),
+        ({"enforce-eager": False}, "has no --no- form in vLLM; leave it out"),
+        ({"max-cudagraph-capture-size": "512"}, "must be a positive integer."),
+        ({"compilation-config": "piecewise"}, "must be a non-empty mapping (passed to vLLM as JSON)."),
+        ({"attention-backend": "FLASH ATTN; rm -rf /"}, "must be one word"),
+    ],
+)
+def test_recipe_flags_mistakes(catalog, flags, needle):
+    entry = dict(copy.deepcopy(catalog["gpt-oss-120b"]), vllm_flags=flags)
+    errors = entry_errors("gpt-oss-120b", entry, str(ROOT))
+    assert len(errors) == 1 and needle in errors[0], errors
+    assert errors[0].startswith("gb10_catalog['gpt-oss-120b'].vllm_flags"), errors
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"HF_TOKEN": "x"}, "env.HF_TOKEN looks like a secret; remove it: secrets live in ansible-vault"),
+        ({"OPENAI_API_KEY": "x"}, "looks like a secret"),
+        ({"SOME_SETTING": "sk-" + "b" * 30}, "looks like a secret"),
+        ({"NCCL_IB_HCA": "mlx5_0"}, "fabric environment the serving play sets from the inventory"),
+        ({"VLLM_HOST_IP": "10.0.0.1"}, "set by the serving play from the node's fabric address; remove it."),
+        ({"HF_HUB_OFFLINE": "0"}, "set by the serving play"),
+        ({"lower": "1"}, "is not an environment variable name"),
+    ],
+)
+def test_recipe_env_mistakes(catalog, env, needle):
+    entry = dict(copy.deepcopy(catalog["gpt-oss-120b"]), env=env)
+    errors = entry_errors("gpt-oss-120b", entry, str(ROOT))
+    assert len(errors) == 1 and needle in errors[0], errors
+
+
+def test_recipe_env_that_is_fine(catalog):
+    env = {"VLLM_MARLIN_USE_ATOMIC_ADD": "1", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+           "TOKENIZERS_PARALLELISM": "false", "FLA_USE_TMA": "0", "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
+    entry = dict(copy.deepcopy(catalog["gpt-oss-120b"]), env=env)
+    assert entry_errors("gpt-oss-120b", entry, str(ROOT)) == []

@@ -575,3 +575,19 @@ def test_pin_errors() -> None:
         "gb10_image_pins['m'] is 'repo:tag' (inventory), not a mapping; write it as "
         "{repository: <registry/name>, tag: <tag>, digest: 'sha256:<64 hex>'}."]
     assert pin_errors("m", entry, ["x"])[0].startswith("gb10_image_pins is ['x'] (inventory)")
+
+
+def test_recipe_flags_and_env_reach_the_launch_argv(catalog):
+    """An entry's vllm_flags land in vLLM's argv after the launch settings, its env in the container's."""
+    entry = dict(catalog["tiny-llama"], vllm_flags={"enforce-eager": True, "attention-backend": "TORCH_SDPA",
+                                                    "compilation-config": {"cudagraph_mode": "none"}},
+                 env={"VLLM_CPU_KVCACHE_SPACE": "1", "FLA_USE_TMA": "0"})
+    plan = serving_plan("tiny-llama", dict(catalog, **{"tiny-llama": entry}), nodes(), PINS)
+    (api,) = plan["containers"]
+    args = api["args"]
+    at = args.index("--enforce-eager")
+    assert args[at:at + 5] == ["--enforce-eager", "--attention-backend", "TORCH_SDPA",
+                               "--compilation-config", '{"cudagraph_mode":"none"}']
+    assert at > args.index("--load-format") and at < args.index("--host")
+    assert "--env" in api["argv"] and "FLA_USE_TMA=0" in api["argv"]
+    assert plan["hash"] != serving_plan("tiny-llama", catalog, nodes(), PINS)["hash"], "a flag changes the spec"

@@ -604,6 +604,8 @@ def serving_plan(
     devices = _devices(platform, opts)
     model_dir_in = f"/models/{model}"
     common_args = [model_dir_in, "--served-model-name", model] + vllm_args(launch, platform)
+    # The recipe's extra flags (the entry's vllm_flags, checked by catalog.vllm_flags_errors).
+    common_args += _catalog.vllm_flag_args(entry.get("vllm_flags"))
     common_args += [str(a) for a in opts.get("extra_args") or []]
     env = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
     if platform == "cpu" and "kv_cache_memory_bytes" in launch and "VLLM_CPU_KVCACHE_SPACE" not in env:
