@@ -98,6 +98,13 @@ def mirror_ref(ref: str, mirror: str) -> str:
     return f"{mirror}/{mirror_repository(parsed)}@{parsed.digest}"
 
 
+def pinned_refs(pins: Mapping[str, Any]) -> list[str]:
+    """``repository@digest`` of every ``gb10_image_pins`` entry pinned by digest (sorted, no duplicates)."""
+    refs = {f"{pin['repository']}@{pin['digest']}" for pin in pins.values()
+            if isinstance(pin, Mapping) and pin.get("repository") and DIGEST_RE.match(str(pin.get("digest", "")))}
+    return sorted(refs)
+
+
 def mirror_errors(mirror: Any, images: Any) -> list[str]:
     """What is wrong with the mirror settings (no facts needed), one sentence each."""
     errors: list[str] = []
