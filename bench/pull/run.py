@@ -210,9 +210,21 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="leave the upstream and mirror registries running")
+    ap.add_argument("--upstream-only", metavar="JSON", help="only build the image, start the upstream registry, push, "
+                    "and write {ref, image_id, blobs, access_log, mark} to JSON (molecule/mirror's prepare)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench-pull: run as root (tc, docker)")
+    if args.upstream_only:
+        tag = build_image(args.big_mib)
+        upstream_log = extra_registry("pull-upstream", UPSTREAM)
+        ref = push(tag)
+        info = json.loads(sh("docker", "image", "inspect", tag))[0]
+        Path(args.upstream_only).write_text(json.dumps({
+            "ref": ref, "image_id": info["Id"], "blobs": len(info["RootFS"]["Layers"]) + 1, "upstream": UPSTREAM,
+            "access_log": str(upstream_log), "mark": upstream_log.stat().st_size}) + "\n")
+        log(f"upstream {ref}; access log {upstream_log}")
+        return 0
     nodes = list(range(1, args.nodes + 1))
     tag = build_image(args.big_mib)
     upstream_log = extra_registry("pull-upstream", UPSTREAM)
