@@ -7,20 +7,13 @@ and the mirror. The upstream's access log counts the blob GETs.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import shutil
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.gb10.cluster.plugins.module_utils.registry_mirror import (
     MirrorError,
     RegistryClient,
-    _upload,
     check_manifest,
     copy_image,
     mirror_errors,
@@ -28,10 +21,10 @@ from ansible_collections.gb10.cluster.plugins.module_utils.registry_mirror impor
     parse_ref,
     pinned_refs,
 )
+from tests.support.registries import push, start_registries
 
 D = "sha256:" + "ab" * 32
 D2 = "sha256:" + "cd" * 32
-BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
 # --------------------------------------------------------------------------------------------- names
@@ -90,65 +83,15 @@ def test_check_manifest_refuses_altered_bytes_and_indexes() -> None:
 
 
 # --------------------------------------------------------------------------------------------- copies
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LiveRegistry:
-    def __init__(self, tmp: Path, name: str) -> None:
-        self.addr = f"127.0.0.1:{_free_port()}"
-        self.log = tmp / f"{name}.log"
-        config = tmp / f"{name}.yml"
-        config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp / name}\n"
-                          f"http:\n  addr: {self.addr}\n")
-        self.proc = subprocess.Popen([BINARY, "serve", str(config)], stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        for _ in range(100):
-            try:
-                socket.create_connection(tuple(self.addr.split(":")), timeout=0.2).close()  # type: ignore[arg-type]
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"docker-registry did not start: {self.log.read_text()}")
-
-    def blob_gets(self) -> int:
-        return sum(1 for line in self.log.read_text().splitlines() if '"GET /v2/' in line and "/blobs/sha256:" in line)
-
-
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    assert Path(BINARY).exists(), "docker-registry is missing: apt-get install docker-registry (lab/ensure-host.sh)"
-    tmp = tmp_path_factory.mktemp("registries")
-    up, mirror = LiveRegistry(tmp, "upstream"), LiveRegistry(tmp, "mirror")
-    yield up, mirror
-    for reg in (up, mirror):
-        reg.proc.terminate()
-        reg.proc.wait(timeout=10)
-
-
-def _push(addr: str, repository: str, blobs: list[bytes]) -> str:
-    """Push a config and layers (raw bytes) and an OCI manifest; returns its digest."""
-    client = RegistryClient(addr, insecure=True)
-    descs = []
-    for data in blobs:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        _upload(client, repository, io.BytesIO(data), len(data), digest, None)  # type: ignore[arg-type]
-        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": len(data)})
-    descs[0]["mediaType"] = "application/vnd.oci.image.config.v1+json"
-    body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "config": descs[0], "layers": descs[1:]}).encode()
-    digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    res = client.request("PUT", f"/v2/{repository}/manifests/{digest}",
-                         {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, body=body, ok=(201,))
-    res.read()
-    return digest
+    yield from start_registries(tmp_path_factory)
 
 
 def test_copy_fetches_each_blob_once_and_then_nothing(registries) -> None:  # type: ignore[no-untyped-def]
     up, mirror = registries
     blobs = [b'{"architecture":"arm64","os":"linux"}', b"layer-one" * 1000, bytes(range(256)) * 4096]
-    digest = _push(up.addr, "gb10/tiny", blobs)
+    digest = push(up.addr, "gb10/tiny", blobs)
     ref = f"{up.addr}/gb10/tiny@{digest}"
     before = up.blob_gets()
     first = copy_image(ref, mirror.addr, upstream_insecure=True)
@@ -167,7 +110,7 @@ def test_copy_fetches_each_blob_once_and_then_nothing(registries) -> None:  # ty
 
 def test_check_mode_copies_nothing(registries) -> None:  # type: ignore[no-untyped-def]
     up, mirror = registries
-    digest = _push(up.addr, "gb10/other", [b'{"os":"linux"}', b"x" * 5000])
+    digest = push(up.addr, "gb10/other", [b'{"os":"linux"}', b"x" * 5000])
     before = up.blob_gets()
     res = copy_image(f"{up.addr}/gb10/other@{digest}", mirror.addr, upstream_insecure=True, check=True)
     assert res.changed and [b["action"] for b in res.blobs] == ["copy", "copy"] and up.blob_gets() == before
