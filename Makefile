@@ -98,7 +98,9 @@ unit: venv
 # Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
 # `serve` builds the vLLM CPU image (about 10 minutes cold, cached by content afterwards), serves
 # TP=2 across two lab nodes, swaps and rolls back; it needs about 30 GB of free disk for 4 nodes.
-MOLECULE_SCENARIOS ?= default fabric fabric_negative switch faults serve
+# `mirror` copies a 20 MiB test image (built locally) into the control machine's registry mirror once
+# and pulls it on every node from there (no vLLM image).
+MOLECULE_SCENARIOS ?= default fabric fabric_negative switch faults mirror serve
 
 print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)

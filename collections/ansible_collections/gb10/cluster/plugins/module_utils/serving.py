@@ -24,6 +24,7 @@ from typing import Any
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _catalog
 from ansible_collections.gb10.cluster.plugins.module_utils import rack as _rack
+from ansible_collections.gb10.cluster.plugins.module_utils import registry_mirror as _mirror
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -611,7 +612,11 @@ def serving_plan(
     if platform == "cpu" and "kv_cache_memory_bytes" in launch and "VLLM_CPU_KVCACHE_SPACE" not in env:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(launch["kv_cache_memory_bytes"]) // 2**30))
     env.setdefault("HF_HUB_OFFLINE", "1")
-    ref = image_ref(image)
+    # The rack's registry mirror (gb10_registry_mirror): the nodes pull and run the image from there, by the
+    # same digest (module_utils/registry_mirror.py); upstream_ref is what the mirror copies from.
+    upstream_ref = image_ref(image)
+    mirror = str(opts.get("registry_mirror") or "")
+    ref = _mirror.mirror_ref(upstream_ref, mirror) if mirror and DIGEST_RE.match(str(image.get("digest", ""))) else upstream_ref
     roce = opts.get("roce") if isinstance(opts.get("roce"), Mapping) else None
     nccl = dict(opts.get("nccl") or {})
 
@@ -696,6 +701,7 @@ def serving_plan(
         "weights_source": "controller" if from_controller else "hf",
         "image": image,
         "image_ref": ref,
+        "image_upstream_ref": upstream_ref,
         "image_ray": ray_version if ray_state == "yes" else (False if ray_state == "no" else None),
         "executor": mode,
         "nodes": count,
