@@ -50,7 +50,7 @@ def todays_fit_args(entry: dict, nodes: int, measured: list, total: Any, floor: 
         args["kv_cache_memory_bytes"] = int(entry["env"]["VLLM_CPU_KVCACHE_SPACE"]) * 2**30
     if len(str(total)) > 0:
         args["node_memory_total_bytes"] = int(total)
-    elif entry["platform"] == "cpu":
+    else:  # measured on every platform (on a GB10 CUDA's total is MemTotal)
         args["node_memory_total_bytes"] = min(m["mem_total"] for m in measured)
     if len(str(floor)) > 0:
         args["host_floor_bytes"] = int(floor)

@@ -379,7 +379,7 @@ def test_planner_args_measured_memory(catalog):
     assert (cpu["node_mem_available_bytes"], cpu["node_memory_total_bytes"]) == (58 * GIB, 62 * GIB)
     cuda = planner_args(catalog[REF], {"measured_memory": MEASURED}, str(ROOT))
     assert cuda["node_mem_available_bytes"] == 58 * GIB
-    assert "node_memory_total_bytes" not in cuda, "on a GB10 the total is what CUDA reports (planner default)"
+    assert cuda["node_memory_total_bytes"] == 62 * GIB, "on a GB10 CUDA's total is MemTotal: measured, not a constant"
     given = planner_args(
         catalog[LAB],
         {"measured_memory": MEASURED, "node_memory_total_bytes": 100 * GIB, "host_floor_bytes": "0"},
