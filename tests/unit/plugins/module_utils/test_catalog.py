@@ -33,6 +33,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     plan_report,
     planner_args,
     resolve_plan,
+    serve_launch,
     text_config,
 )
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
@@ -709,3 +710,38 @@ def test_relative_extra_path_needs_the_inventory_folder(builtin):
     with pytest.raises(CatalogMergeError, match="set gb10_inventory_dir or give an absolute path"):
         merge_catalog(builtin, {"m": _extra_entry(builtin, "models/m/config.json")}, str(ROOT), None)
     assert merge_catalog(builtin, None, str(ROOT), None) == builtin
+
+
+# ------------------------------------------------------------------------ serve.yml's -e overrides
+def test_serve_launch_applies_plan_ymls_overrides(catalog):
+    entry = catalog[REF]
+    out = serve_launch(REF, entry, {"max_model_len": "32768", "kv_cache_gib": "12", "num_speculative_tokens": "0",
+                                    "max_num_seqs": ""}, str(ROOT))
+    assert out["launch"]["max_model_len"] == 32768 and out["launch"]["kv_cache_memory_bytes"] == 12 * GIB
+    assert out["launch"]["memory_mode"] == "bytes" and "speculative_config" not in out["launch"]
+    assert out["launch"]["max_num_seqs"] == entry["launch"]["max_num_seqs"], "'' leaves the catalog's value"
+    assert out["sources"]["max_model_len"] == "-e" and out["given"] == {
+        "max_model_len": "32768", "kv_cache_gib": "12", "num_speculative_tokens": "0"}
+    # the planner reads the same launch: planner_args on the entry with it gives the overrides' values
+    params = planner_args(dict(entry, launch=out["launch"]), {}, str(ROOT))
+    assert params["max_model_len"] == 32768 and params["kv_cache_memory_bytes"] == 12 * GIB
+    fraction = serve_launch(REF, entry, {"gpu_memory_utilization": "0.8"}, str(ROOT))["launch"]
+    assert fraction["memory_mode"] == "fraction" and fraction["gpu_memory_utilization"] == 0.8
+    assert serve_launch(REF, entry, {}, str(ROOT))["launch"] == dict(entry["launch"])
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "needle"),
+    [
+        (REF, {"max_model_len": "lots"}, "-e max_model_len=lots is not a positive integer"),
+        (REF, {"tensor_parallel_size": "2"}, "-e tensor_parallel_size: serve.yml lays the model out by -e nodes=N"),
+        (REF, {"node_mem_available_bytes": "1"}, "serve.yml measures MemAvailable on every serving node"),
+        (REF, {"max_model_len": "10000000"}, "is more than the model's max_position_embeddings"),
+        (REF, {"kv_cache_gib": "x"}, "-e kv_cache_gib=x is not a positive number of GiB"),
+        (LAB, {"kv_cache_gib": "2"}, "sizes its KV pool from VLLM_CPU_KVCACHE_SPACE"),
+    ],
+)
+def test_serve_launch_refuses_with_one_sentence(catalog, name, overrides, needle):
+    with pytest.raises(PlanInputError) as info:
+        serve_launch(name, catalog[name], overrides, str(ROOT))
+    assert len(info.value.errors) == 1 and needle in info.value.errors[0], info.value.errors
