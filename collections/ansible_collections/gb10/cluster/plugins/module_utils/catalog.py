@@ -801,16 +801,18 @@ def apply_calibration(params: dict[str, Any], record: Mapping[str, Any] | None, 
 def _node_memory(
     params: dict[str, Any], overrides: Mapping[str, Any], platform: str, errors: list[str], sources: dict[str, str]
 ) -> None:
-    """The node figures: measured (the smallest MemAvailable and the smallest MemTotal) unless given. On
-    a GB10 CUDA's total is the host's MemTotal byte for byte, and it varies with the OS image and what
-    runs (docs/memory-planner.md), so it is measured, never a constant; on the CPU build the total is
-    the node's (or its container's) memory."""
+    """The node figures: measured unless given. The smallest MemAvailable (one KV pool leaves every node
+    its floor). The total is measured too, never a constant: on a GB10 CUDA's total is the host's MemTotal
+    byte for byte and varies with the OS image (docs/memory-planner.md); there the largest, so that the
+    one utilization passes vLLM's admission check on every node (each requests utilization x its own
+    total); on the CPU build the smallest node's (or its container's) memory."""
     measured = overrides.get("measured_memory")
     if not _is_unset(measured):
         try:
             params["node_mem_available_bytes"] = min(int(node["mem_available"]) for node in measured)
             sources["node_mem_available_bytes"] = "measured"
-            params["node_memory_total_bytes"] = min(int(node["mem_total"]) for node in measured)
+            totals = [int(node["mem_total"]) for node in measured]
+            params["node_memory_total_bytes"] = min(totals) if platform == "cpu" else max(totals)
             sources["node_memory_total_bytes"] = "measured"
         except (TypeError, KeyError, ValueError):
             errors.append(
