@@ -74,7 +74,8 @@ def serving_memory(plan: Any, catalog: Any, root: Any) -> dict[str, Any]:
     plan = dict(plan)
     entry = dict(catalog)[plan["model"]]
     note = ("not measured: planned with the planner's GB10 planning defaults (node total "
-            f"{_MEMFIT.GB10_CUDA_TOTAL_BYTES} bytes = what CUDA reports on a GB10, MemAvailable = total, host floor "
+            f"{_MEMFIT.GB10_CUDA_TOTAL_BYTES} bytes = what CUDA reports on a GB10, MemAvailable "
+            f"{_MEMFIT.GB10_PLANNING_MEM_AVAILABLE_BYTES} bytes = a headless GB10 (bytes mode), host floor "
             f"{_MEMFIT.DEFAULT_HOST_FLOOR_BYTES} bytes); serve.yml measures every node before the launch")
     try:
         result = _MEMFIT.plan_memory(_H.memory_params(plan, entry, str(root)))
