@@ -20,7 +20,8 @@ from tests.support.playbooks import ROOT
 PLAYBOOK_BIN = Path(sys.executable).parent / "ansible-playbook"
 DIGEST = "sha256:" + "7" * 64
 GIB = 1 << 30
-# What the two ranks of tiny-qwen3 log on the CPU build (vLLM 0.32.0's formats; figures of a lab start).
+# Two ranks of tiny-qwen3 in vLLM 0.32.0's formats: the KV space lines as the lab's CPU build logs them, plus
+# the model-loading line the CUDA build logs (the lab's CPU build does not), so that a figure applies.
 LOG = """\
 (Worker_TP0 pid=91) INFO 11-29 13:40:01 [cpu_model_runner.py:120] Model loading took 0.0034 GiB memory and 0.41 seconds
 (Worker_TP1 pid=92) INFO 11-29 13:40:01 [cpu_model_runner.py:120] Model loading took 0.0034 GiB memory and 0.43 seconds
