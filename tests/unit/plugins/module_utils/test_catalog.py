@@ -33,6 +33,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     plan_report,
     planner_args,
     resolve_plan,
+    serve_launch,
     text_config,
     vllm_flag_args,
     vllm_flags_errors,
@@ -381,7 +382,8 @@ def test_planner_args_measured_memory(catalog):
     assert (cpu["node_mem_available_bytes"], cpu["node_memory_total_bytes"]) == (58 * GIB, 62 * GIB)
     cuda = planner_args(catalog[REF], {"measured_memory": MEASURED}, str(ROOT))
     assert cuda["node_mem_available_bytes"] == 58 * GIB
-    assert "node_memory_total_bytes" not in cuda, "on a GB10 the total is what CUDA reports (planner default)"
+    # on a GB10 CUDA's total is MemTotal, measured: the largest, so one utilization passes every node's admission
+    assert cuda["node_memory_total_bytes"] == 64 * GIB
     given = planner_args(
         catalog[LAB],
         {"measured_memory": MEASURED, "node_memory_total_bytes": 100 * GIB, "host_floor_bytes": "0"},
@@ -785,3 +787,36 @@ def test_recipe_env_that_is_fine(catalog):
            "TOKENIZERS_PARALLELISM": "false", "FLA_USE_TMA": "0", "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
     entry = dict(copy.deepcopy(catalog["gpt-oss-120b"]), env=env)
     assert entry_errors("gpt-oss-120b", entry, str(ROOT)) == []
+# ------------------------------------------------------------------------ serve.yml's -e overrides
+def test_serve_launch_applies_plan_ymls_overrides(catalog):
+    entry = catalog[REF]
+    out = serve_launch(REF, entry, {"max_model_len": "32768", "kv_cache_gib": "12", "num_speculative_tokens": "0",
+                                    "max_num_seqs": ""}, str(ROOT))
+    assert out["launch"]["max_model_len"] == 32768 and out["launch"]["kv_cache_memory_bytes"] == 12 * GIB
+    assert out["launch"]["memory_mode"] == "bytes" and "speculative_config" not in out["launch"]
+    assert out["launch"]["max_num_seqs"] == entry["launch"]["max_num_seqs"], "'' leaves the catalog's value"
+    assert out["sources"]["max_model_len"] == "-e" and out["given"] == {
+        "max_model_len": "32768", "kv_cache_gib": "12", "num_speculative_tokens": "0"}
+    # the planner reads the same launch: planner_args on the entry with it gives the overrides' values
+    params = planner_args(dict(entry, launch=out["launch"]), {}, str(ROOT))
+    assert params["max_model_len"] == 32768 and params["kv_cache_memory_bytes"] == 12 * GIB
+    fraction = serve_launch(REF, entry, {"gpu_memory_utilization": "0.8"}, str(ROOT))["launch"]
+    assert fraction["memory_mode"] == "fraction" and fraction["gpu_memory_utilization"] == 0.8
+    assert serve_launch(REF, entry, {}, str(ROOT))["launch"] == dict(entry["launch"])
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "needle"),
+    [
+        (REF, {"max_model_len": "lots"}, "-e max_model_len=lots is not a positive integer"),
+        (REF, {"tensor_parallel_size": "2"}, "-e tensor_parallel_size: serve.yml lays the model out by -e nodes=N"),
+        (REF, {"node_mem_available_bytes": "1"}, "serve.yml measures MemAvailable on every serving node"),
+        (REF, {"max_model_len": "10000000"}, "is more than the model's max_position_embeddings"),
+        (REF, {"kv_cache_gib": "x"}, "-e kv_cache_gib=x is not a positive number of GiB"),
+        (LAB, {"kv_cache_gib": "2"}, "sizes its KV pool from VLLM_CPU_KVCACHE_SPACE"),
+    ],
+)
+def test_serve_launch_refuses_with_one_sentence(catalog, name, overrides, needle):
+    with pytest.raises(PlanInputError) as info:
+        serve_launch(name, catalog[name], overrides, str(ROOT))
+    assert len(info.value.errors) == 1 and needle in info.value.errors[0], info.value.errors

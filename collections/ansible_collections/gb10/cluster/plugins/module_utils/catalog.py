@@ -974,16 +974,19 @@ def apply_calibration(params: dict[str, Any], record: Mapping[str, Any] | None, 
 def _node_memory(
     params: dict[str, Any], overrides: Mapping[str, Any], platform: str, errors: list[str], sources: dict[str, str]
 ) -> None:
-    """The node figures: measured (the smallest MemAvailable) unless given. The measured total is the
-    planner's on the CPU build; on CUDA the serving play passes MemTotal as node_memory_total_bytes."""
+    """The node figures: measured unless given. The smallest MemAvailable (one KV pool leaves every node
+    its floor). The total is measured too, never a constant: on a GB10 CUDA's total is the host's MemTotal
+    byte for byte and varies with the OS image (docs/memory-planner.md); there the largest, so that the
+    one utilization passes vLLM's admission check on every node (each requests utilization x its own
+    total); on the CPU build the smallest node's (or its container's) memory."""
     measured = overrides.get("measured_memory")
     if not _is_unset(measured):
         try:
             params["node_mem_available_bytes"] = min(int(node["mem_available"]) for node in measured)
             sources["node_mem_available_bytes"] = "measured"
-            if platform == "cpu":  # the CPU build's total is the node's (or its container's) memory
-                params["node_memory_total_bytes"] = min(int(node["mem_total"]) for node in measured)
-                sources["node_memory_total_bytes"] = "measured"
+            totals = [int(node["mem_total"]) for node in measured]
+            params["node_memory_total_bytes"] = min(totals) if platform == "cpu" else max(totals)
+            sources["node_memory_total_bytes"] = "measured"
         except (TypeError, KeyError, ValueError):
             errors.append(
                 "measured_memory must list each node's {mem_total, mem_available} in bytes "
@@ -1103,6 +1106,59 @@ def convert(
     params.update({"model_config": os.path.join(root, str(entry["config"])), "platform": platform})
     report = apply_calibration(params, record if isinstance(record, Mapping) else None, sources)
     return params, sources, report
+
+
+# serve.yml's -e overrides: the launch settings plan.yml takes (by the same names, checked the same way).
+# The node figures are measured by serve.yml just before the start, and the layout follows -e nodes.
+SERVE_OVERRIDE_KEYS = tuple(k for k in OVERRIDE_KEYS if k not in ("tensor_parallel_size", "pipeline_parallel_size"))
+SERVE_REFUSED_KEYS = {
+    "tensor_parallel_size": "serve.yml lays the model out by -e nodes=N (the catalog's serving.layouts); "
+                            "drop -e tensor_parallel_size and give -e nodes.",
+    "pipeline_parallel_size": "serve.yml lays the model out by -e nodes=N (the catalog's serving.layouts); "
+                              "drop -e pipeline_parallel_size and give -e nodes.",
+    "node_memory_total_bytes": "serve.yml measures MemTotal on every serving node; -e node_memory_total_bytes is "
+                               "for plan.yml (set vllm_serve_node_memory_total_bytes in the inventory to force it).",
+    "node_mem_available_bytes": "serve.yml measures MemAvailable on every serving node just before the start; "
+                                "-e node_mem_available_bytes is for plan.yml.",
+    "host_floor_bytes": "serve.yml keeps the inventory's host floor (vllm_serve_host_floor_bytes, and the guard's); "
+                        "-e host_floor_bytes is for plan.yml.",
+    "weights_bytes": "serve.yml serves the catalog's checkpoint; -e weights_bytes is for plan.yml.",
+    "safetensors_index": "serve.yml serves the catalog's checkpoint; -e safetensors_index is for plan.yml.",
+    "platform": "serve.yml serves the catalog entry's platform; -e platform is for plan.yml.",
+}
+
+
+def serve_launch(
+    name: str, entry: Mapping[str, Any], overrides: Mapping[str, Any] | None, root: str = ""
+) -> dict[str, Any]:
+    """serve.yml's -e overrides applied to a catalog entry's launch: ``{launch, sources, given}``, the
+    launch settings vLLM is started with (the same reading as plan.yml's: :func:`_launch_overrides`,
+    :func:`_memory_mode`, :func:`_override_conflicts`). Unset values ('' or None) are ignored.
+    Raises PlanInputError with one sentence per mistake."""
+    overrides = {k: v for k, v in dict(overrides or {}).items() if not _is_unset(v)}
+    errors = [f"-e {key}: {SERVE_REFUSED_KEYS[key]}" for key in overrides if key in SERVE_REFUSED_KEYS]
+    picked = {k: v for k, v in overrides.items() if k in SERVE_OVERRIDE_KEYS}
+    launch: dict[str, Any] = dict(entry.get("launch") or {})
+    sources: dict[str, str] = {}
+    platform = str(entry.get("platform") or "cuda")
+    _launch_overrides(launch, picked, errors, sources)
+    if picked:
+        _memory_mode(launch, picked, platform, sources, errors)
+        if platform == "cpu" and any(k in picked for k in ("kv_cache_gib", "kv_cache_memory_bytes", "memory_mode",
+                                                             "gpu_memory_utilization")):
+            errors.append(
+                f"{name} runs vLLM's CPU build, which sizes its KV pool from VLLM_CPU_KVCACHE_SPACE (the catalog "
+                "entry's env), not from the memory flags; drop the -e KV or utilization settings."
+            )
+    config: Mapping[str, Any] | None = None
+    try:
+        config = load_model_config(os.path.join(root, str(entry["config"])))
+    except (ValueError, KeyError):
+        config = None
+    errors.extend(_override_conflicts(launch, picked, config, sources))
+    if errors:
+        raise PlanInputError(errors)
+    return {"launch": launch, "sources": {k: v for k, v in sources.items() if v != SOURCE_DEFAULT}, "given": picked}
 
 
 def resolve_plan(

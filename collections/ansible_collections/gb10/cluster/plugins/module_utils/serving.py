@@ -869,6 +869,62 @@ def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any] | None
     return argv
 
 
+# ---------------------------------------------------------------------------------- memory flags
+# The planner's vllm_memory_args (memfit: by vLLM's names) that become flags of `vllm serve`.
+MEMORY_FLAG_KEYS = ("kv_cache_memory_bytes", "gpu_memory_utilization")
+
+
+def with_memory_args(plan: Mapping[str, Any], memory_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``plan`` with the memory planner's flags in every vLLM container's command.
+
+    On CUDA ``memory_args`` (``plan_memory``'s ``vllm_memory_args``) replace the catalog's
+    ``--kv-cache-memory-bytes`` / ``--gpu-memory-utilization``: bytes mode gives both (the KV pool per
+    rank, and a utilization that passes vLLM's start-up admission), fraction mode the utilization alone.
+    The CPU build sizes its KV pool from ``VLLM_CPU_KVCACHE_SPACE`` (already in the plan's environment)
+    and takes neither flag: its plan is returned unchanged. The plan's hash is kept: it names the
+    catalog's settings, while these flags follow the node figures measured just before each start.
+    """
+    out = dict(plan)
+    args_given = {k: v for k, v in dict(memory_args or {}).items() if k in MEMORY_FLAG_KEYS and v is not None}
+    if str(plan.get("platform")) != "cuda" or not args_given:
+        return out
+    flags = [_flag(k) for k in MEMORY_FLAG_KEYS]
+    new_flags: list[str] = []
+    for key in MEMORY_FLAG_KEYS:
+        if key in args_given:
+            value = args_given[key]
+            new_flags += [_flag(key), str(int(value)) if key == "kv_cache_memory_bytes" else f"{float(value):g}"]
+    containers = []
+    for old in plan["containers"]:
+        c = dict(old)
+        args = [str(a) for a in c["args"]]
+        kept: list[str] = []
+        at = None
+        i = 0
+        while i < len(args):
+            if args[i] in flags:
+                at = len(kept) if at is None else at
+                i += 2
+                continue
+            kept.append(args[i])
+            i += 1
+        at = 3 if at is None else at  # after "<model dir> --served-model-name <name>"
+        new_args = kept[:at] + new_flags + kept[at:]
+        command = list(c["command"])
+        c["command"] = command[: len(command) - len(args)] + new_args
+        c["args"] = new_args
+        c["argv"] = docker_run_argv(c)
+        c["command_line"] = ("(under the head watchdog) " if c["command"][0] != "vllm" else "") + \
+            "vllm serve " + " ".join(shlex.quote(a) for a in new_args)
+        containers.append(c)
+    out["containers"] = containers
+    out["by_host"] = {c["host"]: c for c in containers}
+    out["launch"] = {**dict(plan.get("launch") or {}), **args_given}
+    if "kv_cache_memory_bytes" not in args_given:
+        out["launch"].pop("kv_cache_memory_bytes", None)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ render
 def env_file_contents(plan: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     """host -> the KEY=value content nccl_env writes to /etc/gb10/serving.env there (same function)."""
