@@ -8,10 +8,11 @@
 
 Routes (as huggingface.co answers them; huggingface_hub's snapshot_download and `hf download` use them):
   GET  /api/models/<owner>/<name>[/revision/<rev>]   model info: sha and siblings (size, lfs sha256 with ?blobs)
+  GET  /api/models/<owner>/<name>/tree/<rev>[/<dir>]  the file list (?recursive=true) that snapshot_download reads
   HEAD|GET /<owner>/<name>/resolve/<rev>/<path>       small files: the bytes, ETag, X-Repo-Commit;
                                                       lfs files (*.safetensors, *.bin, *.pth): 302 to the "CDN"
                                                       with X-Linked-Etag, X-Linked-Size, X-Repo-Commit
-  GET  /cdn/<sha256>?sig=...                          the CDN: a signed URL, no token; a request that carries an
+  GET  :<port+1>/cdn/<sha256>?sig=...                 the CDN (another origin): a signed URL, no token; one that carries an
                                                       Authorization header is refused (400), as S3 refuses two
                                                       credentials, so a client that forwards the token fails
   GET  /_lab/stats                                    counters for the tests (from 127.0.0.1 and the lab only)
@@ -98,20 +99,29 @@ def make_repo(root: Path, repo: str, mib: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- server
 class Hub(ThreadingHTTPServer):
+    """The Hub (role "hub") or its CDN (role "cdn": another port, so another origin, as cdn-lfs.hf.co is
+    to huggingface.co). The two share repositories, token, signing key, pacing and counters."""
+
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], repos: dict[str, dict[str, Any]], token: str, rate: float,
-                 log_path: str | None) -> None:
+                 log_path: str | None, hub: Hub | None = None) -> None:
         super().__init__(address, Handler)
+        self.role = "cdn" if hub is not None else "hub"
         self.repos = repos
         self.token = token
         self.rate = rate
-        self.sign_key = os.urandom(16)
         self.log_path = log_path
-        self.lock = threading.Lock()
-        self.next_send = 0.0
-        self.stats: dict[str, int] = {"requests": 0, "unauthorized": 0, "info": 0, "resolve": 0, "cdn": 0,
-                                      "cdn_with_authorization": 0, "range": 0, "bytes_sent": 0}
+        self.cdn_port = 0
+        if hub is None:
+            self.sign_key = os.urandom(16)
+            self.lock = threading.Lock()
+            self.pacing = [0.0]
+            self.stats: dict[str, int] = {"requests": 0, "unauthorized": 0, "info": 0, "resolve": 0, "cdn": 0,
+                                          "cdn_with_authorization": 0, "range": 0, "bytes_sent": 0}
+        else:
+            self.sign_key, self.lock, self.pacing, self.stats = hub.sign_key, hub.lock, hub.pacing, hub.stats
+            hub.cdn_port = self.server_address[1]
 
     def count(self, key: str, n: int = 1) -> None:
         with self.lock:
@@ -123,8 +133,8 @@ class Hub(ThreadingHTTPServer):
             return
         with self.lock:
             now = time.monotonic()
-            start = max(now, self.next_send)
-            self.next_send = start + nbytes / self.rate
+            start = max(now, self.pacing[0])
+            self.pacing[0] = start + nbytes / self.rate
         if start > now:
             time.sleep(start - now)
 
@@ -234,8 +244,14 @@ class Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(url.query)
         if parts[:2] == ["_lab", "stats"]:
             self._send(200, json.dumps(self.server.stats).encode())
-        elif parts[:1] == ["cdn"] and len(parts) == 2:
-            self._cdn(parts[1], query)
+        elif self.server.role == "cdn":
+            if parts[:1] == ["cdn"] and len(parts) == 2:
+                self._cdn(parts[1], query)
+            else:
+                self._error(404, "Not found")
+        elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "tree":
+            if self._authorized():
+                self._tree(f"{parts[2]}/{parts[3]}", parts[5], "/".join(parts[6:]), "recursive" in url.query)
         elif parts[:2] == ["api", "models"] and len(parts) >= 4:
             if self._authorized():
                 rev = parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main"
@@ -265,6 +281,33 @@ class Handler(BaseHTTPRequestHandler):
                "createdAt": "2026-01-01T00:00:00.000Z", "siblings": siblings}
         self._send(200, json.dumps(doc).encode())
 
+    def _tree(self, repo: str, rev: str, under: str, recursive: bool) -> None:
+        """The files (and folders) of a revision, as /api/models/<repo>/tree/<rev>[/<path>] lists them
+        (what huggingface_hub 1.x+ snapshot_download reads; one page, so no Link header)."""
+        scan = self._repo_rev(repo, rev)
+        if scan is None:
+            return
+        self.server.count("info")
+        prefix = f"{under.rstrip('/')}/" if under else ""
+        entries: list[dict[str, Any]] = []
+        folders: set[str] = set()
+        for f in scan["files"]:
+            if not f["path"].startswith(prefix):
+                continue
+            rest = f["path"][len(prefix):]
+            if "/" in rest:
+                for depth in range(1, rest.count("/") + 1 if recursive else 2):
+                    folders.add(prefix + "/".join(rest.split("/")[:depth]))
+                if not recursive:
+                    continue
+            entry: dict[str, Any] = {"type": "file", "oid": f["blob"], "size": f["size"], "path": f["path"]}
+            if "sha256" in f:
+                entry["lfs"] = {"oid": f["sha256"], "size": f["size"], "pointerSize": 134}
+            entries.append(entry)
+        entries += [{"type": "directory", "oid": hashlib.sha1(d.encode(), usedforsecurity=False).hexdigest(),
+                     "size": 0, "path": d} for d in sorted(folders)]
+        self._send(200, json.dumps(sorted(entries, key=lambda e: e["path"])).encode())
+
     def _resolve(self, repo: str, rev: str, path: str) -> None:
         scan = self._repo_rev(repo, rev)
         if scan is None:
@@ -276,9 +319,9 @@ class Handler(BaseHTTPRequestHandler):
         self.server.count("resolve")
         common = {"X-Repo-Commit": scan["revision"]}
         if "sha256" in entry:
-            host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+            host = urllib.parse.urlsplit(f"//{self.headers.get('Host', '')}").hostname or self.server.server_address[0]
             sha = entry["sha256"]
-            location = f"http://{host}/cdn/{sha}?sig={self.server.sign(sha)}"
+            location = f"http://{host}:{self.server.cdn_port}/cdn/{sha}?sig={self.server.sign(sha)}"
             self._send(302, b"", {**common, "Location": location, "X-Linked-Etag": f'"{sha}"',
                                   "X-Linked-Size": str(entry["size"]), "ETag": f'"{entry["blob"]}"'})
             return
@@ -311,10 +354,26 @@ def serve(repos_dir: str, listen: str, token_file: str, rate: float, log_path: s
     token = Path(token_file).read_text().strip()
     if len(token) < 8:
         raise SystemExit(f"lab.hub: the token in {token_file} is shorter than 8 characters")
-    server = Hub(_split_listen(listen), load_repos(Path(repos_dir)), token, rate, log_path)
-    server.log(f"serving {sorted(server.repos)} on {listen} (rate {rate or 'unlimited'} B/s)")
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    server, cdn = pair(_split_listen(listen), load_repos(Path(repos_dir)), token, rate, log_path)
+    server.log(f"serving {sorted(server.repos)} on {listen}, CDN on port {cdn.server_address[1]} "
+               f"(rate {rate or 'unlimited'} B/s)")
+
+    def _stop(*_: Any) -> None:
+        threading.Thread(target=server.shutdown).start()
+        threading.Thread(target=cdn.shutdown).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    threading.Thread(target=cdn.serve_forever, daemon=True).start()
     server.serve_forever()
+
+
+def pair(address: tuple[str, int], repos: dict[str, dict[str, Any]], token: str, rate: float = 0.0,
+         log_path: str | None = None) -> tuple[Hub, Hub]:
+    """The Hub on ``address`` and its CDN on the next port (port 0: any free ports), not yet serving."""
+    server = Hub(address, repos, token, rate, log_path)
+    cdn_port = server.server_address[1] + 1 if address[1] else 0
+    cdn = Hub((address[0], cdn_port), repos, token, rate, log_path, hub=server)
+    return server, cdn
 
 
 def start(args: argparse.Namespace) -> None:

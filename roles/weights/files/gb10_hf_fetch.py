@@ -55,18 +55,23 @@ class FetchError(Exception):
 
 
 # ------------------------------------------------------------------------------------------- http
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, with the scheme's default port."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+
+
 class _Redirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects; the token goes along only on a relative one (same server, e.g. a renamed repo).
+    """Follow redirects; the token goes along only to the same origin (scheme, host, port: a renamed repo).
 
     The Authorization header is added with add_unredirected_header, which urllib never copies to a
-    redirected request; this handler adds it back when the Location has no host of its own, which is
-    the rule huggingface_hub follows too."""
+    redirected request; this handler adds it back when the target has the request's origin, which is
+    the rule huggingface_hub follows too (a CDN or storage host gets a signed URL and no token)."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201 (urllib's signature)
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        location = headers.get("Location", "") if headers is not None else ""
         auth = req.unredirected_hdrs.get("Authorization")
-        if new is not None and auth and not urllib.parse.urlsplit(location).netloc:
+        if new is not None and auth and origin(newurl) == origin(req.full_url):
             new.add_unredirected_header("Authorization", auth)
         return new
 

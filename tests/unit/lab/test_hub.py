@@ -16,10 +16,12 @@ REPO = "lab-org/tiny-fetch"
 @pytest.fixture
 def served(tmp_path):
     info = labhub.make_repo(tmp_path / "repos", REPO, 1)
-    server = labhub.Hub(("127.0.0.1", 0), labhub.load_repos(tmp_path / "repos"), TOKEN, 0, str(tmp_path / "hub.log"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, cdn = labhub.pair(("127.0.0.1", 0), labhub.load_repos(tmp_path / "repos"), TOKEN, 0, str(tmp_path / "hub.log"))
+    for s in (server, cdn):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
     yield server.server_address[1], info, server
     server.shutdown()
+    cdn.shutdown()
 
 
 def _get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
@@ -69,12 +71,15 @@ def test_info_resolve_redirect_and_range(served):
     resp, _ = _get(port, f"/{REPO}/resolve/main/model-00001-of-00002.safetensors", auth, "HEAD")
     assert resp.status == 302 and resp.getheader("X-Linked-Etag") == f'"{shard["lfs"]["sha256"]}"'
     assert resp.getheader("X-Linked-Size") == str(shard["size"])
-    cdn = resp.getheader("Location").split(f":{port}", 1)[1]
-    # the CDN serves the signed URL without a token, refuses it with one, refuses a bad signature
-    resp, body = _get(port, cdn)
+    location = resp.getheader("Location")
+    assert location.startswith(f"http://127.0.0.1:{server.cdn_port}/cdn/") and server.cdn_port != port
+    cdn = location.split(f":{server.cdn_port}", 1)[1]
+    # the CDN (another origin) serves the signed URL without a token, refuses it with one and a bad signature
+    resp, body = _get(server.cdn_port, cdn)
     assert resp.status == 200 and len(body) == shard["size"]
-    assert _get(port, cdn, auth)[0].status == 400 and server.stats["cdn_with_authorization"] == 1
-    assert _get(port, cdn.split("?")[0] + "?sig=0")[0].status == 403
+    assert _get(server.cdn_port, cdn, auth)[0].status == 400 and server.stats["cdn_with_authorization"] == 1
+    assert _get(server.cdn_port, cdn.split("?")[0] + "?sig=0")[0].status == 403
+    assert _get(port, cdn)[0].status == 404, "the Hub's own port has no CDN route"
 
 
 def test_unknown_repo_and_revision_are_404(served):

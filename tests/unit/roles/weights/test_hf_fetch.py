@@ -26,11 +26,12 @@ REPO = "lab-org/tiny-fetch"
 def served(tmp_path):
     """A 1 MiB repository served on loopback; yields (endpoint, info, server)."""
     info = labhub.make_repo(tmp_path / "repos", REPO, 1)
-    server = labhub.Hub(("127.0.0.1", 0), labhub.load_repos(tmp_path / "repos"), TOKEN, 0, str(tmp_path / "hub.log"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, cdn = labhub.pair(("127.0.0.1", 0), labhub.load_repos(tmp_path / "repos"), TOKEN, 0, str(tmp_path / "hub.log"))
+    for s in (server, cdn):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", info, server
     server.shutdown()
+    cdn.shutdown()
 
 
 def _token_file(tmp_path: Path, token: str = TOKEN) -> str:
@@ -138,10 +139,10 @@ def test_token_goes_only_to_the_endpoint_on_redirects():
     req.add_unredirected_header("Authorization", "Bearer t0ken-value")
     same = handler.redirect_request(req, None, 302, "Found", {"Location": "/a/c/resolve/x/f"},
                                     "http://hub.example/a/c/resolve/x/f")
-    other = handler.redirect_request(req, None, 302, "Found", {"Location": "https://cdn.example/blob?sig=1"},
-                                     "https://cdn.example/blob?sig=1")
     assert same.unredirected_hdrs.get("Authorization") == "Bearer t0ken-value"
-    assert "Authorization" not in other.unredirected_hdrs and "Authorization" not in other.headers
+    for target in ("https://cdn.example/blob?sig=1", "http://hub.example:8080/blob", "https://hub.example/blob"):
+        other = handler.redirect_request(req, None, 302, "Found", {"Location": target}, target)
+        assert "Authorization" not in other.unredirected_hdrs and "Authorization" not in other.headers, target
 
 
 def test_scrub_removes_the_token_from_any_message():
