@@ -89,3 +89,17 @@ def test_unknown_repo_and_revision_are_404(served):
     assert resp.status == 404 and resp.getheader("X-Error-Code") == "RepoNotFound"
     resp, _ = _get(port, f"/api/models/{REPO}/revision/{'0' * 40}", auth)
     assert resp.status == 404 and resp.getheader("X-Error-Code") == "RevisionNotFound"
+
+
+def test_tree_lists_files_and_folders_as_the_hub_does(served):
+    """GET /api/models/<repo>/tree/<rev>?recursive=true: what huggingface_hub's snapshot_download reads."""
+    port, info, _ = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    resp, body = _get(port, f"/api/models/{REPO}/tree/{info['revision']}?recursive=true", auth)
+    entries = {e["path"]: e for e in json.loads(body)}
+    assert resp.status == 200 and entries["original"]["type"] == "directory"
+    assert entries["original/consolidated.00.pth"]["lfs"]["size"] == 4096
+    assert entries["config.json"]["type"] == "file" and "lfs" not in entries["config.json"]
+    resp, body = _get(port, f"/api/models/{REPO}/tree/main", auth)
+    assert "original/consolidated.00.pth" not in {e["path"] for e in json.loads(body)}, "not recursive: top level only"
+    assert _get(port, f"/api/models/{REPO}/tree/main")[0].status == 401
