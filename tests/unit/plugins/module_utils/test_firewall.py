@@ -23,6 +23,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.firewall import (
     networks,
     parse_load_record,
     parse_nmap_xml,
+    parse_ready_probe,
     readiness_message,
     readiness_problems,
     ssh_session,
@@ -296,17 +297,34 @@ def firewall(**over: Any) -> dict[str, Any]:
     return fw
 
 
+def probe(ip: str, loaded: str, rc: int, record: str, rules: str) -> str:
+    """What ready.yml's probe prints (sha256sum prints nothing when the rules file is missing)."""
+    return (f"{ip}\n@@gb10 nft\n{loaded}\n@@gb10 nft-rc {rc}\n@@gb10 record\n{record}\n@@gb10 rules\n"
+            + (f"{rules}  /etc/gb10/firewall.nft\n" if rules else ""))
+
+
+FW_IN = {"enabled": True, "table": "gb10_firewall", "rules_file": "/etc/gb10/firewall.nft", "expected_sha256": SHA}
+
+
 def test_a_converged_node_is_ready() -> None:
     assert readiness_problems("gx10-1", FABRIC, CONVERGED, firewall()) == []
     assert readiness_message("gx10-1", []) == ""
-    assert filters.firewall_readiness("gx10-1", FABRIC, CONVERGED, firewall()) == ""
+    text = probe(CONVERGED, LISTING, 0, f"sha256 {SHA}\n{LISTING}", SHA)
+    assert parse_ready_probe(text) == {"ip_json": CONVERGED, "loaded": LISTING, "loaded_rc": 0,
+                                       "record": f"sha256 {SHA}\n{LISTING}", "rules_sha256": SHA}
+    assert filters.firewall_readiness("gx10-1", FABRIC, text, FW_IN) == ""
+
+
+def test_the_filter_compares_the_rules_file_with_the_inventorys_render() -> None:
+    text = probe(CONVERGED, LISTING, 0, f"sha256 {SHA}\n{LISTING}", SHA)
+    msg = filters.firewall_readiness("gx10-1", FABRIC, text, {**FW_IN, "expected_sha256": "ef" * 32})
+    assert "the firewall rules in /etc/gb10/firewall.nft differ from what the inventory says" in msg
 
 
 def test_a_fresh_node_names_the_twins_the_firewall_and_site_yml() -> None:
-    """`make lab-down; make serve`: twins up with no address, no rules, no table."""
+    """`make lab-down; make serve`: twins up with no address, no rules, no table (nft: rc 1)."""
     fresh = ip_json(enP7s7=["10.77.5.11/24"], enp1s0f1np1=[], enP2p1s0f1np1=[])
-    msg = filters.firewall_readiness("gx10-1", FABRIC, fresh, firewall(
-        rules_exist=False, rules_match=False, rules_sha256="", loaded_rc=1, loaded="", record=""))
+    msg = filters.firewall_readiness("gx10-1", FABRIC, probe(fresh, "", 1, "", ""), FW_IN)
     assert msg == (
         "gx10-1 is not ready to serve: fabric twin enP2p1s0f1np1 lacks its address 192.168.101.11/24 (it has none); "
         "fabric twin enp1s0f1np1 lacks its address 192.168.100.11/24 (it has none); the firewall rules file "
@@ -333,7 +351,7 @@ def test_a_missing_twin_or_a_wrong_address_is_named() -> None:
      "the loaded firewall table inet gb10_firewall differs from the rules gb10-firewall loaded (changed by hand)"),
     # New rules on disk, old ones loaded (what an interrupted write-then-reload run used to leave).
     ({"rules_sha256": "cd" * 32},
-     "the loaded firewall table inet gb10_firewall is not the one in /etc/gb10/firewall.nft (a run was interrupted)"),
+     "the loaded firewall table inet gb10_firewall was not loaded from the current /etc/gb10/firewall.nft (edited by hand, or a run was interrupted)"),
 ])
 def test_firewall_drift_is_named(over: dict[str, Any], expected: str) -> None:
     assert readiness_problems("gx10-1", FABRIC, CONVERGED, firewall(**over)) == [expected]

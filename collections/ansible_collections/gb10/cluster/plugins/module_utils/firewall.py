@@ -196,6 +196,35 @@ def parse_load_record(text: str) -> dict[str, str]:
     return {"sha256": head[len(RECORD_HEADER):].strip(), "listing": _listing(rest)}
 
 
+PROBE_MARK = "@@gb10 "
+
+
+def parse_ready_probe(text: str) -> dict[str, Any]:
+    """The node's answers to ready.yml's one read-only probe (sections after ``@@gb10 <name>`` lines).
+
+    Returns ``ip_json``, ``loaded`` and ``loaded_rc`` (``nft -s list table``), ``record`` and
+    ``rules_sha256`` (empty when the rules file is missing).
+    """
+    sections: dict[str, list[str]] = {"ip": []}
+    current = "ip"
+    for line in str(text or "").splitlines():
+        if line.startswith(PROBE_MARK):
+            name, _, value = line[len(PROBE_MARK):].partition(" ")
+            current = name
+            sections[current] = [value] if value else []
+            continue
+        sections.setdefault(current, []).append(line)
+    rc_text = " ".join(sections.get("nft-rc", [])).strip()
+    rules = " ".join(sections.get("rules", [])).split()
+    return {
+        "ip_json": "\n".join(sections.get("ip", [])) or "[]",
+        "loaded": "\n".join(sections.get("nft", [])),
+        "loaded_rc": int(rc_text) if rc_text.isdigit() else 1,
+        "record": "\n".join(sections.get("record", [])),
+        "rules_sha256": rules[0] if rules and re.fullmatch(r"[0-9a-f]{64}", rules[0]) else "",
+    }
+
+
 def readiness_problems(host: str, fabric_addresses: Any, ip_json: Any, firewall: Mapping[str, Any]) -> list[str]:
     """What keeps ``host`` from serving because site.yml has not converged it or it drifted, one phrase each.
 
@@ -232,7 +261,7 @@ def readiness_problems(host: str, fabric_addresses: Any, ip_json: Any, firewall:
     elif _listing(str(firewall.get("loaded") or "")) != record["listing"]:
         problems.append(f"the loaded firewall table {table} differs from the rules gb10-firewall loaded (changed by hand)")
     elif firewall.get("rules_exist") and record["sha256"] != str(firewall.get("rules_sha256") or ""):
-        problems.append(f"the loaded firewall table {table} is not the one in {rules_file} (a run was interrupted)")
+        problems.append(f"the loaded firewall table {table} was not loaded from the current {rules_file} (edited by hand, or a run was interrupted)")
     return problems
 
 
