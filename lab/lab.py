@@ -401,6 +401,9 @@ def up(count: int) -> None:
     ensure_bridge(MGMT_BRIDGE, 1500, f"{MGMT_GATEWAY}/24")
     for twin in TWINS:
         ensure_bridge(twin[1], FABRIC_MTU)
+        # On a rack the controller is not on the fabric. Without this the host would answer ARP for its
+        # management address on the fabric bridges (arp_ignore 0), which no rack does.
+        Path(f"/proc/sys/net/ipv4/conf/{twin[1]}/arp_ignore").write_text("1\n")
     existing = lab_containers()
     for name in existing:  # nodes beyond the wanted count, or on an outdated image, go
         idx = int(name.rsplit("-", 1)[1])
