@@ -9,6 +9,7 @@ import pytest
 from ansible_collections.gb10.cluster.plugins.module_utils.stage_follow import (
     FINISHED,
     GRACE_S,
+    LINE_FORMATS,
     MISSING,
     RUNNING,
     TIMEOUT,
@@ -16,6 +17,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.stage_follow import (
     job_state,
     parse_progress,
     progress_line,
+    pull_line,
     round_command,
     split_round,
 )
@@ -95,8 +97,8 @@ def test_a_round_not_understood_asks_async_status():
     out = follow(lambda: next(outputs), lines.append, LABEL, 1, 60, job_status=lambda: next(states),
                  sleep=lambda _: None)
     assert (out.state, out.rounds) == (FINISHED, 4)
-    assert lines == ["m -> 3 node(s): copying (progress not readable this round)",
-                     "m -> 3 node(s): copying (progress not readable this round)",
+    assert lines == ["m -> 3 node(s): running (progress not readable this round)",
+                     "m -> 3 node(s): running (progress not readable this round)",
                      "m -> 3 node(s): copying 25.0% (1.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s",
                      "m -> 3 node(s): ended (progress not readable this round)"]
 
@@ -156,3 +158,39 @@ def test_a_job_that_never_ends_stops_at_the_limit():
     lines: list[str] = []
     out = follow(lambda: _round(STARTED), lines.append, LABEL, 5, 60, sleep=clock.sleep, clock=clock)
     assert (out.state, out.rounds, len(lines)) == (TIMEOUT, 12, 12)
+
+
+# `docker pull` as Docker 20.10+ prints it without a terminal (recorded on the lab's nodes).
+PULL_MIDWAY = """0.32.0-x: Pulling from gb10/vllm-cpu
+3f4ca61aafcd: Already exists
+8a1b2c3d4e5f: Pulling fs layer
+9b8c7d6e5f4a: Pulling fs layer
+8a1b2c3d4e5f: Verifying Checksum
+8a1b2c3d4e5f: Download complete
+9b8c7d6e5f4a: Downloading
+"""
+PULL_DONE = PULL_MIDWAY + """8a1b2c3d4e5f: Pull complete
+9b8c7d6e5f4a: Download complete
+9b8c7d6e5f4a: Pull complete
+Digest: sha256:abababababababababababababababababababababababababababababababab
+Status: Downloaded newer image for 10.77.0.1:5000/gb10/vllm-cpu@sha256:abab
+"""
+
+
+def test_pull_lines_count_layers_and_say_how_the_pull_ended():
+    assert pull_line("gx10-1 pull", "") == "gx10-1 pull: resolving the manifest"
+    assert pull_line("gx10-1 pull", PULL_MIDWAY) == "gx10-1 pull: 1/3 layers in place, 2 downloaded"
+    assert pull_line("gx10-1 pull", PULL_DONE.replace("\n", "\r\n")) == (
+        "gx10-1 pull: Downloaded newer image for 10.77.0.1:5000/gb10/vllm-cpu@sha256:abab (3 layers)")
+    denied = "Error response from daemon: pull access denied for gb10/nope, repository does not exist\n"
+    assert pull_line("gx10-1 pull", denied) == "gx10-1 pull: " + denied.strip()
+
+
+def test_follow_prints_the_pulls_layers_round_by_round():
+    outputs = iter([_round(STARTED, PULL_MIDWAY), _round(DONE, PULL_DONE)])
+    lines: list[str] = []
+    outcome = follow(lambda: next(outputs), lines.append, "gx10-1 pull", 0, 60, sleep=lambda _: None,
+                     line_for=LINE_FORMATS["docker_pull"])
+    assert outcome.state == FINISHED and outcome.rounds == 2
+    assert lines == ["gx10-1 pull: 1/3 layers in place, 2 downloaded",
+                     "gx10-1 pull: Downloaded newer image for 10.77.0.1:5000/gb10/vllm-cpu@sha256:abab (3 layers)"]

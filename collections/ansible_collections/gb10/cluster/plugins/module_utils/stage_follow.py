@@ -1,4 +1,5 @@
-"""Follow a staging stream (roles/weights): one progress line per round until the stream has ended.
+"""Follow a long job on a node (a staging stream, a download, an image pull): one progress line per
+round until the job has ended.
 
 Plain typed Python, no Ansible imports. The action plugin gb10.cluster.stage_follow supplies the I/O
 (one shell command per round on the node that runs the stream, Display for the lines); this module
@@ -9,6 +10,7 @@ round ended long copies with a RecursionError after about 250 rounds).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -86,6 +88,55 @@ def progress_line(label: str, progress: dict[str, Any]) -> str:
             f"({done / 2**30:.2f} / {total / 2**30:.2f} GiB) at {rate / 1e6:.1f} MB/s, {progress.get('elapsed_s', 0)} s")
 
 
+# `docker pull` without a terminal prints one line per layer event ("<layer>: Pull complete") and no
+# byte counts: a layer is in place once it says "Pull complete" or "Already exists", downloaded once
+# it got past "Download complete".
+_LAYER_LINE = re.compile(r"^([0-9a-f]{12,64}): (.+?)\s*$")
+_IN_PLACE = ("Pull complete", "Already exists")
+_DOWNLOADED = ("Download complete", "Verifying Checksum", "Extracting") + _IN_PLACE
+
+
+def pull_progress(text: str) -> dict[str, Any]:
+    """Layers seen, downloaded and in place in the output of `docker pull` so far, and how it ended
+    ("Status: ..." line) or the last error line."""
+    layers: dict[str, str] = {}
+    status = error = ""
+    for raw in text.replace("\r\n", "\n").splitlines():
+        line = raw.strip()
+        m = _LAYER_LINE.match(line)
+        if m:
+            layers[m.group(1)] = m.group(2)
+        elif line.startswith("Status: "):
+            status = line[len("Status: "):]
+        elif line.startswith(("Error", "error")) or "denied" in line or "manifest unknown" in line:
+            error = line
+    states = list(layers.values())
+    return {"layers": len(states),
+            "downloaded": sum(1 for st in states if st.startswith(_DOWNLOADED)),
+            "in_place": sum(1 for st in states if st.startswith(_IN_PLACE)),
+            "status": status, "error": error}
+
+
+def pull_line(label: str, text: str) -> str:
+    """'<label>: <in place>/<layers> layers in place, <downloaded> downloaded', or how the pull ended."""
+    got = pull_progress(text)
+    if got["error"]:
+        return f"{label}: {got['error']}"
+    if got["status"]:
+        return f"{label}: {got['status']} ({got['layers']} layers)"
+    if not got["layers"]:
+        return f"{label}: resolving the manifest"
+    return f"{label}: {got['in_place']}/{got['layers']} layers in place, {got['downloaded']} downloaded"
+
+
+def staging_line(label: str, text: str) -> str:
+    return progress_line(label, parse_progress(text))
+
+
+# What a round's progress text is, by the follower's ``format`` argument.
+LINE_FORMATS: dict[str, Callable[[str, str], str]] = {"staging": staging_line, "docker_pull": pull_line}
+
+
 @dataclass
 class Outcome:
     """How following ended: FINISHED, MISSING or TIMEOUT, after how many rounds, with the last line printed."""
@@ -97,7 +148,7 @@ class Outcome:
 
 def follow(read_round: Callable[[], str], emit: Callable[[str], None], label: str, interval: float,
            limit_s: float, job_status: Callable[[], str] | None = None, sleep: Callable[[float], None] = time.sleep,
-           clock: Callable[[], float] = time.monotonic) -> Outcome:
+           clock: Callable[[], float] = time.monotonic, line_for: Callable[[str, str], str] = staging_line) -> Outcome:
     """Round after round: wait ``interval`` s, read the job and progress files, emit ONE line.
 
     Ends after the round that finds the job ended (its last line shows the final progress, so a copy
@@ -113,10 +164,10 @@ def follow(read_round: Callable[[], str], emit: Callable[[str], None], label: st
         parts = split_round(read_round())
         if parts is None:
             state = job_status() if job_status is not None else RUNNING
-            line = f"{label}: {'copying' if state == RUNNING else 'ended'} (progress not readable this round)"
+            line = f"{label}: {'running' if state == RUNNING else 'ended'} (progress not readable this round)"
         else:
             state = job_state(parts[0])
-            line = progress_line(label, parse_progress(parts[1]))
+            line = line_for(label, parts[1])
         emit(line)
         if state != RUNNING:
             return Outcome(state, rounds, line)
