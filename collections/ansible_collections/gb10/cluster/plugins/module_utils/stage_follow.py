@@ -129,12 +129,48 @@ def pull_line(label: str, text: str) -> str:
     return f"{label}: {got['in_place']}/{got['layers']} layers in place, {got['downloaded']} downloaded"
 
 
+# vLLM's start, phase by phase, from the last lines of its log (vLLM 0.32.0's own messages; progress
+# bars come as carriage-return-separated updates). The last line that names a phase wins.
+_VLLM_PHASES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(rx), text) for rx, text in (
+    (r"non-default args:", "reading its arguments"),
+    (r"Resolved architecture: (\S+)", "resolving the model ({0})"),
+    (r"Waiting for creating a placement group", "waiting for Ray to place the workers"),
+    (r"Loading safetensors checkpoint shards:\s*(\d+)% Completed \| (\d+)/(\d+)", "loading weights: shard {1}/{2} ({0} %)"),
+    (r"Loading weights took ([0-9.]+) seconds", "weights loaded in {0} s"),
+    (r"Model loading took ([0-9.]+) GiB", "weights loaded ({0} GiB)"),
+    (r"Dynamo bytecode transform time|torch\.compile takes", "compiling the model (torch.compile)"),
+    (r"Initial free memory|Memory profiling|Available KV cache memory", "profiling memory"),
+    (r"(\w+) KV cache size: ([0-9,]+) tokens", "KV cache of {1} tokens on {0}"),
+    (r"Capturing CUDA graphs[^|\r\n]*\|\s*(\d+)/(\d+)", "capturing CUDA graphs {0}/{1}"),
+    (r"Graph capturing finished in ([0-9.]+) secs", "CUDA graphs captured in {0} s"),
+    (r"init engine \(profile, create kv cache, warmup model\) took ([0-9.]+)", "engine ready after {0} s, starting the API"),
+    (r"Starting vLLM (?:API|server)|Application startup complete", "API up, waiting for /health"),
+))
+
+
+def vllm_phase(text: str) -> str:
+    """The phase vLLM's start is in, read from the end of its log ("" when no line names one yet)."""
+    phase = ""
+    for line in re.split(r"[\r\n]+", text):
+        for pattern, template in _VLLM_PHASES:
+            m = pattern.search(line)
+            if m:
+                phase = template.format(*m.groups())
+    return phase
+
+
+def vllm_start_line(label: str, text: str) -> str:
+    """'<label>: <phase>' for a round of the health wait (the progress file is the log's last lines)."""
+    return f"{label}: {vllm_phase(text) or 'starting the container'}"
+
+
 def staging_line(label: str, text: str) -> str:
     return progress_line(label, parse_progress(text))
 
 
 # What a round's progress text is, by the follower's ``format`` argument.
-LINE_FORMATS: dict[str, Callable[[str, str], str]] = {"staging": staging_line, "docker_pull": pull_line}
+LINE_FORMATS: dict[str, Callable[[str, str], str]] = {"staging": staging_line, "docker_pull": pull_line,
+                                                      "vllm_start": vllm_start_line}
 
 
 @dataclass
