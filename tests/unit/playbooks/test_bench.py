@@ -12,7 +12,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
 SERVING = {"model": "tiny-qwen3", "image": "10.77.5.1:5000/gb10/vllm-cpu@sha256:" + "86" * 32,
            "nodes": ["gx10-1", "gx10-2"], "layout": "TP=2 PP=1 on 2 node(s)", "tensor_parallel_size": 2,
            "pipeline_parallel_size": 1, "settings": {"max_model_len": "4096", "VLLM_CPU_KVCACHE_SPACE": "1"}}
-SETTINGS = {"concurrency": [1, 4], "input_len": [64, 256], "output_len": 32, "prompts": 16}
+SETTINGS = {"concurrency": [1, 2], "input_len": [32, 96], "output_len": 8, "prompts": 4}
 
 
 def _hosts(events) -> set[str]:
@@ -28,7 +28,7 @@ def _stdout(run) -> str:
 
 def _keep(inv: Path, run_id: str, kv_space: str) -> None:
     results = [{"name": f"c{c}-in{n}.json", "input_len": n, "concurrency": c,
-                "result": json.loads((FIXTURES / f"c{c}-in{n}.json").read_text())} for n in (64, 256) for c in (1, 4)]
+                "result": json.loads((FIXTURES / f"c{c}-in{n}.json").read_text())} for n in (32, 96) for c in (1, 2)]
     serving = {**SERVING, "settings": {**SERVING["settings"], "VLLM_CPU_KVCACHE_SPACE": kv_space}}
     record = bench_record(results, {"serving": serving, "head": "gx10-1"}, SETTINGS, run_id, "0.32.0+cpu")
     folder = inv / "bench" / "tiny-qwen3"

@@ -23,6 +23,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "bench"
 FILTERS = FilterModule().filters()
 OK = {"concurrency": "1,4", "input_len": "64,256", "output_len": "32", "prompts": "16", "last": "5", "compare": "",
       "model": ""}
+# What molecule/serve/tasks/bench.yml asks for on the lab (the fixtures are that run's --save-result files).
+SMALL = {**OK, "concurrency": "1,2", "input_len": "32,96", "output_len": "8", "prompts": "4"}
 
 
 def lab_result(name: str) -> dict:
@@ -122,10 +124,11 @@ def test_head_not_running():
 
 # ------------------------------------------------------------------------------------------- results
 def test_point_from_the_lab_result():
-    p = bench_point(lab_result("c4-in64.json"))
-    assert p["concurrency"] == 4
-    assert p["completed"] > 0 and p["failed"] == 0
-    assert p["input_len"] == 64
+    p = bench_point(lab_result("c2-in32.json"))
+    assert p["concurrency"] == 2
+    assert (p["completed"], p["failed"]) == (4, 0)
+    assert p["input_len"] == 33  # 32 random tokens asked; the tiny tokenizer's count of the prompt
+    assert p["output_len"] == 8
     assert p["prompt_tokens_per_s"] > 0
     assert p["generation_tokens_per_s"] > 0
     assert p["mean_ttft_ms"] > 0 and p["p99_ttft_ms"] >= p["median_ttft_ms"]
@@ -133,36 +136,36 @@ def test_point_from_the_lab_result():
 
 
 def test_point_missing_figure_is_one_sentence():
-    result = lab_result("c4-in64.json")
+    result = lab_result("c2-in32.json")
     del result["p99_ttft_ms"]
-    with pytest.raises(BenchError, match=r"^c4-in64.json: vLLM's result has no number 'p99_ttft_ms' \(got None\)"):
-        bench_point(result, "c4-in64.json")
+    with pytest.raises(BenchError, match=r"^c2-in32.json: vLLM's result has no number 'p99_ttft_ms' \(got None\)"):
+        bench_point(result, "c2-in32.json")
 
 
 def test_point_nothing_completed():
-    result = {**lab_result("c4-in64.json"), "completed": 0, "failed": 16}
+    result = {**lab_result("c2-in32.json"), "completed": 0, "failed": 16}
     with pytest.raises(BenchError, match="no request completed"):
         bench_point(result, "x")
 
 
 def record(run: str = "20261129T171500Z", scale: float = 1.0) -> dict:
     results = []
-    for n in (64, 256):
-        for c in (1, 4):
+    for n in (32, 96):
+        for c in (1, 2):
             r = lab_result(f"c{c}-in{n}.json")
             r["output_throughput"] *= scale
             results.append({"name": f"c{c}-in{n}.json", "input_len": n, "concurrency": c, "result": r})
     target = bench_target({"gx10-1": [inspected()], "gx10-2": [inspected(role="follower")]})
-    return bench_record(results, target, check_request(OK)["settings"], run, "0.32.0+cpu")
+    return bench_record(results, target, check_request(SMALL)["settings"], run, "0.32.0+cpu")
 
 
 def test_record_and_its_file(tmp_path: Path):
     rec = record()
     assert rec["run"] == "20261129T171500Z"
     assert rec["serving"]["layout"] == "TP=2 PP=1 on 2 node(s)"
-    assert rec["benchmark"] == {"tool": "vllm bench serve", "dataset": "random", "concurrency": [1, 4],
-                                "input_len": [64, 256], "output_len": 32, "prompts": 16}
-    assert [(p["input_len_asked"], p["concurrency"]) for p in rec["points"]] == [(64, 1), (64, 4), (256, 1), (256, 4)]
+    assert rec["benchmark"] == {"tool": "vllm bench serve", "dataset": "random", "concurrency": [1, 2],
+                                "input_len": [32, 96], "output_len": 8, "prompts": 4}
+    assert [(p["input_len_asked"], p["concurrency"]) for p in rec["points"]] == [(32, 1), (32, 2), (96, 1), (96, 2)]
     path = record_path(str(tmp_path), rec)
     assert path == f"{tmp_path}/tiny-qwen3/20261129T171500Z.json"
     assert json.loads(record_text(rec)) == rec
@@ -170,8 +173,8 @@ def test_record_and_its_file(tmp_path: Path):
 
 
 def test_record_refuses_a_wrong_concurrency():
-    results = [{"name": "c4-in64.json", "input_len": 64, "concurrency": 8, "result": lab_result("c4-in64.json")}]
-    with pytest.raises(BenchError, match="vLLM ran at concurrency 4, bench.yml asked 8"):
+    results = [{"name": "c2-in32.json", "input_len": 32, "concurrency": 8, "result": lab_result("c2-in32.json")}]
+    with pytest.raises(BenchError, match="vLLM ran at concurrency 2, bench.yml asked 8"):
         bench_record(results, {}, {}, "20261129T171500Z")
 
 
@@ -187,7 +190,7 @@ def test_table_of_one_run():
     assert "max_model_len 4096" in lines[0]
     assert lines[1].split() [:4] == ["context", "conc", "prompt", "tok/s"]
     assert len(lines) == 2 + 4
-    assert lines[2].split()[:2] == ["64", "1"]
+    assert lines[2].split()[:2] == ["32", "1"]
 
 
 def test_table_side_by_side_with_the_change():
@@ -195,7 +198,8 @@ def test_table_side_by_side_with_the_change():
     assert lines[0].startswith("A = 20261129T171500Z")
     assert lines[1].startswith("B = 20261129T180000Z")
     assert "gen B vs A" in lines[2]
-    assert all(line.endswith("+50.0 %") for line in lines[3:])
+    # +50 % up to the rounding of the throughputs to 0.1 token/s
+    assert all(line.endswith(" %") and float(line.split()[-2]) == pytest.approx(50, abs=2.5) for line in lines[3:])
 
 
 def test_table_point_missing_in_one_run():
