@@ -134,7 +134,7 @@ def test_probe_runs_here_and_parses():
     """The probe code itself, run by this Python (no vLLM or Ray here: reported absent, not an error)."""
     res = subprocess.run([sys.executable, "-c", P.PROBE], capture_output=True, text=True, timeout=120)
     got = P.parse_probe(res.returncode, res.stdout, res.stderr)
-    assert got["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert got["python"] == ".".join(str(n) for n in sys.version_info[:3])
     assert set(got) == {"python", "vllm", "ray", "nccl", "torch"}
 
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -154,7 +153,7 @@ def resolve_image(
         except MirrorError as exc:
             raise PinError(f"the registry {registry} refused {shown}: {exc} Check the name and the credentials "
                            "(registry_mirror_credentials).") from None
-        except (OSError, socket.timeout) as exc:
+        except OSError as exc:
             scheme = "http" if insecure else "https"
             raise PinError(f"cannot reach the registry {registry} ({scheme}) for {shown} ({exc}); check that it runs "
                            "and that the control machine reaches it, then run pin.yml again.") from None
@@ -251,7 +250,7 @@ def hub_revision(
             body = res.read()
     except urllib.error.HTTPError as exc:
         raise PinError(_hub_sentence(exc.code, endpoint, repo, revision)) from None
-    except (urllib.error.URLError, OSError, socket.timeout) as exc:
+    except OSError as exc:  # URLError and timeouts are OSErrors
         reason = getattr(exc, "reason", exc)
         raise PinError(f"cannot reach the Hub {endpoint} for {repo} ({reason}); check the control machine's route "
                        "to it (pin_hf_endpoint, default weights_hf_endpoint) and run pin.yml again.") from None
