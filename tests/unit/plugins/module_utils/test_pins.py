@@ -166,16 +166,23 @@ ENTRY = {"description": "x", "hf_repo": REPO, "hf_revision": "", "config": "c.js
 def _write_pin(tmp_path: Path, probe: dict[str, str]) -> Path:
     record = P.pin_record("tiny-pin", IMAGE, probe, HUB, "gx10-1")
     path = Path(P.pin_path(str(tmp_path / "pins"), "tiny-pin"))
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(exist_ok=True, parents=True)
     path.write_text(P.pin_text(record))
     return path
+
+
+def _vars(tmp_path: Path) -> dict:
+    """What the inventory loads from group_vars/all/pins/, read back through pins_from_vars."""
+    data = yaml.safe_load(Path(P.pin_path(str(tmp_path / "pins"), "tiny-pin")).read_text())
+    return P.pins_from_vars(data)
 
 
 def test_pins_file_round_trip_is_stable(tmp_path):
     path = _write_pin(tmp_path, ABSENT_PROBE)
     text = path.read_text()
     assert text.startswith("# tiny-pin: pinned by `ansible-playbook pin.yml -e model=tiny-pin`")
-    loaded = P.load_pins(str(tmp_path / "pins"))["tiny-pin"]
+    assert list(yaml.safe_load(text)) == ["gb10_pin__tiny_pin"] == [P.pin_var("tiny-pin")]
+    loaded = P.read_pin(str(tmp_path / "pins"), "tiny-pin")
     assert loaded["image"]["digest"] == IMAGE["digest"] and loaded["image"]["carries_ray"] is False
     assert loaded["image"]["ray"] is False and loaded["image"]["vllm"] == "absent"
     assert loaded["hf"]["files"][1] == {"path": "model-00001-of-00002.safetensors", "size": 4194304, "sha256": "2" * 64}
@@ -192,7 +199,7 @@ def test_a_pin_makes_the_entry_servable_and_ray_is_refused_without_ray(tmp_path)
     before = S.image_errors("tiny-pin", S.image_for("tiny-pin", ENTRY, {}))
     assert "is not pinned by digest" in before[0]
     _write_pin(tmp_path, ABSENT_PROBE)
-    pinned = P.apply_pins(catalog, P.load_pins(str(tmp_path / "pins")))["tiny-pin"]
+    pinned = P.apply_pins(catalog, _vars(tmp_path))["tiny-pin"]
     assert pinned["hf_revision"] == "c" * 40 and pinned["checkpoint_bytes"] == 8388608
     assert pinned["checkpoint_bytes_source"].startswith("pinned: 2 .safetensors at cccccccccccc (")
     assert "image_pin" not in pinned["serving"] and ENTRY["serving"]["image_pin"] == "nvidia-vllm-26.10"
@@ -204,23 +211,30 @@ def test_a_pin_makes_the_entry_servable_and_ray_is_refused_without_ray(tmp_path)
     assert errors and "carries none (gb10_catalog['tiny-pin'].image.ray is false)" in errors[0]
     # with Ray: accepted
     _write_pin(tmp_path, ABSENT_PROBE | {"python": "3.12.3", "vllm": "0.31.0", "ray": "2.58.0", "nccl": "2.27.7"})
-    pinned = P.apply_pins(catalog, P.load_pins(str(tmp_path / "pins")))["tiny-pin"]
+    pinned = P.apply_pins(catalog, _vars(tmp_path))["tiny-pin"]
     assert pinned["image"]["ray"] == "2.58.0"
     assert S.ray_image_errors("tiny-pin", S.image_for("tiny-pin", pinned, {}), needs_ray=True) == []
 
 
-def test_bad_pins_files_are_one_sentence_each(tmp_path):
+def test_bad_pins_are_one_sentence_each(tmp_path):
+    good = P.pin_record("tiny-pin", IMAGE, ABSENT_PROBE, HUB)
+    bad = {"gb10_pin__a": good,  # the variable of another model
+           "gb10_pin__c": {"model": "c", "image": {"repository": "r", "digest": "latest"}},
+           "gb10_pin__tiny_pin": good, "other_var": 1}
+    with pytest.raises(P.PinError) as exc:
+        P.pins_from_vars(bad, "inv/group_vars/all/pins")
+    assert str(exc.value) == (
+        "gb10_pin__a (inv/group_vars/all/pins) pins model 'tiny-pin', whose variable is gb10_pin__tiny_pin; run "
+        "pin.yml -e model=tiny-pin again and remove the file that holds gb10_pin__a. gb10_pin__c "
+        "(inv/group_vars/all/pins): image.repository and image.digest ('sha256:<64 hex>') are required; run pin.yml "
+        "-e model=c again.")
+    assert list(P.pins_from_vars({"gb10_pin__tiny_pin": good})) == ["tiny-pin"]
     folder = tmp_path / "pins"
     folder.mkdir()
-    (folder / "a.yml").write_text(yaml.safe_dump({"model": "b", "image": {"repository": "r", "digest": "sha256:" + "0" * 64}}))
-    (folder / "c.yml").write_text("model: c\nimage: {repository: r, digest: latest}\n")
-    (folder / "README.txt").write_text("not a pin")
-    with pytest.raises(P.PinError) as exc:
-        P.load_pins(str(folder))
-    assert str(exc.value) == (
-        f"{folder}/a.yml pins model 'b', not 'a' (its file name); rename it or run pin.yml -e model=a again. "
-        f"{folder}/c.yml: image.repository and image.digest ('sha256:<64 hex>') are required; run pin.yml -e model=c again.")
-    assert P.load_pins(str(tmp_path / "none")) == {}
+    (folder / "tiny-pin.yml").write_text("gb10_pin__tiny_pin: [1, 2\n")
+    with pytest.raises(P.PinError, match=r"tiny-pin.yml cannot be read \(.*\); remove it and run pin.yml -e model=tiny-pin again."):
+        P.read_pin(str(folder), "tiny-pin")
+    assert P.read_pin(str(tmp_path / "none"), "tiny-pin") == {}
 
 
 def test_request_errors_and_notes():

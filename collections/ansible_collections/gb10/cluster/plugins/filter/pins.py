@@ -1,8 +1,10 @@
 """Filters for pins (logic in plugins/module_utils/pins.py; docs/pinning.md).
 
-- ``catalog | catalog_pins(pins_dir)``: the catalog with the pins of ``<inventory>/pins/*.yml`` applied
-  (image by digest, Hugging Face commit, checkpoint size); a bad pins file fails with one sentence.
-- ``pins_dir | pin_current(model)``: the pin kept for ``model`` ({} when there is none).
+- ``catalog | catalog_pins(pins, where)``: the catalog with the inventory's pins applied (``pins``: the
+  ``gb10_pin__*`` variables; image by digest, Hugging Face commit, checkpoint size); a bad pin fails with
+  one sentence.
+- ``pins_dir | pin_current(model)``: the pin kept in ``<pins_dir>/<model>.yml`` ({} when there is none).
+- ``model | pin_var``: the variable that holds a model's pin.
 - ``catalog | pin_image(model, image_pins, image)``: the image to resolve: ``image`` (-e image=repo:tag)
   or what the entry runs now (gb10_image_pins or the catalog), as {repository, tag, digest, source}.
 - ``'' | pin_probe_code``: the python3 code the probe runs in the image.
@@ -12,7 +14,8 @@
 - ``catalog | pin_request_errors(model, pins_dir, probe_host, image, revision)``: the request's mistakes.
 - ``entry | pin_hub_wanted``: whether the entry's weights come from the Hub.
 - ``record | pin_changes(old)``: ``key: old -> new`` lines.
-- ``catalog | pin_servable(model, image_pins)``: why serve.yml would still refuse the entry ([] if none).
+- ``catalog | pin_servable(model, record, image_pins)``: why serve.yml would still refuse the entry with the
+  new pin ([] if none).
 """
 
 from __future__ import annotations
@@ -25,18 +28,22 @@ from ansible_collections.gb10.cluster.plugins.module_utils import pins as _P
 from ansible_collections.gb10.cluster.plugins.module_utils import serving as _S
 
 
-def catalog_pins(catalog: Any, pins_dir: Any = "") -> dict[str, Any]:
+def catalog_pins(catalog: Any, pins: Any = None, where: Any = "") -> dict[str, Any]:
     try:
-        return _P.apply_pins(dict(catalog or {}), _P.load_pins(str(pins_dir or "")))
+        return _P.apply_pins(dict(catalog or {}), _P.pins_from_vars(dict(pins or {}), str(where or _P.PINS_DIR)))
     except _P.PinError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
 
 def pin_current(pins_dir: Any, model: Any) -> dict[str, Any]:
     try:
-        return dict(_P.load_pins(str(pins_dir or "")).get(str(model), {}))
+        return _P.read_pin(str(pins_dir or ""), str(model))
     except _P.PinError as exc:
         raise AnsibleFilterError(str(exc)) from exc
+
+
+def pin_var(model: Any) -> str:
+    return _P.pin_var(str(model))
 
 
 def pin_image(catalog: Any, model: Any, image_pins: Any = None, image: Any = "") -> dict[str, Any]:
@@ -87,10 +94,10 @@ def pin_changes(record: Any, old: Any) -> list[str]:
     return _P.pin_changes(dict(old or {}), dict(record))
 
 
-def pin_servable(catalog: Any, model: Any, image_pins: Any = None) -> list[str]:
-    """Why serve.yml would still refuse the entry's image or revision ([] when it accepts them)."""
+def pin_servable(catalog: Any, model: Any, record: Any, image_pins: Any = None) -> list[str]:
+    """Why serve.yml would still refuse the entry's image or revision with ``record`` pinned ([] when it accepts)."""
     name = str(model)
-    entry = dict(catalog or {})[name]
+    entry = _P.apply_pins(dict(catalog or {}), {name: dict(record)})[name]
     image = _S.image_for(name, entry, dict(image_pins or {}) if isinstance(image_pins, dict) else {})
     errors = _S.image_errors(name, image)
     if _P.hub_wanted(entry) and not _P.HEX40_RE.match(str(entry.get("hf_revision") or "")):
@@ -110,6 +117,7 @@ class FilterModule:
         return {
             "catalog_pins": catalog_pins,
             "pin_current": pin_current,
+            "pin_var": pin_var,
             "pin_image": pin_image,
             "pin_probe": pin_probe,
             "pin_record": pin_record,

@@ -9,9 +9,11 @@
   large files the Hub stores in LFS, the git blob sha1 for the others, as the Hub API gives them) and
   the checkpoint's exact size (the sum of its ``.safetensors``).
 
-It writes them to ``<inventory>/pins/<model>.yml``; every play reads that folder through the catalog
-(``roles/gb10``: ``gb10_catalog`` applies the pins over the entries), so ``serve.yml`` serves the entry
-by that digest and commit. The repository's catalog is never written.
+It writes them to ``<inventory>/group_vars/all/pins/<model>.yml`` as one variable, ``gb10_pin__<model>``
+(the model name with every character outside [a-z0-9_] as '_'): Ansible loads it with the inventory (a
+file elsewhere in an inventory folder would be parsed as inventory), and every play reads the pins
+through the catalog (``roles/gb10``: ``gb10_catalog`` applies them over the entries), so ``serve.yml``
+serves the entry by that digest and commit. The repository's catalog is never written.
 
 Plain typed Python (standard library and PyYAML, which ansible-core requires; no Ansible imports); the
 modules ``gb10.cluster.image_resolve`` and ``gb10.cluster.hf_revision`` and the filters in
@@ -46,7 +48,8 @@ from ansible_collections.gb10.cluster.plugins.module_utils.registry_mirror impor
 HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ABSENT = "absent"
-PINS_DIR = "pins"
+PINS_DIR = "group_vars/all/pins"
+PIN_VAR_PREFIX = "gb10_pin__"
 DOC = "docs/pinning.md"
 WEIGHT_SUFFIXES = (".safetensors",)
 HUB_TIMEOUT_S = 30.0
@@ -290,6 +293,11 @@ def pin_path(pins_dir: str, model: str) -> str:
     return os.path.join(pins_dir, f"{model}.yml")
 
 
+def pin_var(model: str) -> str:
+    """The inventory variable that holds ``model``'s pin."""
+    return PIN_VAR_PREFIX + re.sub(r"[^a-z0-9_]", "_", model)
+
+
 def ray_value(probe: Mapping[str, Any]) -> Any:
     """What the catalog's ``image.ray`` says for a probe: the version, or false."""
     version = str(probe.get("ray") or ABSENT)
@@ -329,21 +337,21 @@ def pin_record(model: str, image: Mapping[str, Any], probe: Mapping[str, Any], h
 
 
 def pin_text(record: Mapping[str, Any]) -> str:
-    """The pins file: a header and the record as YAML, the same bytes for the same record."""
-    model = record.get("model", "?")
+    """The pins file: a header and the record as one variable in YAML, the same bytes for the same record."""
+    model = str(record.get("model", "?"))
     head = (f"# {model}: pinned by `ansible-playbook pin.yml -e model={model}` ({DOC}). Every play reads this\n"
-            "# file through the catalog; run pin.yml again to renew it (a hand edit is overwritten).\n")
-    return head + yaml.safe_dump(json.loads(json.dumps(record)), sort_keys=False, default_flow_style=False, width=200)
+            "# variable through the catalog; run pin.yml again to renew it (a hand edit is overwritten).\n")
+    body = {pin_var(model): json.loads(json.dumps(record))}
+    return head + yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=200)
 
 
 def validate_record(record: Any, model: str, path: str) -> list[str]:
     """What is wrong with a pins file, one sentence each."""
     if not isinstance(record, Mapping):
-        return [f"{path} is not a mapping; run pin.yml -e model={model} again (or remove the file)."]
+        return [f"{path} is not a pin (a mapping with model, image and hf); run pin.yml -e model={model} again."]
     errors = []
-    if record.get("model") != model:
-        errors.append(f"{path} pins model '{record.get('model')}', not '{model}' (its file name); "
-                      f"rename it or run pin.yml -e model={model} again.")
+    if record.get("model") != model or not NAME_RE.match(str(model)):
+        errors.append(f"{path} pins model '{record.get('model')}', not '{model}'; run pin.yml -e model={model} again.")
     image = record.get("image")
     if not isinstance(image, Mapping) or not image.get("repository") or not DIGEST_RE.match(str(image.get("digest", ""))):
         errors.append(f"{path}: image.repository and image.digest ('sha256:<64 hex>') are required; "
@@ -356,28 +364,41 @@ def validate_record(record: Any, model: str, path: str) -> list[str]:
     return errors
 
 
-def load_pins(pins_dir: str) -> dict[str, dict[str, Any]]:
-    """Every ``<pins_dir>/<model>.yml``; {} when the folder does not exist. Raises PinError on a bad file."""
-    if not pins_dir or not os.path.isdir(pins_dir):
+def read_pin(pins_dir: str, model: str) -> dict[str, Any]:
+    """The pin kept in ``<pins_dir>/<model>.yml`` ({} when there is none). Raises PinError on a bad file."""
+    path = pin_path(pins_dir, model) if pins_dir else ""
+    if not path or not os.path.isfile(path):
         return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise PinError(f"{path} cannot be read ({str(exc).splitlines()[0]}); remove it and run pin.yml "
+                       f"-e model={model} again.") from None
+    record = data.get(pin_var(model)) if isinstance(data, Mapping) else None
+    problems = validate_record(record, model, f"{path} ({pin_var(model)})")
+    if problems:
+        raise PinError(" ".join(problems))
+    return dict(record) | {"file": path}  # type: ignore[arg-type]
+
+
+def pins_from_vars(variables: Mapping[str, Any], where: str = PINS_DIR) -> dict[str, dict[str, Any]]:
+    """``{model: record}`` from the inventory's ``gb10_pin__*`` variables. Raises PinError on a bad one."""
     pins: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
-    for name in sorted(os.listdir(pins_dir)):
-        if not name.endswith(".yml"):
+    for var in sorted(variables):
+        if not str(var).startswith(PIN_VAR_PREFIX):
             continue
-        path = os.path.join(pins_dir, name)
-        model = name[:-4]
-        try:
-            with open(path, encoding="utf-8") as f:
-                record = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as exc:
-            errors.append(f"{path} cannot be read ({str(exc).splitlines()[0]}); run pin.yml -e model={model} again.")
-            continue
-        problems = validate_record(record, model, path)
+        record = variables[var]
+        model = str(record.get("model")) if isinstance(record, Mapping) else ""
+        problems = validate_record(record, model, f"{var} ({where})")
+        if not problems and pin_var(model) != var:
+            problems = [f"{var} ({where}) pins model '{model}', whose variable is {pin_var(model)}; run pin.yml "
+                        f"-e model={model} again and remove the file that holds {var}."]
         if problems:
             errors.extend(problems)
         else:
-            pins[model] = dict(record) | {"file": path}
+            pins[model] = dict(record) | {"file": f"{where}/{model}.yml"}
     if errors:
         raise PinError(" ".join(errors))
     return pins
@@ -388,7 +409,7 @@ def apply_pins(catalog: Mapping[str, Any], pins: Mapping[str, Mapping[str, Any]]
 
     The pinned image replaces the entry's ``image`` and its shared ``serving.image_pin`` (the pin names
     this model); ``gb10_image_pins['<model>']`` in the inventory still wins, as it does over the catalog.
-    A pin for a model the catalog does not have is left out (the model may live in another inventory).
+    A pin for a model the catalog does not have is left out (the entry may have been removed).
     """
     out = dict(catalog)
     for model, pin in pins.items():
