@@ -6,7 +6,7 @@
 - ``pins_dir | pin_current(model)``: the pin kept in ``<pins_dir>/<model>.yml`` ({} when there is none).
 - ``model | pin_var``: the variable that holds a model's pin.
 - ``catalog | pin_image(model, image_pins, image)``: the image to resolve: ``image`` (-e image=repo:tag)
-  or what the entry runs now (gb10_image_pins or the catalog), as {repository, tag, digest, source}.
+  or what the entry runs now (gb10_image_pins or the catalog), as {repository, tag, digest, source, name}.
 - ``'' | pin_probe_code``: the python3 code the probe runs in the image.
 - ``result | pin_probe(ref)``: the probe command's result -> {python, vllm, ray, nccl, torch}.
 - ``image | pin_record(model, probe, hub, probed_on)``: the pin; ``record | pin_text``: the file's text.
@@ -53,10 +53,13 @@ def pin_image(catalog: Any, model: Any, image_pins: Any = None, image: Any = "")
         raise AnsibleFilterError(f"Unknown model '{name}' (-e model): use one of {', '.join(sorted(catalog or {}))}.")
     if image:
         repository, tag, digest = _P.split_image(str(image))
-        return {"repository": repository, "tag": tag, "digest": digest, "source": "-e image"}
-    # the entry as the repository and gb10_image_pins say it, without a pin of ours (the tag is re-resolved)
-    current = _S.image_for(name, entry, dict(image_pins or {}) if isinstance(image_pins, dict) else {})
-    return {k: current.get(k, "") for k in ("repository", "tag", "digest", "source")}
+        out = {"repository": repository, "tag": tag, "digest": digest, "source": "-e image"}
+    else:
+        # the entry as the repository and gb10_image_pins say it, without a pin of ours (the tag is re-resolved)
+        current = _S.image_for(name, entry, dict(image_pins or {}) if isinstance(image_pins, dict) else {})
+        out = {k: current.get(k, "") for k in ("repository", "tag", "digest", "source")}
+    out["name"] = out["repository"] + (f"@{out['digest']}" if out["digest"] else f":{out['tag']}")
+    return out
 
 
 def pin_probe(result: Any, ref: Any = "") -> dict[str, str]:
