@@ -53,6 +53,8 @@ PIN_VAR_PREFIX = "gb10_pin__"
 DOC = "docs/pinning.md"
 WEIGHT_SUFFIXES = (".safetensors",)
 HUB_TIMEOUT_S = 30.0
+# A plain opener (redirects followed; the token is an unredirected header, so it never crosses one).
+_OPENER = urllib.request.build_opener()
 
 # The probe run in the image (`docker run --rm --entrypoint python3 <image> -c PROBE`): one JSON line.
 # Versions come from the installed distributions (no import of vLLM or Ray, which takes long); NCCL from
@@ -233,7 +235,7 @@ def hub_revision(
     token: str = "",
     exclude: Sequence[str] = (),
     timeout: float = HUB_TIMEOUT_S,
-    opener: Callable[..., Any] = urllib.request.urlopen,
+    opener: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """The commit of ``revision`` and the files of that commit, as the download fetches them.
 
@@ -249,7 +251,7 @@ def hub_revision(
     if token:
         req.add_unredirected_header("Authorization", f"Bearer {token}")
     try:
-        with opener(req, timeout=timeout) as res:
+        with (opener or _OPENER.open)(req, timeout=timeout) as res:
             body = res.read()
     except urllib.error.HTTPError as exc:
         raise PinError(_hub_sentence(exc.code, endpoint, repo, revision)) from None
