@@ -63,3 +63,15 @@ def test_hf_revision(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
     finally:
         server.shutdown()
         cdn.shutdown()
+
+
+@pytest.mark.parametrize("module", [image_resolve, hf_revision])
+def test_docs_parse_and_match_the_options(module) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    yaml.safe_load(module.EXAMPLES)
+    yaml.safe_load(module.RETURN)
+    source = open(module.__file__, encoding="utf-8").read()
+    for option in doc["options"]:
+        assert f'"{option}"' in source, f"{option} documented but not in argument_spec"
