@@ -111,7 +111,7 @@ def image_for(name: str, entry: Mapping[str, Any], pins: Mapping[str, Any] | Non
             }
     image = entry.get("image") or {}
     return {k: str(image.get(k) or "") for k in ("repository", "tag", "digest")} | {
-        "image_id": "",
+        "image_id": str(image.get("image_id") or ""),  # a pin (pin.yml) records it
         "source": f"gb10_catalog['{name}'].image",
         "ray": image.get("ray"),
         "base": "",
