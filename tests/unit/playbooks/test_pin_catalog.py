@@ -3,13 +3,10 @@ built-in entry it refuses without one, runs the pinned digest, and refuses the R
 says the image carries no Ray (the existing sentence). No host answers: the runs stop at the preflight."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import yaml
-
 from ansible_collections.gb10.cluster.plugins.module_utils import pins
-from tests.support.playbooks import ROOT, run_playbook
+from tests.support.playbooks import offline_rack, run_playbook
 
 API_KEY = "k" * 24
 DIGEST = "sha256:" + "cd" * 32
@@ -19,19 +16,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def _inventory(tmp_path: Path) -> Path:
     """inventory/sample with its nodes on loopback ports where nothing answers."""
-    inv = tmp_path / "inventory"
-    shutil.copytree(ROOT / "inventory" / "sample", inv)
-    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
-    for i, node in enumerate(hosts["all"]["children"]["gx10"]["hosts"].values(), start=1):
-        node["ansible_host"] = f"127.0.0.{100 + i}"
-        node["ansible_port"] = 1
-    hosts["all"]["children"]["switch"]["hosts"]["crs804"]["ansible_host"] = "127.0.0.99"
-    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    main = yaml.safe_load((inv / "group_vars/all/main.yml").read_text())
-    main["gb10_mgmt_subnet"] = "127.0.0.0/8"
-    (inv / "group_vars/all/main.yml").write_text(yaml.safe_dump(main))
-    (inv / "group_vars/all/serving.yml").write_text(yaml.safe_dump({"vllm_serve_api_key": API_KEY}))
-    return inv
+    return offline_rack(tmp_path, "sample", {"vllm_serve_api_key": API_KEY})
 
 
 def _pin(inv: Path, model: str, ray: str) -> None:

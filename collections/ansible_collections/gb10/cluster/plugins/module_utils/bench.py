@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils.node_status import flag_value
+
 LABEL_MODEL = "gb10.serving.model"
 LABEL_ROLE = "gb10.serving.role"
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
@@ -90,13 +92,7 @@ def check_request(request: Mapping[str, Any]) -> dict[str, Any]:
     return {"settings": settings, "errors": errors}
 
 
-def _flag(args: Sequence[str], name: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return str(args[i + 1])
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
+_flag = flag_value  # node_status's reading of a container's argument list
 
 
 def bench_target(inspected: Mapping[str, Sequence[Mapping[str, Any]]], model: str = "") -> dict[str, Any]:
