@@ -43,6 +43,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.registry_mirror impor
     MirrorError,
     RegistryClient,
     platform_of,
+    split_registry,
 )
 
 HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -118,13 +119,6 @@ def split_image(ref: str) -> tuple[str, str, str]:
     return ref, tag, digest
 
 
-def _registry_repo(repository: str) -> tuple[str, str]:
-    first, _, rest = repository.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first, rest
-    return "docker.io", repository if rest else f"library/{repository}"
-
-
 def resolve_image(
     repository: str,
     tag: str,
@@ -146,7 +140,7 @@ def resolve_image(
         raise PinError(f"no image to resolve ('{repository}:{tag}'); give repository and tag (-e image=<repository>:<tag>).")
     if digest and not DIGEST_RE.match(digest):
         raise PinError(f"the digest '{digest}' of {repository} is not 'sha256:<64 hex>'.")
-    registry, repo = _registry_repo(repository)
+    registry, repo = split_registry(repository)
     reg = client(registry, insecure=insecure, username=username, password=password, timeout=timeout)
     asked = digest or tag
     shown = f"{repository}{'@' if digest else ':'}{asked}"
