@@ -14,9 +14,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 # The lab's secrets (switch password, API key, HF token) are vaulted with the lab's own password file.
 LAB_VAULT_PASS := $(CURDIR)/lab/.state/serving/vault-pass
-demo molecule serve stop lab-serving bench-staging bench-converge: export ANSIBLE_VAULT_PASSWORD_FILE ?= $(LAB_VAULT_PASS)
+demo molecule serve pin stop lab-serving bench-staging bench-converge: export ANSIBLE_VAULT_PASSWORD_FILE ?= $(LAB_VAULT_PASS)
 
-.PHONY: sanity demo test venv deps lint unit molecule print-scenarios lab-serving serve stop bench-staging lab-up lab-down lab-status lab-build bench-converge clean
+.PHONY: sanity demo test venv deps lint unit molecule print-scenarios lab-serving serve pin stop bench-staging lab-up lab-down lab-status lab-build bench-converge clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -64,6 +64,9 @@ MODEL ?= tiny-qwen3
 serve: lab-serving
 	$(BIN)/ansible-playbook -i inventory/lab serve.yml -e model=$(MODEL)
 
+pin: lab-serving
+	$(BIN)/ansible-playbook -i inventory/lab pin.yml -e model=$(MODEL)
+
 stop:
 	$(BIN)/ansible-playbook -i inventory/lab stop.yml
 
@@ -79,8 +82,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(MAKE) -s sanity
 	git ls-files -z '*.sh' .ci/run | xargs -0 $(BIN)/shellcheck
-	for p in site.yml serve.yml plan.yml pin.yml stop.yml status.yml logs.yml power_on.yml bench.yml playbooks/*.yml; do \
-	  $(BIN)/ansible-playbook -i inventory/sample --syntax-check $$p >/dev/null || exit 1; done
+	$(BIN)/ansible-playbook -i inventory/sample --syntax-check site.yml serve.yml plan.yml pin.yml stop.yml \
+	  status.yml logs.yml power_on.yml bench.yml playbooks/*.yml >/dev/null
 	@echo "lint: yamllint, ansible-lint, ruff, shellcheck and syntax checks passed"
 
 # ansible-test sanity on the gb10.cluster collection: the tests that run in this venv. The others
@@ -92,8 +95,10 @@ sanity: venv
 	cd collections/ansible_collections/gb10/cluster && $(abspath $(BIN))/ansible-test sanity --local --python 3.11 \
 	  $(foreach t,$(SANITY_SKIP),--skip-test $(t)) $(SANITY_ARGS)
 
+# The unit tests mostly wait on ansible-playbook subprocesses, one core each: one worker per core.
+UNIT_JOBS ?= auto
 unit: venv
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n $(UNIT_JOBS) tests/unit
 
 # Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
 # `serve` builds the vLLM CPU image (about 10 minutes cold, cached by content afterwards), serves
