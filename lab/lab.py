@@ -51,6 +51,10 @@ LABEL = f"gb10-lab=node{_SUFFIX}"
 MGMT_BRIDGE = f"gb10lab{_SUFFIX}-mgmt"
 MGMT_PREFIX = f"10.77.{LAB_ID}"
 MGMT_GATEWAY = f"{MGMT_PREFIX}.1"
+# The lab's registry on the control machine (lab/serving/lab_serving.py registry), where the nodes pull.
+REGISTRY_ADDR = os.environ.get("LAB_REGISTRY_ADDR", f"{MGMT_GATEWAY}:5000")
+# lab/models/catalog.yml writes an image served by tag as LAB_REGISTRY/<repository>.
+LAB_REGISTRY_PLACEHOLDER = "LAB_REGISTRY/"
 MGMT_INTERFACE = "enP7s7"
 # (node interface, lab bridge, fabric subnet prefix, RoCE device it stands for)
 TWINS = (
@@ -391,6 +395,9 @@ def lab_catalog() -> dict[str, dict]:
     entries = yaml.safe_load(LAB_MODELS_CATALOG.read_text())
     for name, entry in entries.items():
         entry["config"] = str(LAB_MODELS_CATALOG.parent / entry["config"])
+        repository = str(entry.get("image", {}).get("repository", ""))
+        if repository.startswith(LAB_REGISTRY_PLACEHOLDER):
+            entry["image"]["repository"] = REGISTRY_ADDR + "/" + repository[len(LAB_REGISTRY_PLACEHOLDER):]
         entry["weights"] = {"source": "controller", "dir": str(LAB_MODELS_DIR / name)}
     return entries
 

@@ -39,7 +39,7 @@ from pathlib import Path
 # The lab's own helpers and addresses.
 from lab.lab import (
     CONTAINER_PREFIX,
-    MGMT_GATEWAY,
+    REGISTRY_ADDR,
     docker_import,
     encrypt_vars,
     ok,
@@ -57,10 +57,11 @@ INVENTORY_VARS = ROOT / "inventory" / "lab" / "group_vars" / "all" / "serving_im
 SUITE = os.environ.get("LAB_SERVING_SUITE", "bookworm")
 MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
 IMAGE_REPO = "gb10-lab-vllm-cpu"
-REGISTRY_ADDR = os.environ.get("LAB_REGISTRY_ADDR", f"{MGMT_GATEWAY}:5000")
 REGISTRY_REPO = "gb10/vllm-cpu"
 PIN_NAME = "lab-vllm-cpu"
 VLLM_VERSION = "0.32.0"
+# The moving tag the lab image is also pushed under (lab/models/catalog.yml: tiny-llama's image.tag).
+RELEASE_TAG = VLLM_VERSION
 # Host pip settings worth passing into the chroot (local wheel mirrors make the build faster).
 PIP_DIRS = ("/opt/wheels", "/opt/pypi", "/opt/pypi-more", "/etc/xdg/pip")
 
@@ -390,6 +391,15 @@ class Registry:
     def _path(location: str) -> str:
         return "/" + location.split("/", 3)[3] if location.startswith("http") else location
 
+    def get_manifest(self, tag: str, media_type: str) -> bytes:
+        conn = self._conn()
+        conn.request("GET", f"/v2/{self.repo}/manifests/{tag}", headers={"Accept": media_type})
+        res = conn.getresponse()
+        body = res.read()
+        if res.status != 200:
+            raise SystemExit(f"lab-serving: manifest {tag} not found in the registry ({res.status})")
+        return body
+
     def put_manifest(self, tag: str, body: bytes, media_type: str) -> str:
         conn = self._conn()
         conn.request("PUT", f"/v2/{self.repo}/manifests/{tag}", body=body, headers={"Content-Type": media_type})
@@ -467,6 +477,17 @@ def push(tag: str) -> dict[str, str]:
     write_inventory_vars(pin)
     log(f"pinned {pin['repository']}:{remote_tag}@{digest}")
     return pin
+
+
+def tag_release(pin: dict[str, str]) -> None:
+    """Also put the image under its release tag (RELEASE_TAG, moving like upstream's `v0.32.0`): the lab
+    entry that is served by tag (tiny-llama) names it, and only `pin.yml` turns it into a digest."""
+    reg = Registry(REGISTRY_ADDR, REGISTRY_REPO)
+    manifest = reg.get_manifest(pin["tag"], OCI_MANIFEST)
+    remote = reg.put_manifest(RELEASE_TAG, manifest, OCI_MANIFEST)
+    if remote and remote != pin["digest"]:
+        raise SystemExit(f"lab-serving: registry computed {remote} for {RELEASE_TAG}, expected {pin['digest']}")
+    log(f"tagged {pin['repository']}:{RELEASE_TAG} (-> {pin['digest'][:19]}...; served by tag until pin.yml pins it)")
 
 
 def write_inventory_vars(pin: dict[str, str]) -> None:
@@ -565,7 +586,7 @@ def main() -> int:
     elif args.action == "build":
         build()
     elif args.action == "push":
-        push(build())
+        tag_release(push(build()))
     elif args.action == "models":
         models()
     elif args.action == "secrets":
@@ -573,7 +594,7 @@ def main() -> int:
     else:
         disk_check(int(os.environ.get("LAB_NODES", "4")))
         registry()
-        push(build())
+        tag_release(push(build()))
         models()
         secrets()
     return 0

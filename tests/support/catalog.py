@@ -41,8 +41,11 @@ def write_extra(inventory: Path, extra: dict[str, Any], name: str = "catalog.yml
 
 # The lab's image pin and four lab nodes, as the serving plan's unit tests give them.
 LAB_DIGEST = "sha256:" + "ab" * 32
-LAB_PINS: dict[str, Any] = {"lab-vllm-cpu": {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0.32.0-x",
-                                             "digest": LAB_DIGEST, "image_id": "sha256:" + "cd" * 32}}
+# tiny-llama is served by tag in the lab catalog (pin.yml pins it on the lab): a pin under its own name
+# stands for that, as `gb10_image_pins['<model>']` does in an inventory.
+LAB_PINS: dict[str, Any] = {name: {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0.32.0-x",
+                                   "digest": LAB_DIGEST, "image_id": "sha256:" + "cd" * 32}
+                            for name in ("lab-vllm-cpu", "tiny-llama")}
 
 
 def lab_nodes(n: int = 4) -> list[dict[str, str]]:

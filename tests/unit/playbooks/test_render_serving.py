@@ -18,6 +18,7 @@ import yaml
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.gb10.cluster.plugins.module_utils import memfit
+from ansible_collections.gb10.cluster.plugins.module_utils.pins import pin_record, pin_text
 from tests.support.catalog import builtin_catalog, lab_extra, write_extra
 from tests.support.playbooks import ROOT, offline_rack, run_playbook
 
@@ -252,6 +253,11 @@ def _lab_inventory(tmp_path: Path) -> Path:
         "vllm_serve_health_timeout": 900}))
     (inv / "group_vars/all/serving_images.yml").write_text(yaml.safe_dump({"gb10_image_pins": LAB["pins"]}))
     write_extra(inv, lab_extra())  # the lab's models, as lab/lab.py writes them (gb10_catalog_extra)
+    # tiny-llama is served by tag in the lab catalog: the pin pin.yml writes for it (the lab image's digest).
+    lab_image = LAB["pins"]["lab-vllm-cpu"]
+    (inv / "group_vars/all/pins").mkdir()
+    (inv / "group_vars/all/pins/tiny-llama.yml").write_text(pin_text(pin_record(
+        "tiny-llama", dict(lab_image, tag="0.32.0"), {"vllm": "0.32.0", "ray": "2.58.0"}, None, "gx10-1")))
     return inv
 
 

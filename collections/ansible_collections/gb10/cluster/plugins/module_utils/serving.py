@@ -211,7 +211,7 @@ def image_errors(name: str, image: Mapping[str, Any]) -> list[str]:
         return [f"{name}: no image repository in {where}; set it (or, in the lab, run python -m lab.serving.lab_serving push)."]
     if not DIGEST_RE.match(str(image.get("digest", ""))):
         how = ("build it with playbooks/ray_image.yml and pin the digest it prints"
-               if image.get("base") else "pin it with its sha256 digest (docker buildx imagetools inspect <image>)")
+               if image.get("base") else f"pin it with `ansible-playbook pin.yml -e model={name}` (docs/pinning.md)")
         return [
             f"{name}: the image {image['repository']}:{image.get('tag') or '?'} is not pinned by digest "
             f"({where}.digest is '{image.get('digest', '')}'); {how} before serving."
