@@ -6,6 +6,7 @@
     python -m lab.lab status           one line per node
     python -m lab.lab down             remove every container, volume, bridge and file the lab made
     python -m lab.lab plumb            re-create the interfaces of running nodes (after a node restart)
+    python -m lab.lab reboot N         power-cycle gx10-N (docker restart, then its links come back)
     python -m lab.lab inventory        write inventory/lab only (molecule links it before it creates the lab)
     python -m lab.lab switch-vault     vault the switch simulator's credentials into inventory/lab
     python -m lab.lab vault-pass       make the lab's vault password file if missing
@@ -502,11 +503,23 @@ def cable(index: int, twin: str, state: str) -> None:
     log(f"{container_name(index)} {twin}: cable {'plugged' if state == 'up' else 'pulled'} (host side {dev} {state})")
 
 
+def reboot(index: int) -> None:
+    """Reboot node ``index`` as a power cycle would: its systemd, Docker and containers restart, and its
+    links come back (a container restart gets a new network namespace, so they are plumbed again)."""
+    name = container_name(index)
+    if not ok("docker", "inspect", name):
+        raise SystemExit(f"lab: no node {name}")
+    log(f"rebooting {name}")
+    run("docker", "restart", "--timeout", "10", name)
+    plumb(index)
+    log(f"{name} is booting (links up)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["build", "up", "down", "status", "plumb", "inventory", "switch-vault",
-                                           "vault-pass", "cable"])
-    parser.add_argument("args", nargs="*", help="cable: N TWIN up|down")
+                                           "vault-pass", "cable", "reboot"])
+    parser.add_argument("args", nargs="*", help="cable: N TWIN up|down; reboot: N")
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("LAB_NODES", "4")))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -527,6 +540,10 @@ def main() -> int:
         if len(args.args) != 3 or not args.args[0].isdigit():
             raise SystemExit("lab: usage: python -m lab.lab cable N TWIN up|down")
         cable(int(args.args[0]), args.args[1], args.args[2])
+    elif args.action == "reboot":
+        if len(args.args) != 1 or not args.args[0].isdigit():
+            raise SystemExit("lab: usage: python -m lab.lab reboot N")
+        reboot(int(args.args[0]))
     elif args.action == "plumb":
         for name in lab_containers():
             plumb(int(name.rsplit("-", 1)[1]))
