@@ -86,6 +86,7 @@ def send(path: str, targets: list[str]) -> dict[str, object]:
         with connect(target) as sock:
             sock.sendall(struct.pack(">Q", size))
             off = 0
+            sock.setblocking(True)  # os.sendfile on a blocking socket: the kernel waits for room
             while off < size:
                 off += os.sendfile(sock.fileno(), fd, off, size - off)
             if sock.recv(1) != b"k":

@@ -25,7 +25,9 @@ import argparse
 import hashlib
 import json
 import os
+import queue
 import resource
+import select
 import shutil
 import socket
 import struct
@@ -41,6 +43,8 @@ DEFAULT_CHUNK = 64 << 20
 # chain adds one frame's transfer time: small frames keep an 8-node chain close to one copy.
 FRAME_BYTES = 1 << 20
 READ_BLOCK = 1 << 20
+# Frames received but not hashed yet, per lane (each FRAME_BYTES of memory).
+HASH_DEPTH = 8
 # 2: one sha256 per chunk, no whole-file sha256 (version 1 read every byte through two hashes). A file
 # is whole when all its chunks match; a version-1 manifest is rewritten by the next `manifest` run.
 MANIFEST_VERSION = 2
@@ -241,7 +245,7 @@ class StageError(Exception):
 
 
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout):
+    if isinstance(exc, TimeoutError):
         return "no data for 600 s (timed out)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
@@ -284,10 +288,16 @@ def _recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
 
 
 def _sendfile(sock: socket.socket, fd: int, offset: int, length: int) -> None:
-    """The kernel copies ``length`` bytes of ``fd`` at ``offset`` to the socket (no pass through Python)."""
+    """The kernel copies ``length`` bytes of ``fd`` at ``offset`` to the socket (no pass through Python).
+    A socket with a timeout is non-blocking underneath: wait for room, up to that timeout."""
     end = offset + length
     while offset < end:
-        sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
+        try:
+            sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
+        except BlockingIOError:
+            if not select.select([], [sock], [], sock.gettimeout())[1]:
+                raise TimeoutError("timed out") from None
+            continue
         if sent == 0:
             raise OSError(0, f"the file ended at byte {offset}, before the manifest says")
         offset += sent
@@ -469,9 +479,37 @@ class _Lane:
             self.error = exc
 
     def _run(self) -> None:
+        # Hashing runs in a thread of its own, behind the receive/write/forward loop: hashlib releases the
+        # GIL, so on a node with a free core the hash costs no time on the wire. HASH_DEPTH frames in flight.
+        free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(HASH_DEPTH):
+            free.put(memoryview(bytearray(FRAME_BYTES)))
+        work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None] = queue.Queue()
+        hasher = threading.Thread(target=self._hash, args=(work, free), daemon=True)
+        hasher.start()
+        try:
+            self._loop(free, work)
+        finally:
+            work.put(None)
+            hasher.join()
+
+    def _hash(self, work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None],
+              free: queue.Queue[memoryview]) -> None:
+        check = self.relay.check
+        while True:
+            item = work.get()
+            if item is None:
+                return
+            rel, offset, view, buf = item
+            if view is None:
+                check.bad(rel, offset)
+            else:
+                check.add(rel, offset, view)
+            free.put(buf)
+
+    def _loop(self, free: queue.Queue[memoryview], work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]) -> None:
         r = self.relay
         assert self.up is not None
-        buf = memoryview(bytearray(FRAME_BYTES))
         while True:
             try:
                 header = _recv_header(self.up)
@@ -481,6 +519,7 @@ class _Lane:
             kind = header.get("kind")
             if kind == "chunk":
                 n = int(header["length"])
+                buf = free.get()
                 if n > len(buf):
                     buf = memoryview(bytearray(n))
                 view = buf[:n]
@@ -489,7 +528,8 @@ class _Lane:
                 except OSError as exc:
                     raise StageError(f"{r.name}: the stream from {self.peer} (the node before it in the chain) broke"
                                      f" after {_iec(r.prog.done)} of {_iec(r.prog.total)}: {_why(exc)}") from exc
-                r.take(self, header, view)
+                written = r.take(self, header, view)
+                work.put((header["path"], int(header["offset"]), view if written else None, buf))
             else:
                 if kind == "start":
                     r.started(header)
@@ -541,7 +581,8 @@ class _Relay:
                 pass
         lane.down = None
 
-    def take(self, lane: _Lane, header: dict[str, Any], view: memoryview) -> None:
+    def take(self, lane: _Lane, header: dict[str, Any], view: memoryview) -> bool:
+        """Write a frame and forward it; whether it reached this node's file (then it is hashed)."""
         rel, offset = header["path"], int(header["offset"])
         source: tuple[int, int] | memoryview = view
         if self.error is None:
@@ -556,12 +597,9 @@ class _Relay:
                 with self.lock:
                     self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
                 self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
-        if self.error is None:
-            self.check.add(rel, offset, view)
-        else:
-            self.check.bad(rel, offset)
         lane.forward(header, source)
         self.prog.add(len(view))
+        return isinstance(source, tuple)
 
     def finish(self) -> dict[str, Any]:
         """Flush, set exact sizes, and check what the stream did not verify; this node's result."""
