@@ -339,7 +339,8 @@ def split_lanes(todo: list[tuple[str, int, int]], lanes: int) -> list[list[tuple
 
 
 def cpu_seconds() -> float:
-    """User and system CPU seconds of this process (all its threads) so far."""
+    """User and system CPU seconds of this process (all its threads) so far. The results report the
+    CPU of the copy itself (from the start of relay/send), not the interpreter's start-up."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return round(ru.ru_utime + ru.ru_stime, 3)
 
@@ -645,6 +646,7 @@ def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: st
     if len(nexts) != len(listens):
         raise StageError(f"{name}: {len(listens)} --listen address(es) but {len(nexts)} --next: give one of each per fabric twin")
     me = name or socket.gethostname()
+    cpu0 = cpu_seconds()
     root.mkdir(parents=True, exist_ok=True)
     (root / STAGE_DIR).mkdir(parents=True, exist_ok=True)
     r = _Relay(root, manifest, progress, timeout, me)
@@ -686,7 +688,7 @@ def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: st
                                                 f" connection before acknowledging ({_why(exc)})")
         if r.next_error is not None:
             results.append({"node": str(head.nxt), "complete": False, "error": r.next_error})
-        result["cpu_s"] = cpu_seconds()
+        result["cpu_s"] = round(cpu_seconds() - cpu0, 3)
         try:
             assert head.up is not None
             head.up.sendall(_header({"kind": "ack", "results": results}))
@@ -709,6 +711,7 @@ def send(root: Path, manifest: dict[str, Any], nxt: str | list[str], need: list[
     copies the file to the socket (os.sendfile). No hashing here: the manifest already holds the sums."""
     nexts = [nxt] if isinstance(nxt, str) else list(nxt)
     me = name or socket.gethostname()
+    cpu0 = cpu_seconds()
     files = {f["path"]: f for f in manifest["files"]}
     chunk_bytes = manifest["chunk_bytes"]
     todo = []
@@ -793,7 +796,7 @@ def send(root: Path, manifest: dict[str, Any], nxt: str | list[str], need: list[
     results = ack.get("results", [])
     ok = all(r.get("complete") for r in results)
     prog.add(0, final=True, state="done" if ok else "incomplete", extra={"results": results})
-    return {"bytes": total, "results": results, "complete": ok, "lanes": len(socks), "cpu_s": cpu_seconds(),
+    return {"bytes": total, "results": results, "complete": ok, "lanes": len(socks), "cpu_s": round(cpu_seconds() - cpu0, 3),
             "elapsed_s": round(time.monotonic() - prog.t0, 2)}
 
 
