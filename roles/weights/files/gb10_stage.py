@@ -43,8 +43,15 @@ DEFAULT_CHUNK = 64 << 20
 # chain adds one frame's transfer time: small frames keep an 8-node chain close to one copy.
 FRAME_BYTES = 1 << 20
 READ_BLOCK = 1 << 20
-# Frames received but not hashed yet, per lane (each FRAME_BYTES of memory).
+# Frames received but not hashed yet, per hashing thread (each FRAME_BYTES of memory).
 HASH_DEPTH = 8
+# Hashing threads per lane: up to this many, and one fewer than the node's cores.
+HASH_THREADS = 8
+
+
+def hash_threads(cpus: int | None = None) -> int:
+    """Hashing threads per lane: every core but one (the receive loop's), at most HASH_THREADS."""
+    return max(1, min(HASH_THREADS, (cpus if cpus is not None else (os.cpu_count() or 2)) - 1))
 # 2: one sha256 per chunk, no whole-file sha256 (version 1 read every byte through two hashes). A file
 # is whole when all its chunks match; a version-1 manifest is rewritten by the next `manifest` run.
 MANIFEST_VERSION = 2
@@ -480,19 +487,25 @@ class _Lane:
             self.error = exc
 
     def _run(self) -> None:
-        # Hashing runs in a thread of its own, behind the receive/write/forward loop: hashlib releases the
-        # GIL, so on a node with a free core the hash costs no time on the wire. HASH_DEPTH frames in flight.
+        # Hashing runs in threads of their own, behind the receive/write/forward loop: hashlib releases
+        # the GIL, so on a node with free cores the hash costs no time on the wire. Chunks are independent
+        # hashes: chunk i goes to hasher i % n (its frames stay in order), so n cores hash at once, which
+        # a 200G link needs (one core hashes about 2 GB/s). HASH_DEPTH frames in flight per hasher.
+        n = hash_threads()
         free: queue.Queue[memoryview] = queue.Queue()
-        for _ in range(HASH_DEPTH):
+        for _ in range(HASH_DEPTH * n):
             free.put(memoryview(bytearray(FRAME_BYTES)))
-        work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None] = queue.Queue()
-        hasher = threading.Thread(target=self._hash, args=(work, free), daemon=True)
-        hasher.start()
+        works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]] = [queue.Queue() for _ in range(n)]
+        hashers = [threading.Thread(target=self._hash, args=(w, free), daemon=True) for w in works]
+        for t in hashers:
+            t.start()
         try:
-            self._loop(free, work)
+            self._loop(free, works)
         finally:
-            work.put(None)
-            hasher.join()
+            for w in works:
+                w.put(None)
+            for t in hashers:
+                t.join()
 
     def _hash(self, work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None],
               free: queue.Queue[memoryview]) -> None:
@@ -508,7 +521,8 @@ class _Lane:
                 check.add(rel, offset, view)
             free.put(buf)
 
-    def _loop(self, free: queue.Queue[memoryview], work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]) -> None:
+    def _loop(self, free: queue.Queue[memoryview],
+              works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]]) -> None:
         r = self.relay
         assert self.up is not None
         while True:
@@ -530,7 +544,8 @@ class _Lane:
                     raise StageError(f"{r.name}: the stream from {self.peer} (the node before it in the chain) broke"
                                      f" after {_iec(r.prog.done)} of {_iec(r.prog.total)}: {_why(exc)}") from exc
                 written = r.take(self, header, view)
-                work.put((header["path"], int(header["offset"]), view if written else None, buf))
+                offset = int(header["offset"])
+                works[(offset // r.check.chunk_bytes) % len(works)].put((header["path"], offset, view if written else None, buf))
             else:
                 if kind == "start":
                     r.started(header)

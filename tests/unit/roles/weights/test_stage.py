@@ -293,3 +293,17 @@ def test_no_relay_listening_ends_in_one_sentence(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err
     assert err.startswith(f"gb10-stage: gx10-1: cannot reach the first node of the chain at 127.0.0.1:{port} (")
+
+
+def test_hashing_threads_leave_a_core_for_the_receive_loop():
+    assert stage.hash_threads(1) == 1 and stage.hash_threads(2) == 1 and stage.hash_threads(4) == 3
+    assert stage.hash_threads(20) == stage.HASH_THREADS
+
+
+def test_chunks_hashed_by_several_threads_still_verify(tmp_path, monkeypatch):
+    """Four hashers: chunk i goes to hasher i % 4; every chunk still verified on the way in."""
+    monkeypatch.setattr(stage, "hash_threads", lambda cpus=None: 4)
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    res = _copy_down_chain(tmp_path, src, m, tmp_path / "a", tmp_path / "b")
+    assert res["complete"] and all(r["verified_in_stream"] == 7 for r in res["results"])
