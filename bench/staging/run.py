@@ -227,7 +227,7 @@ def unthrottled(args: argparse.Namespace) -> int:
                 res = methods[name]()
                 res["load1"] = round(load, 2)
                 runs[name].append(res)
-                print(f"round {rnd + 1} {name}: {res['elapsed_s']} s, {res['bytes'] / res['elapsed_s'] / 1e9:.3f} GB/s,"
+                print(f"round {rnd + 1} {name}: {res['elapsed_s']} s, {size / res['elapsed_s'] / 1e9:.3f} GB/s per target,"
                       f" cpu {res['cpu_s']} (load {load:.1f})", flush=True)
     finally:
         rsync_daemons(peers, False)
@@ -236,7 +236,7 @@ def unthrottled(args: argparse.Namespace) -> int:
         med = _median([r["elapsed_s"] for r in rs])
         cpu_nodes = sorted({n for r in rs for n in r["cpu_s"]})
         summary[name] = {"median_s": med, "min_s": min(r["elapsed_s"] for r in rs), "max_s": max(r["elapsed_s"] for r in rs),
-                         "median_gbps": round(rs[0]["bytes"] / med / 1e9, 3),
+                         "median_payload_gbps": round(size / med / 1e9, 3),
                          "cpu_s_per_gib": {n: round(_median([r["cpu_s"][n] for r in rs if n in r["cpu_s"]]) / (size / GIB), 3)
                                            for n in cpu_nodes},
                          "load1_median": _median([r["load1"] for r in rs])}
