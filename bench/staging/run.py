@@ -168,15 +168,18 @@ def plain(source: int, targets: list[int]) -> dict[str, Any]:
 
 
 def rsync_daemons(targets: list[int], start: bool) -> None:
+    """An rsync daemon on each target's twin A, as a transient systemd unit (it outlives the ssh session)."""
     for t in targets:
+        ssh(mgmt(t), "systemctl stop gb10-bench-rsyncd 2>/dev/null; systemctl reset-failed gb10-bench-rsyncd 2>/dev/null; true",
+            check=False)
         if start:
-            conf = (f"pid file = /run/bench-rsyncd.pid\n[bench]\n path = {DST}\n read only = false\n uid = root\n"
-                    f" gid = root\n use chroot = false\n")
-            ssh(mgmt(t), f"printf '{conf}' > /tmp/bench-rsyncd.conf; [ -f /run/bench-rsyncd.pid ] && kill $(cat /run/bench-rsyncd.pid);"
-                         f" rm -f /run/bench-rsyncd.pid; mkdir -p {DST}; rsync --daemon --config=/tmp/bench-rsyncd.conf"
+            conf = f"[bench]\\n path = {DST}\\n read only = false\\n uid = root\\n gid = root\\n use chroot = false\\n"
+            ssh(mgmt(t), f"printf '{conf}' > /tmp/bench-rsyncd.conf; mkdir -p {DST}; systemd-run --quiet --collect"
+                         f" --unit=gb10-bench-rsyncd rsync --daemon --no-detach --config=/tmp/bench-rsyncd.conf"
                          f" --port={RSYNC_PORT} --address={fabric(t)}")
-        else:
-            ssh(mgmt(t), "[ -f /run/bench-rsyncd.pid ] && kill $(cat /run/bench-rsyncd.pid); rm -f /run/bench-rsyncd.pid", check=False)
+    if start:
+        for t in targets:
+            wait_listen(t, RSYNC_PORT)
 
 
 def rsync_fanout(source: int, targets: list[int]) -> dict[str, Any]:
