@@ -310,6 +310,12 @@ def _sendfile(sock: socket.socket, fd: int, offset: int, length: int) -> None:
         offset += sent
 
 
+def _send_chunk(sock: socket.socket, header: dict[str, Any], fd: int, offset: int, length: int) -> None:
+    """One chunk frame from the source: its header, then ``length`` bytes of the file by sendfile."""
+    sock.sendall(_header(header))
+    _sendfile(sock, fd, offset, length)
+
+
 def _addr(text: str) -> tuple[str, int]:
     host, port = text.rsplit(":", 1)
     return host, int(port)
@@ -777,8 +783,8 @@ def send(root: Path, manifest: dict[str, Any], nxt: str | list[str], need: list[
                     while sent < size:  # frames of FRAME_BYTES keep every hop's pipeline short
                         n = min(FRAME_BYTES, size - sent)
                         offset = idx * chunk_bytes + sent
-                        sock.sendall(_header({"kind": "chunk", "path": rel, "index": idx, "offset": offset, "length": n}))
-                        _sendfile(sock, fd, offset, n)
+                        _send_chunk(sock, {"kind": "chunk", "path": rel, "index": idx, "offset": offset, "length": n},
+                                    fd, offset, n)
                         sent += n
                         prog.add(n)
                 sock.sendall(_header({"kind": "end"}))
