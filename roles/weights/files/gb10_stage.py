@@ -25,10 +25,14 @@ import argparse
 import hashlib
 import json
 import os
+import queue
+import resource
+import select
 import shutil
 import socket
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +43,18 @@ DEFAULT_CHUNK = 64 << 20
 # chain adds one frame's transfer time: small frames keep an 8-node chain close to one copy.
 FRAME_BYTES = 1 << 20
 READ_BLOCK = 1 << 20
+# Frames received but not hashed yet, per hashing thread (each FRAME_BYTES of memory).
+HASH_DEPTH = 8
+# Hashing threads per lane: up to this many, and one fewer than the node's cores.
+HASH_THREADS = 8
+
+
+def hash_threads(cpus: int | None = None) -> int:
+    """Hashing threads per lane: every core but one (the receive loop's), at most HASH_THREADS."""
+    return max(1, min(HASH_THREADS, (cpus if cpus is not None else (os.cpu_count() or 2)) - 1))
+# 2: one sha256 per chunk, no whole-file sha256 (version 1 read every byte through two hashes). A file
+# is whole when all its chunks match; a version-1 manifest is rewritten by the next `manifest` run.
+MANIFEST_VERSION = 2
 
 
 # ------------------------------------------------------------------------------------------- manifest
@@ -53,34 +69,30 @@ def _files(root: Path) -> list[Path]:
     return out
 
 
-def _hash_file(path: Path, chunk_bytes: int) -> tuple[str, list[str]]:
-    whole = hashlib.sha256()
+def _hash_file(path: Path, chunk_bytes: int) -> list[str]:
+    """sha256 of every chunk of the file: each byte is read and hashed once."""
     chunks: list[str] = []
     with path.open("rb") as f:
+        try:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except (AttributeError, OSError):
+            pass
+        offset = 0
         while True:
-            part = hashlib.sha256()
-            left = chunk_bytes
-            got_any = False
-            while left > 0:
-                block = f.read(min(READ_BLOCK, left))
-                if not block:
-                    break
-                got_any = True
-                whole.update(block)
-                part.update(block)
-                left -= len(block)
-            if not got_any:
+            sha = _chunk_sha(f, offset, chunk_bytes, partial=True)
+            if not sha:
                 break
-            chunks.append(part.hexdigest())
-    return whole.hexdigest(), chunks
+            chunks.append(sha)
+            offset += chunk_bytes
+    return chunks
 
 
 def make_manifest(root: Path, chunk_bytes: int = DEFAULT_CHUNK) -> dict[str, Any]:
     files = []
     for path in _files(root):
-        sha, chunks = _hash_file(path, chunk_bytes)
-        files.append({"path": str(path.relative_to(root)), "size": path.stat().st_size, "sha256": sha, "chunks": chunks})
-    manifest = {"version": 1, "chunk_bytes": chunk_bytes, "files": files,
+        chunks = _hash_file(path, chunk_bytes)
+        files.append({"path": str(path.relative_to(root)), "size": path.stat().st_size, "chunks": chunks})
+    manifest = {"version": MANIFEST_VERSION, "chunk_bytes": chunk_bytes, "files": files,
                 "total_bytes": sum(f["size"] for f in files)}
     manifest["id"] = manifest_id(manifest)
     return manifest
@@ -93,8 +105,9 @@ def manifest_id(manifest: dict[str, Any]) -> str:
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
     manifest = json.loads(Path(path).read_text())
-    if manifest.get("version") != 1 or "files" not in manifest:
-        raise SystemExit(f"gb10-stage: {path} is not a gb10-stage manifest")
+    if manifest.get("version") != MANIFEST_VERSION or "files" not in manifest:
+        raise SystemExit(f"gb10-stage: {path} is not a version-{MANIFEST_VERSION} gb10-stage manifest;"
+                         " write it again with `gb10_stage.py manifest` on the source")
     for f in manifest["files"]:
         rel = Path(f["path"])
         if rel.is_absolute() or ".." in rel.parts:
@@ -133,24 +146,34 @@ def write_stamp(root: Path, manifest: dict[str, Any]) -> None:
                                              "time": time.time()}))
 
 
-def status(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Chunks this node lacks: {'complete', 'need': [[path, index], ...], 'need_bytes', 'have_bytes'}."""
-    if stamped_complete(root, manifest):
+def status(root: Path, manifest: dict[str, Any], known: dict[tuple[str, int], bool] | None = None) -> dict[str, Any]:
+    """Chunks this node lacks: {'complete', 'need': [[path, index], ...], 'need_bytes', 'have_bytes'}.
+
+    ``known`` holds chunks already checked (by a relay, as it received them: hashed on the way in, so
+    a fresh copy is verified without reading it back); only the others are read from disk."""
+    if not known and stamped_complete(root, manifest):
         return {"complete": True, "need": [], "need_bytes": 0, "have_bytes": manifest["total_bytes"], "stamped": True}
+    known = known or {}
     chunk_bytes = manifest["chunk_bytes"]
     need: list[list[Any]] = []
     need_bytes = 0
     for f in manifest["files"]:
         path = root / f["path"]
         size = path.stat().st_size if path.is_file() else -1
-        sizes = [min(chunk_bytes, f["size"] - i * chunk_bytes) for i in range(len(f["chunks"]))]
+        sizes = chunk_sizes(f["size"], chunk_bytes)
         if f["size"] == 0:
             if size != 0:
                 need.append([f["path"], -1])
             continue
         with (path.open("rb") if size >= 0 else _Null()) as fh:
             for i, want in enumerate(f["chunks"]):
-                if size < (i * chunk_bytes + sizes[i]) or _chunk_sha(fh, i * chunk_bytes, sizes[i]) != want:
+                if size < (i * chunk_bytes + sizes[i]):
+                    good = False
+                elif (f["path"], i) in known:
+                    good = known[(f["path"], i)]
+                else:
+                    good = _chunk_sha(fh, i * chunk_bytes, sizes[i]) == want
+                if not good:
                     need.append([f["path"], i])
                     need_bytes += sizes[i]
     complete = not need and all((root / f["path"]).stat().st_size == f["size"] for f in manifest["files"])
@@ -158,6 +181,11 @@ def status(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         write_stamp(root, manifest)
     return {"complete": complete, "need": need, "need_bytes": need_bytes,
             "have_bytes": manifest["total_bytes"] - need_bytes, "stamped": False}
+
+
+def chunk_sizes(size: int, chunk_bytes: int) -> list[int]:
+    """Sizes of a file's chunks (the last one may be short; an empty file has none)."""
+    return [min(chunk_bytes, size - i * chunk_bytes) for i in range(-(-size // chunk_bytes))]
 
 
 class _Null:
@@ -168,24 +196,30 @@ class _Null:
         return None
 
 
-def _chunk_sha(fh: BinaryIO | None, offset: int, length: int) -> str:
+def _chunk_sha(fh: BinaryIO | None, offset: int, length: int, partial: bool = False) -> str:
+    """sha256 of ``length`` bytes at ``offset`` ('' when the file is shorter, or, with ``partial``, of
+    what there is: '' only at the end of the file)."""
     if fh is None:
         return ""
     fh.seek(offset)
     h = hashlib.sha256()
-    left = length
+    left, got = length, 0
     while left > 0:
         block = fh.read(min(READ_BLOCK, left))
         if not block:
+            if partial and got:
+                break
             return ""
         h.update(block)
         left -= len(block)
+        got += len(block)
     return h.hexdigest()
 
 
 def verify(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Full check against the manifest (sizes and whole-file sha256); stamps the folder when complete."""
+    """Full check against the manifest (sizes and every chunk's sha256); stamps the folder when complete."""
     bad = []
+    chunk_bytes = manifest["chunk_bytes"]
     for f in manifest["files"]:
         path = root / f["path"]
         if not path.is_file():
@@ -195,9 +229,12 @@ def verify(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         if size != f["size"]:
             bad.append(f"{f['path']}: {size} bytes, manifest says {f['size']}")
             continue
-        sha, _ = _hash_file(path, manifest["chunk_bytes"])
-        if sha != f["sha256"]:
-            bad.append(f"{f['path']}: sha256 {sha[:12]}..., manifest says {f['sha256'][:12]}...")
+        with path.open("rb") as fh:
+            wrong = [i for i, (want, n) in enumerate(zip(f["chunks"], chunk_sizes(f["size"], chunk_bytes)))
+                     if _chunk_sha(fh, i * chunk_bytes, n) != want]
+        if wrong:
+            bad.append(f"{f['path']}: sha256 of chunk(s) {', '.join(map(str, wrong[:5]))}"
+                       f"{' ...' if len(wrong) > 5 else ''} differs from the manifest")
     if not bad:
         write_stamp(root, manifest)
     return {"complete": not bad, "bad": bad, "files": len(manifest["files"]), "bytes": manifest["total_bytes"]}
@@ -205,28 +242,78 @@ def verify(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- wire
 # Frame: 4-byte big-endian header length, JSON header, then header["length"] bytes of data.
-def _send_frame(sock: socket.socket, header: dict[str, Any], data: bytes = b"") -> None:
+# The data never passes through Python objects it does not need to: the source hands the file to the
+# kernel (os.sendfile); a relay receives a frame into one reused buffer (recv_into), hashes it there
+# (the only hash of those bytes on that node: this is its verification), writes it with pwrite and
+# forwards it from its own page cache with os.sendfile. Chunks are split over one TCP stream per fabric
+# twin (lanes): with both twins up every link carries half of the bytes.
+class StageError(Exception):
+    """A copy that cannot go on: one sentence naming this node, the peer and the cause."""
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no data for 600 s (timed out)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _header(header: dict[str, Any]) -> bytes:
     raw = json.dumps(header).encode()
-    sock.sendall(struct.pack(">I", len(raw)) + raw)
-    if data:
-        sock.sendall(data)
+    return struct.pack(">I", len(raw)) + raw
+
+
+def _send_frame(sock: socket.socket, header: dict[str, Any], data: bytes = b"") -> None:
+    sock.sendall(_header(header) + data)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        part = sock.recv(min(n - len(buf), 4 << 20))
-        if not part:
-            raise ConnectionError("peer closed the connection mid-frame")
-        buf += part
+    buf = bytearray(n)
+    _recv_into(sock, memoryview(buf))
     return bytes(buf)
 
 
-def _recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
+def _recv_into(sock: socket.socket, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if not n:
+            raise ConnectionError("the peer closed the connection mid-frame")
+        got += n
+
+
+def _recv_header(sock: socket.socket) -> dict[str, Any]:
     (n,) = struct.unpack(">I", _recv_exact(sock, 4))
-    header = json.loads(_recv_exact(sock, n))
+    return json.loads(_recv_exact(sock, n))
+
+
+def _recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
+    header = _recv_header(sock)
     data = _recv_exact(sock, int(header.get("length", 0))) if header.get("length") else b""
     return header, data
+
+
+def _sendfile(sock: socket.socket, fd: int, offset: int, length: int) -> None:
+    """The kernel copies ``length`` bytes of ``fd`` at ``offset`` to the socket (no pass through Python).
+    A socket with a timeout is non-blocking underneath: wait for room, up to that timeout."""
+    end = offset + length
+    while offset < end:
+        try:
+            sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
+        except BlockingIOError:
+            if not select.select([], [sock], [], sock.gettimeout())[1]:
+                raise TimeoutError("timed out") from None
+            continue
+        if sent == 0:
+            raise OSError(0, f"the file ended at byte {offset}, before the manifest says")
+        offset += sent
+
+
+def _send_chunk(sock: socket.socket, header: dict[str, Any], fd: int, offset: int, length: int) -> None:
+    """One chunk frame from the source: its header, then ``length`` bytes of the file by sendfile."""
+    sock.sendall(_header(header))
+    _sendfile(sock, fd, offset, length)
 
 
 def _addr(text: str) -> tuple[str, int]:
@@ -234,8 +321,12 @@ def _addr(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _connect(addr: str, timeout: float = 120.0) -> socket.socket:
-    deadline = time.monotonic() + timeout
+# How long a node keeps trying to reach the next one (its relay may start a little later).
+CONNECT_WAIT = 120.0
+
+
+def _connect(addr: str, timeout: float | None = None) -> socket.socket:
+    deadline = time.monotonic() + (CONNECT_WAIT if timeout is None else timeout)
     while True:
         try:
             sock = socket.create_connection(_addr(addr), timeout=30)
@@ -248,28 +339,49 @@ def _connect(addr: str, timeout: float = 120.0) -> socket.socket:
             time.sleep(0.5)
 
 
+def split_lanes(todo: list[tuple[str, int, int]], lanes: int) -> list[list[tuple[str, int, int]]]:
+    """Chunks (path, index, size) over ``lanes`` streams: whole chunks, about the same bytes each, in file
+    order within a lane (so a lane reads and writes sequentially)."""
+    out: list[list[tuple[str, int, int]]] = [[] for _ in range(max(1, lanes))]
+    load = [0] * len(out)
+    for item in todo:
+        k = load.index(min(load))
+        out[k].append(item)
+        load[k] += item[2]
+    return out
+
+
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process (all its threads) so far. The results report the
+    CPU of the copy itself (from the start of relay/send), not the interpreter's start-up."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return round(ru.ru_utime + ru.ru_stime, 3)
+
+
 class Progress:
     def __init__(self, path: str | None, total: int, role: str) -> None:
         self.path, self.total, self.role = path, total, role
         self.done, self.t0, self.last = 0, time.monotonic(), 0.0
+        self.lock = threading.Lock()
 
     def add(self, n: int, final: bool = False, state: str = "copying", extra: dict[str, Any] | None = None) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not self.path or (not final and now - self.last < 1.0):
-            return
-        self.last = now
-        elapsed = max(now - self.t0, 1e-6)
-        doc = {"role": self.role, "state": state, "bytes": self.done, "total": self.total,
-               "elapsed_s": round(elapsed, 1), "rate_bps": round(self.done / elapsed),
-               "time": time.time()} | (extra or {})
-        tmp = f"{self.path}.tmp"
-        try:  # best effort: a full disk must not stop the copy over a progress line
-            with open(tmp, "w") as f:
-                json.dump(doc, f)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass
+        with self.lock:
+            self.done += n
+            now = time.monotonic()
+            if not self.path or (not final and now - self.last < 1.0):
+                return
+            self.last = now
+            elapsed = max(now - self.t0, 1e-6)
+            doc = {"role": self.role, "state": state, "bytes": self.done, "total": self.total,
+                   "elapsed_s": round(elapsed, 1), "rate_bps": round(self.done / elapsed),
+                   "time": time.time()} | (extra or {})
+            tmp = f"{self.path}.tmp"
+            try:  # best effort: a full disk must not stop the copy over a progress line
+                with open(tmp, "w") as f:
+                    json.dump(doc, f)
+                os.replace(tmp, self.path)
+            except OSError:
+                pass
 
 
 def _open_for_write(root: Path, entry: dict[str, Any], handles: dict[str, BinaryIO]) -> BinaryIO:
@@ -282,6 +394,14 @@ def _open_for_write(root: Path, entry: dict[str, Any], handles: dict[str, Binary
             fh.truncate(entry["size"])
         handles[rel] = fh
     return handles[rel]
+
+
+def _write_at(root: Path, fh: BinaryIO, data: memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (pwrite: lanes share the file without seeking)."""
+    fd = fh.fileno()
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], offset + done)
 
 
 def _disk_full_message(root: Path, written: int, total: int, err: OSError) -> str:
@@ -302,91 +422,317 @@ def _iec(n: int) -> str:
     return f"{size:.1f} TiB"
 
 
-def relay(root: Path, manifest: dict[str, Any], listen: str, nxt: str | None, progress: str | None,
-          timeout: float, name: str | None = None) -> dict[str, Any]:
-    """Receive chunks, write them, forward them; verify at the end; acknowledge with every node's result.
+class ChunkCheck:
+    """sha256 of each chunk as its frames arrive (in order within a lane): the relay's verification,
+    done on the bytes in memory, so a fresh copy is never read back from disk."""
 
-    A write that fails (disk full, quota, I/O error) stops this node's writing but not the chain: the
-    frames still go on to the next node, and this node's result says what failed and how far it got.
-    The chunks written before that are kept, so the next run sends only what is missing."""
-    files = {f["path"]: f for f in manifest["files"]}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / STAGE_DIR).mkdir(parents=True, exist_ok=True)
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(_addr(listen))
-    server.listen(1)
-    server.settimeout(timeout)
-    up, _ = server.accept()
-    up.settimeout(600)
-    down = _connect(nxt) if nxt else None
-    handles: dict[str, BinaryIO] = {}
-    prog = Progress(progress, 0, "relay")
-    error: str | None = None
-    written = 0
-    try:
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.files = {f["path"]: f for f in manifest["files"]}
+        self.chunk_bytes = manifest["chunk_bytes"]
+        self.open: dict[tuple[str, int], list[Any]] = {}
+        self.result: dict[tuple[str, int], bool] = {}
+        self.lock = threading.Lock()
+
+    def add(self, path: str, offset: int, data: memoryview) -> None:
+        index = offset // self.chunk_bytes
+        key = (path, index)
+        entry = self.files[path]
+        size = min(self.chunk_bytes, entry["size"] - index * self.chunk_bytes)
+        with self.lock:
+            state = self.open.get(key)
+            if state is None or offset != index * self.chunk_bytes + state[1]:
+                if offset != index * self.chunk_bytes:  # a frame out of order: check this chunk on disk
+                    self.open.pop(key, None)
+                    self.result.pop(key, None)
+                    return
+                state = self.open[key] = [hashlib.sha256(), 0]
+        state[0].update(data)  # hashlib releases the GIL for large buffers: other lanes go on meanwhile
+        state[1] += len(data)
+        if state[1] >= size:
+            with self.lock:
+                self.open.pop(key, None)
+                self.result[key] = state[1] == size and state[0].hexdigest() == entry["chunks"][index]
+
+    def bad(self, path: str, offset: int) -> None:
+        """A chunk whose bytes did not reach the disk (a failed write) is not verified."""
+        key = (path, offset // self.chunk_bytes)
+        with self.lock:
+            self.open.pop(key, None)
+            self.result[key] = False
+
+
+class _Lane:
+    """One upstream -> this node -> downstream stream of a relay."""
+
+    def __init__(self, relay: _Relay, index: int, listen: str, nxt: str | None) -> None:
+        self.relay, self.index, self.listen, self.nxt = relay, index, listen, nxt
+        self.up: socket.socket | None = None
+        self.down: socket.socket | None = None
+        self.peer = "?"
+        self.error: BaseException | None = None
+
+    def accept(self, server: socket.socket) -> None:
+        r = self.relay
+        try:
+            self.up, addr = server.accept()
+        except OSError as exc:
+            raise StageError(f"{r.name}: no upstream node connected to {self.listen} within {r.timeout:.0f} s"
+                             f" ({_why(exc)}); the node before it in the chain did not start or cannot reach it") from exc
+        self.peer = addr[0]
+        self.up.settimeout(600)
+        if self.nxt:
+            try:
+                self.down = _connect(self.nxt)
+            except OSError as exc:
+                r.lost_next(self, exc, "could not connect to it")
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which says it in one sentence
+            self.error = exc
+
+    def _run(self) -> None:
+        # Hashing runs in threads of their own, behind the receive/write/forward loop: hashlib releases
+        # the GIL, so on a node with free cores the hash costs no time on the wire. Chunks are independent
+        # hashes: chunk i goes to hasher i % n (its frames stay in order), so n cores hash at once, which
+        # a 200G link needs (one core hashes about 2 GB/s). HASH_DEPTH frames in flight per hasher.
+        n = hash_threads()
+        free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(HASH_DEPTH * n):
+            free.put(memoryview(bytearray(FRAME_BYTES)))
+        works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]] = [queue.Queue() for _ in range(n)]
+        hashers = [threading.Thread(target=self._hash, args=(w, free), daemon=True) for w in works]
+        for t in hashers:
+            t.start()
+        try:
+            self._loop(free, works)
+        finally:
+            for w in works:
+                w.put(None)
+            for t in hashers:
+                t.join()
+
+    def _hash(self, work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None],
+              free: queue.Queue[memoryview]) -> None:
+        check = self.relay.check
         while True:
-            header, data = _recv_frame(up)
-            if down is not None:
-                _send_frame(down, header, data)
+            item = work.get()
+            if item is None:
+                return
+            rel, offset, view, buf = item
+            if view is None:
+                check.bad(rel, offset)
+            else:
+                check.add(rel, offset, view)
+            free.put(buf)
+
+    def _loop(self, free: queue.Queue[memoryview],
+              works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]]) -> None:
+        r = self.relay
+        assert self.up is not None
+        while True:
+            try:
+                header = _recv_header(self.up)
+            except (OSError, ValueError, struct.error) as exc:
+                raise StageError(f"{r.name}: the stream from {self.peer} (the node before it in the chain) broke"
+                                 f" after {_iec(r.prog.done)} of {_iec(r.prog.total)}: {_why(exc)}") from exc
             kind = header.get("kind")
-            if kind == "start":
-                prog.total = int(header.get("bytes", 0))
-                prog.add(0, final=True, state="copying")
-            elif kind == "chunk":
-                if error is None:
-                    entry = files[header["path"]]
-                    try:
-                        fh = _open_for_write(root, entry, handles)
-                        fh.seek(int(header["offset"]))
-                        fh.write(data)
-                        fh.flush()
-                        written += len(data)
-                    except OSError as exc:
-                        error = _disk_full_message(root, written, prog.total, exc)
-                        prog.add(0, final=True, state="write failed", extra={"error": error})
-                prog.add(len(data))
-            elif kind == "end":
-                break
-        for fh in handles.values():
+            if kind == "chunk":
+                n = int(header["length"])
+                buf = free.get()
+                if n > len(buf):
+                    buf = memoryview(bytearray(n))
+                view = buf[:n]
+                try:
+                    _recv_into(self.up, view)
+                except OSError as exc:
+                    raise StageError(f"{r.name}: the stream from {self.peer} (the node before it in the chain) broke"
+                                     f" after {_iec(r.prog.done)} of {_iec(r.prog.total)}: {_why(exc)}") from exc
+                written = r.take(self, header, view)
+                offset = int(header["offset"])
+                works[(offset // r.check.chunk_bytes) % len(works)].put((header["path"], offset, view if written else None, buf))
+            else:
+                if kind == "start":
+                    r.started(header)
+                self.forward(header, None)
+                if kind == "end":
+                    return
+
+    def forward(self, header: dict[str, Any], source: tuple[int, int] | memoryview | None) -> None:
+        """Send a frame on to the next node: its data from this node's file (fd, offset) by sendfile, or
+        from memory when this node could not write it."""
+        if self.down is None:
+            return
+        try:
+            self.down.sendall(_header(header))
+            if isinstance(source, tuple):
+                _sendfile(self.down, source[0], source[1], int(header["length"]))
+            elif source is not None:
+                self.down.sendall(source)
+        except OSError as exc:
+            self.relay.lost_next(self, exc, f"forwarding failed after {_iec(self.relay.prog.done)}")
+
+
+class _Relay:
+    def __init__(self, root: Path, manifest: dict[str, Any], progress: str | None, timeout: float, name: str) -> None:
+        self.root, self.manifest, self.timeout, self.name = root, manifest, timeout, name
+        self.files = {f["path"]: f for f in manifest["files"]}
+        self.prog = Progress(progress, 0, "relay")
+        self.check = ChunkCheck(manifest)
+        self.handles: dict[str, BinaryIO] = {}
+        self.lock = threading.Lock()
+        self.error: str | None = None  # this node's write error (the chain goes on without its copy)
+        self.next_error: str | None = None  # the next node was lost (this node's copy goes on)
+        self.written = 0
+
+    def started(self, header: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.prog.total:
+                self.prog.total = int(header.get("bytes", 0))
+                self.prog.add(0, final=True, state="copying")
+
+    def lost_next(self, lane: _Lane, exc: OSError, what: str) -> None:
+        with self.lock:
+            if self.next_error is None:
+                self.next_error = f"{self.name} lost the next node of the chain at {lane.nxt}: {what} ({_why(exc)})"
+        if lane.down is not None:
+            try:
+                lane.down.close()
+            except OSError:
+                pass
+        lane.down = None
+
+    def take(self, lane: _Lane, header: dict[str, Any], view: memoryview) -> bool:
+        """Write a frame and forward it; whether it reached this node's file (then it is hashed)."""
+        rel, offset = header["path"], int(header["offset"])
+        source: tuple[int, int] | memoryview = view
+        if self.error is None:
+            try:
+                with self.lock:
+                    fh = _open_for_write(self.root, self.files[rel], self.handles)
+                _write_at(self.root, fh, view, offset)
+                source = (fh.fileno(), offset)
+                with self.lock:
+                    self.written += len(view)
+            except OSError as exc:
+                with self.lock:
+                    self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
+                self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
+        lane.forward(header, source)
+        self.prog.add(len(view))
+        return isinstance(source, tuple)
+
+    def finish(self) -> dict[str, Any]:
+        """Flush, set exact sizes, and check what the stream did not verify; this node's result."""
+        for fh in self.handles.values():
             try:
                 fh.flush()
                 os.fsync(fh.fileno())
             except OSError as exc:
-                error = error or _disk_full_message(root, written, prog.total, exc)
+                self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
             finally:
                 try:
                     fh.close()
                 except OSError:
                     pass
-        for rel, entry in files.items():  # files with no chunk sent (empty files), and exact sizes
-            path = root / rel
+        for rel, entry in self.files.items():  # files with no chunk sent (empty files), and exact sizes
+            path = self.root / rel
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with (path.open("r+b") if path.exists() else path.open("w+b")) as fh:
                     fh.truncate(entry["size"])
             except OSError as exc:
-                error = error or _disk_full_message(root, written, prog.total, exc)
-        prog.add(0, final=True, state="verifying")
-        mine = status(root, manifest)
-        result = {"node": name or socket.gethostname(), "complete": mine["complete"] and error is None,
-                  "need_bytes": mine["need_bytes"]}
-        if error is not None:
-            result["error"] = error
+                self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
+        self.prog.add(0, final=True, state="verifying")
+        mine = status(self.root, self.manifest, known=self.check.result)
+        result = {"node": self.name, "complete": mine["complete"] and self.error is None,
+                  "need_bytes": mine["need_bytes"], "verified_in_stream": sum(self.check.result.values())}
+        if self.error is not None:
+            result["error"] = self.error
+        return result
+
+
+def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: str | list[str] | None,
+          progress: str | None, timeout: float, name: str | None = None) -> dict[str, Any]:
+    """Receive chunks, write them, forward them; verify on the way in; acknowledge with every node's result.
+
+    ``listen`` (and ``nxt``) name one address per lane (fabric twin). A write that fails (disk full,
+    quota, I/O error) stops this node's writing but not the chain: the frames still go on to the next
+    node, and this node's result says what failed and how far it got. The chunks written before that
+    are kept, so the next run sends only what is missing. A next node that is lost does not stop this
+    node's copy either: the result names it and the cause. A broken upstream ends in StageError."""
+    listens = [listen] if isinstance(listen, str) else list(listen)
+    nexts: list[str | None] = ([nxt] if isinstance(nxt, str) else list(nxt)) if nxt else [None] * len(listens)
+    if len(nexts) != len(listens):
+        raise StageError(f"{name}: {len(listens)} --listen address(es) but {len(nexts)} --next: give one of each per fabric twin")
+    me = name or socket.gethostname()
+    cpu0 = cpu_seconds()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / STAGE_DIR).mkdir(parents=True, exist_ok=True)
+    r = _Relay(root, manifest, progress, timeout, me)
+    servers = []
+    try:
+        for addr in listens:
+            server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                server.bind(_addr(addr))
+            except OSError as exc:
+                server.close()
+                raise StageError(f"{me}: cannot listen on {addr} ({_why(exc)}); is that address up on this node?") from exc
+            server.listen(1)
+            server.settimeout(timeout)
+            servers.append(server)
+        lanes = [_Lane(r, i, a, n) for i, (a, n) in enumerate(zip(listens, nexts))]
+        for lane, server in zip(lanes, servers):
+            lane.accept(server)
+        threads = [threading.Thread(target=lane.run, daemon=True) for lane in lanes[1:]]
+        for t in threads:
+            t.start()
+        lanes[0].run()
+        for t in threads:
+            t.join()
+        for lane in lanes:
+            if lane.error is not None:
+                raise lane.error if isinstance(lane.error, StageError) else StageError(
+                    f"{me}: the copy from {lane.peer} failed: {_why(lane.error)}")
+        result = r.finish()
         results = [result]
-        if down is not None:
-            ack, _ = _recv_frame(down)
-            results += ack.get("results", [])
-            down.close()
-        _send_frame(up, {"kind": "ack", "results": results})
-        prog.add(0, final=True, state="done" if mine["complete"] else "incomplete", extra={"results": results})
+        head = lanes[0]
+        if head.down is not None:
+            try:
+                ack = _recv_header(head.down)
+                results += ack.get("results", [])
+            except (OSError, ValueError, struct.error) as exc:
+                r.next_error = r.next_error or (f"{me} lost the next node of the chain at {head.nxt}: it closed the"
+                                                f" connection before acknowledging ({_why(exc)})")
+        if r.next_error is not None:
+            results.append({"node": str(head.nxt), "complete": False, "error": r.next_error})
+        result["cpu_s"] = round(cpu_seconds() - cpu0, 3)
+        try:
+            assert head.up is not None
+            head.up.sendall(_header({"kind": "ack", "results": results}))
+        except OSError as exc:
+            raise StageError(f"{me}: could not acknowledge to {head.peer} (the node before it): {_why(exc)}") from exc
+        r.prog.add(0, final=True, state="done" if result["complete"] else "incomplete", extra={"results": results})
         return {"results": results}
     finally:
-        up.close()
-        server.close()
+        for lane in locals().get("lanes", []):
+            for sock in (lane.up, lane.down):
+                if sock is not None:
+                    sock.close()
+        for server in servers:
+            server.close()
 
 
-def send(root: Path, manifest: dict[str, Any], nxt: str, need: list[list[Any]], progress: str | None) -> dict[str, Any]:
+def send(root: Path, manifest: dict[str, Any], nxt: str | list[str], need: list[list[Any]], progress: str | None,
+         name: str | None = None) -> dict[str, Any]:
+    """Stream every needed chunk down the chain: one lane (TCP stream) per address in ``nxt``; the kernel
+    copies the file to the socket (os.sendfile). No hashing here: the manifest already holds the sums."""
+    nexts = [nxt] if isinstance(nxt, str) else list(nxt)
+    me = name or socket.gethostname()
+    cpu0 = cpu_seconds()
     files = {f["path"]: f for f in manifest["files"]}
     chunk_bytes = manifest["chunk_bytes"]
     todo = []
@@ -395,38 +741,84 @@ def send(root: Path, manifest: dict[str, Any], nxt: str, need: list[list[Any]], 
             continue
         size = min(chunk_bytes, files[rel]["size"] - idx * chunk_bytes)
         todo.append((rel, idx, size))
+    todo.sort(key=lambda t: (t[0], t[1]))
     total = sum(t[2] for t in todo)
     prog = Progress(progress, total, "source")
-    down = _connect(nxt)
-    _send_frame(down, {"kind": "start", "bytes": total, "manifest": manifest["id"]})
-    prog.add(0, final=True)
-    handles: dict[str, BinaryIO] = {}
+    socks: list[socket.socket] = []
+    fds: dict[str, int] = {}
+    lock = threading.Lock()
     try:
-        for rel, idx, size in todo:
-            if rel not in handles:
-                handles[rel] = (root / rel).open("rb")
-            fh = handles[rel]
-            fh.seek(idx * chunk_bytes)
-            sent = 0
-            while sent < size:  # frames of FRAME_BYTES keep every hop's pipeline short
-                block = fh.read(min(FRAME_BYTES, size - sent))
-                if not block:
-                    raise SystemExit(f"gb10-stage: {rel} is shorter than the manifest says")
-                _send_frame(down, {"kind": "chunk", "path": rel, "index": idx, "offset": idx * chunk_bytes + sent,
-                                   "length": len(block)}, block)
-                sent += len(block)
-                prog.add(len(block))
-        _send_frame(down, {"kind": "end"})
+        for addr in nexts:
+            try:
+                socks.append(_connect(addr))
+            except OSError as exc:
+                raise StageError(f"{me}: cannot reach the first node of the chain at {addr} ({_why(exc)}); is its"
+                                 " relay running and that address up?") from exc
+        for lane, sock in enumerate(socks):
+            sock.sendall(_header({"kind": "start", "bytes": total, "manifest": manifest["id"], "lane": lane,
+                                  "lanes": len(socks)}))
+        prog.add(0, final=True)
+
+        def fd_of(rel: str) -> int:
+            with lock:
+                if rel not in fds:
+                    try:
+                        fds[rel] = os.open(root / rel, os.O_RDONLY)
+                    except OSError as exc:
+                        raise StageError(f"{me}: cannot read {root / rel} ({_why(exc)})") from exc
+                    try:
+                        os.posix_fadvise(fds[rel], 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                    except (AttributeError, OSError):
+                        pass
+                return fds[rel]
+
+        errors: list[BaseException] = []
+
+        def stream(lane: int, items: list[tuple[str, int, int]]) -> None:
+            sock = socks[lane]
+            try:
+                for rel, idx, size in items:
+                    fd = fd_of(rel)
+                    sent = 0
+                    while sent < size:  # frames of FRAME_BYTES keep every hop's pipeline short
+                        n = min(FRAME_BYTES, size - sent)
+                        offset = idx * chunk_bytes + sent
+                        _send_chunk(sock, {"kind": "chunk", "path": rel, "index": idx, "offset": offset, "length": n},
+                                    fd, offset, n)
+                        sent += n
+                        prog.add(n)
+                sock.sendall(_header({"kind": "end"}))
+            except StageError as exc:
+                errors.append(exc)
+            except OSError as exc:
+                errors.append(StageError(f"{me}: sending to {nexts[lane]} failed after {_iec(prog.done)} of"
+                                         f" {_iec(total)}: {_why(exc)}"))
+
+        parts = split_lanes(todo, len(socks))
+        threads = [threading.Thread(target=stream, args=(i, part), daemon=True) for i, part in enumerate(parts) if i]
+        for t in threads:
+            t.start()
+        stream(0, parts[0])
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
         prog.add(0, final=True, state="waiting for the nodes to verify")
-        ack, _ = _recv_frame(down)
+        try:
+            ack = _recv_header(socks[0])
+        except (OSError, ValueError, struct.error) as exc:
+            raise StageError(f"{me}: the first node of the chain at {nexts[0]} closed the connection before"
+                             f" acknowledging ({_why(exc)}); its relay output says why") from exc
     finally:
-        for fh in handles.values():
-            fh.close()
-        down.close()
+        for fd in fds.values():
+            os.close(fd)
+        for sock in socks:
+            sock.close()
     results = ack.get("results", [])
     ok = all(r.get("complete") for r in results)
     prog.add(0, final=True, state="done" if ok else "incomplete", extra={"results": results})
-    return {"bytes": total, "results": results, "complete": ok, "elapsed_s": round(time.monotonic() - prog.t0, 2)}
+    return {"bytes": total, "results": results, "complete": ok, "lanes": len(socks), "cpu_s": round(cpu_seconds() - cpu0, 3),
+            "elapsed_s": round(time.monotonic() - prog.t0, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,18 +835,28 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("relay")
     p.add_argument("dir")
     p.add_argument("manifest")
-    p.add_argument("--listen", required=True)
-    p.add_argument("--next")
+    p.add_argument("--listen", required=True, action="append", help="IP:PORT; once per fabric twin (lane)")
+    p.add_argument("--next", action="append", help="IP:PORT of the next node; once per --listen")
     p.add_argument("--progress")
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--name", help="this node's name in the results (default: its hostname)")
     p = sub.add_parser("send")
     p.add_argument("dir")
     p.add_argument("manifest")
-    p.add_argument("--next", required=True)
+    p.add_argument("--next", required=True, action="append", help="IP:PORT of the first relay; once per fabric twin")
     p.add_argument("--need", required=True, help="JSON file: [[path, chunk index], ...]")
     p.add_argument("--progress")
+    p.add_argument("--name", help="this node's name in messages (default: its hostname)")
     args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except StageError as exc:  # one sentence, no traceback: the node, the peer and the cause
+        print(f"gb10-stage: {exc}", file=sys.stderr)
+        print(json.dumps({"complete": False, "error": str(exc)}))
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if args.cmd == "manifest":
         out = Path(args.output) if args.output else root / STAGE_DIR / "manifest.json"
@@ -488,7 +890,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
         return 0 if all(r["complete"] for r in res["results"]) else 1
     need = json.loads(Path(args.need).read_text())
-    res = send(root, manifest, args.next, need, args.progress)
+    res = send(root, manifest, args.next, need, args.progress, args.name)
     print(json.dumps(res))
     return 0 if res["complete"] else 1
 

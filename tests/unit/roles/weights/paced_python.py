@@ -2,7 +2,7 @@
 
 The test puts a ``python3`` that runs this file first on PATH, so the weights role's ``python3 <tool> send``
 lands here. Every other command (relays, manifest, status) runs the real interpreter unchanged. ``send``
-runs the real tool with one change: before each chunk frame it waits until a progress file of the chain
+runs the real tool with one change: before each chunk frame (``_send_chunk``) it waits until a progress file of the chain
 (any ``<dir>/.gb10-stage/progress.json`` under GB10_PACED_DIRS, colon-separated) has been opened once
 more, i.e. until the progress loop has finished one more round. A copy of N chunks therefore needs at
 least N rounds of the loop, however fast or slow the machine is: the test counts rounds, not seconds.
@@ -77,19 +77,18 @@ def main() -> None:
     rounds = Rounds([d for d in os.environ.get("GB10_PACED_DIRS", "").split(":") if d],
                     float(os.environ.get("GB10_PACED_IDLE_S", "3600")))
     fail_after = int(os.environ.get("GB10_PACED_FAIL_AFTER", "-1"))
-    real_send_frame = stage._send_frame
+    real_send_chunk = stage._send_chunk
     sent = 0
 
-    def paced_send_frame(sock, header, data=b""):  # type: ignore[no-untyped-def]
+    def paced_send_chunk(sock, header, fd, offset, length):  # type: ignore[no-untyped-def]
         nonlocal sent
-        if header.get("kind") == "chunk":
-            if sent == fail_after:
-                raise SystemExit("paced_python: the source fails on purpose (GB10_PACED_FAIL_AFTER)")
-            rounds.wait()
-            sent += 1
-        real_send_frame(sock, header, data)
+        if sent == fail_after:
+            raise SystemExit("paced_python: the source fails on purpose (GB10_PACED_FAIL_AFTER)")
+        rounds.wait()
+        sent += 1
+        real_send_chunk(sock, header, fd, offset, length)
 
-    stage._send_frame = paced_send_frame
+    stage._send_chunk = paced_send_chunk
     sys.exit(stage.main(argv[1:]))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_chain_copies_verifies_and_resumes(tmp_path):
 
 def test_manifest_rejects_unsafe_paths(tmp_path):
     p = tmp_path / "m.json"
-    p.write_text(json.dumps({"version": 1, "chunk_bytes": 1, "files": [{"path": "../etc/passwd"}]}))
+    p.write_text(json.dumps({"version": stage.MANIFEST_VERSION, "chunk_bytes": 1, "files": [{"path": "../etc/passwd"}]}))
     try:
         stage.load_manifest(p)
     except SystemExit as exc:
@@ -99,30 +100,17 @@ def test_a_full_disk_stops_that_node_only_and_the_rest_resumes(tmp_path, monkeyp
     src = _src(tmp_path)
     m = stage.make_manifest(src, CHUNK)
     a, b = tmp_path / "a", tmp_path / "b"
-    real_open = stage._open_for_write
+    real_write = stage._write_at
     budget = {"bytes": 2 * CHUNK}  # a can hold two chunks
 
-    class Full:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def seek(self, off):
-            self.fh.seek(off)
-
-        def write(self, data):
+    def write_at(root, fh, data, offset):
+        if root == a:
             if budget["bytes"] < len(data):
                 raise OSError(28, "No space left on device")
             budget["bytes"] -= len(data)
-            return self.fh.write(data)
+        return real_write(root, fh, data, offset)
 
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-    def open_for_write(root, entry, handles):
-        fh = real_open(root, entry, handles)
-        return Full(fh) if root == a else fh
-
-    monkeypatch.setattr(stage, "_open_for_write", open_for_write)
+    monkeypatch.setattr(stage, "_write_at", write_at)
     res = _copy_down_chain(tmp_path, src, m, a, b)
     assert not res["complete"]
     by_node = {r["node"]: r for r in res["results"]}
@@ -134,3 +122,188 @@ def test_a_full_disk_stops_that_node_only_and_the_rest_resumes(tmp_path, monkeyp
     st = stage.status(a, m)
     assert st["need_bytes"] == m["total_bytes"] - 2 * CHUNK
     assert ["model.safetensors", 0] not in st["need"] and ["model.safetensors", 1] not in st["need"]
+
+
+# ------------------------------------------------------------------------- the relay at line rate (#15)
+def test_manifest_hashes_every_byte_once(tmp_path, monkeypatch):
+    """Version 1 fed every byte to two sha256 objects (whole file and chunk); now each byte goes through
+    one hash, and a file is whole when all its chunks match."""
+    src = _src(tmp_path)
+    fed = {"bytes": 0}
+    real = stage.hashlib.sha256
+
+    class Counting:
+        def __init__(self, *a):
+            self.h = real(*a)
+
+        def update(self, data):
+            fed["bytes"] += len(data)
+            self.h.update(data)
+
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    monkeypatch.setattr(stage.hashlib, "sha256", Counting)
+    m = stage.make_manifest(src, CHUNK)
+    assert fed["bytes"] == m["total_bytes"]
+    assert all("sha256" not in f for f in m["files"]) and m["version"] == 2
+
+
+def test_split_lanes_balances_whole_chunks_in_file_order():
+    todo = [("a", i, 100) for i in range(5)] + [("b", 0, 30)]
+    one, two = stage.split_lanes(todo, 2)
+    assert sorted(one + two) == sorted(todo)
+    assert abs(sum(t[2] for t in one) - sum(t[2] for t in two)) <= 100
+    for lane in (one, two):
+        assert lane == sorted(lane)  # each lane reads and writes its files front to back
+    assert stage.split_lanes(todo, 1) == [todo]
+    assert stage.split_lanes([], 2) == [[], []]
+
+
+def test_two_lanes_copy_and_the_relays_verify_without_reading_back(tmp_path, monkeypatch):
+    """Both fabric twins: chunks split over two streams per hop. Each relay hashes what it receives on
+    the way in (its verification), so a fresh copy never reads a chunk back from disk."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "w.safetensors").write_bytes(bytes(range(256)) * 40)  # 10240 bytes, 11 chunks
+    (src / "empty").write_bytes(b"")
+    m = stage.make_manifest(src, CHUNK)
+    reads = {"n": 0}
+    real_sha = stage._chunk_sha
+
+    def counting_sha(*a, **k):
+        reads["n"] += 1
+        return real_sha(*a, **k)
+
+    monkeypatch.setattr(stage, "_chunk_sha", counting_sha)
+    a, b = tmp_path / "a", tmp_path / "b"
+    pa, pb = [_free_port(), _free_port()], [_free_port(), _free_port()]
+    out = {}
+
+    def relay(name, root, ports, nxt):
+        out[name] = stage.relay(root, m, [f"127.0.0.1:{p}" for p in ports], nxt, None, 30, name)
+
+    tb = threading.Thread(target=relay, args=("b", b, pb, None))
+    ta = threading.Thread(target=relay, args=("a", a, pa, [f"127.0.0.1:{p}" for p in pb]))
+    tb.start()
+    ta.start()
+    need = [["w.safetensors", i] for i in range(11)] + [["empty", -1]]
+    res = stage.send(src, m, [f"127.0.0.1:{p}" for p in pa], need, None, "src")
+    ta.join(10)
+    tb.join(10)
+    assert res["complete"] and res["lanes"] == 2 and res["bytes"] == 10240
+    assert [r["node"] for r in res["results"]] == ["a", "b"]
+    assert all(r["verified_in_stream"] == 11 for r in res["results"])
+    assert reads["n"] == 0
+    for root in (a, b):
+        assert (root / "w.safetensors").read_bytes() == (src / "w.safetensors").read_bytes()
+        assert (root / "empty").stat().st_size == 0
+        assert stage.verify(root, m)["complete"]
+
+
+def test_a_corrupted_frame_is_caught_on_the_way_in(tmp_path, monkeypatch):
+    """The in-stream check is a real check: a chunk that arrives damaged makes that node incomplete,
+    with the chunk needed again (the wire is not trusted because the source's file was)."""
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    real = stage._sendfile
+
+    def damaging(sock, fd, offset, length):
+        if offset == 2 * CHUNK:  # chunk 2 of model.safetensors goes out with one byte flipped
+            data = bytearray(os.pread(fd, length, offset))
+            data[7] ^= 0xFF
+            sock.sendall(bytes(data))
+            return
+        real(sock, fd, offset, length)
+
+    monkeypatch.setattr(stage, "_sendfile", damaging)
+    res = _copy_down_chain(tmp_path, src, m, tmp_path / "a", tmp_path / "b")
+    assert not res["complete"]
+    by_node = {r["node"]: r for r in res["results"]}
+    assert not by_node["a"]["complete"] and by_node["a"]["need_bytes"] == CHUNK
+    assert stage.status(tmp_path / "a", m)["need"] == [["model.safetensors", 2]]
+
+
+def test_a_lost_next_node_is_named_and_the_rest_of_the_chain_completes(tmp_path, monkeypatch):
+    """b dies mid-stream: a keeps its own copy, and the result names a, b's address and the cause."""
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    pa, pb = _free_port(), _free_port()
+    b_up = {}
+
+    def dying_b():
+        with socket.create_server(("127.0.0.1", pb)) as srv:
+            conn, _ = srv.accept()
+            b_up["conn"] = conn
+            stage._recv_header(conn)  # start
+            conn.close()  # and gone
+
+    tb = threading.Thread(target=dying_b)
+    tb.start()
+    out = {}
+    ta = threading.Thread(target=lambda: out.update(a=stage.relay(tmp_path / "a", m, f"127.0.0.1:{pa}",
+                                                                   f"127.0.0.1:{pb}", None, 30, "gx10-2")))
+    ta.start()
+    res = stage.send(src, m, f"127.0.0.1:{pa}", stage.status(tmp_path / "x", m)["need"], None, "gx10-1")
+    ta.join(10)
+    tb.join(10)
+    assert not res["complete"]
+    mine, lost = res["results"]
+    assert mine["node"] == "gx10-2" and mine["complete"]
+    assert lost["node"] == f"127.0.0.1:{pb}" and not lost["complete"]
+    assert lost["error"].startswith(f"gx10-2 lost the next node of the chain at 127.0.0.1:{pb}: ")
+    assert "\n" not in lost["error"]
+
+
+def test_a_broken_upstream_ends_in_one_sentence(tmp_path, capsys):
+    """The relay's upstream vanishes mid-frame: exit 2 and one line naming the node, the peer, the cause."""
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    port = _free_port()
+
+    def half_source():
+        sock = stage._connect(f"127.0.0.1:{port}", 10)
+        sock.sendall(stage._header({"kind": "start", "bytes": 5128}))
+        sock.sendall(stage._header({"kind": "chunk", "path": "model.safetensors", "index": 0, "offset": 0,
+                                    "length": CHUNK}) + b"x" * 10)
+        sock.close()
+
+    t = threading.Thread(target=half_source)
+    t.start()
+    rc = stage.main(["relay", str(tmp_path / "d"), str(tmp_path / "m.json"), "--listen", f"127.0.0.1:{port}",
+                     "--name", "gx10-3", "--timeout", "10"])
+    t.join(10)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("gb10-stage: gx10-3: the stream from 127.0.0.1 (the node before it in the chain) broke")
+    assert err.endswith("the peer closed the connection mid-frame")
+
+
+def test_no_relay_listening_ends_in_one_sentence(tmp_path, capsys, monkeypatch):
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    (tmp_path / "need.json").write_text(json.dumps(stage.status(tmp_path / "x", m)["need"]))
+    monkeypatch.setattr(stage, "CONNECT_WAIT", 0.5)
+    port = _free_port()
+    rc = stage.main(["send", str(src), str(tmp_path / "m.json"), "--next", f"127.0.0.1:{port}",
+                     "--need", str(tmp_path / "need.json"), "--name", "gx10-1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err
+    assert err.startswith(f"gb10-stage: gx10-1: cannot reach the first node of the chain at 127.0.0.1:{port} (")
+
+
+def test_hashing_threads_leave_a_core_for_the_receive_loop():
+    assert stage.hash_threads(1) == 1 and stage.hash_threads(2) == 1 and stage.hash_threads(4) == 3
+    assert stage.hash_threads(20) == stage.HASH_THREADS
+
+
+def test_chunks_hashed_by_several_threads_still_verify(tmp_path, monkeypatch):
+    """Four hashers: chunk i goes to hasher i % 4; every chunk still verified on the way in."""
+    monkeypatch.setattr(stage, "hash_threads", lambda cpus=None: 4)
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK)
+    res = _copy_down_chain(tmp_path, src, m, tmp_path / "a", tmp_path / "b")
+    assert res["complete"] and all(r["verified_in_stream"] == 7 for r in res["results"])
