@@ -380,8 +380,21 @@ def serving_errors(name: str, entry: Mapping[str, Any], text_config: Mapping[str
     return errors
 
 
+def lab_cpu_ray(name: str, entry: Mapping[str, Any], pins: Any) -> bool:
+    """Whether the inventory pin the entry's image comes from says ``cpu_ray: true``: the lab's vLLM CPU
+    image carries a lab-only shim that lets the CPU build use the Ray executor (lab/serving/image/shim,
+    docs/rack-contract.md). A catalog image or a rack pin never says so."""
+    if not isinstance(pins, Mapping):
+        return False
+    serving = entry.get("serving") or {}
+    for key in (name, serving.get("image_pin") if isinstance(serving, Mapping) else None, entry.get("image_pin")):
+        if key and isinstance(pins.get(key), Mapping):
+            return pins[key].get("cpu_ray") is True
+    return False
+
+
 def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str,
-            requested: Any = None) -> tuple[dict[str, Any], str, list[str]]:
+            requested: Any = None, cpu_ray: bool = False) -> tuple[dict[str, Any], str, list[str]]:
     layout, errors = choose_layout(name, entry, node_count, requested)
     serving = entry.get("serving") or {}
     nodes = layout["nodes"]
@@ -404,10 +417,11 @@ def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str,
         mode = "single"
     elif mode == "single":
         errors.append(f"{name}: executor 'single' cannot span {nodes} nodes; use native or ray.")
-    if mode == "ray" and entry.get("platform") == "cpu":
+    if mode == "ray" and entry.get("platform") == "cpu" and not cpu_ray:
         errors.append(
             f"{name}: vLLM's CPU build refuses the Ray executor ('current platform cpu does not support ray'); "
-            "set serving.executor: native."
+            "set serving.executor: native, or (lab only) serve the lab image whose pin says cpu_ray: true "
+            "(python -m lab.serving.lab_serving push writes it)."
         )
     return layout, mode, errors
 
@@ -574,7 +588,7 @@ def serving_plan(
             errors += problems
     platform = str(entry.get("platform", "cuda"))
     layout, mode, layout_errors = _layout(model, entry, len(nodes), str(opts.get("executor") or "auto"),
-                                          opts.get("node_count"))
+                                          opts.get("node_count"), cpu_ray=lab_cpu_ray(model, entry, pins))
     errors += layout_errors
     ray_opts = _ray_options(opts)
     ray_state, ray_version = ray_in_image(image) if image else ("unknown", "")
