@@ -19,6 +19,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     image_for,
     is_phase,
     kv_compare,
+    lab_cpu_ray,
     layouts_of,
     lost_message,
     nodes_from_hostvars,
@@ -134,6 +135,35 @@ def test_gpu_multinode_defaults_to_ray_with_flags(catalog):
     assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"
     assert plan["containers"][0]["env"]["RAY_ADDRESS"] == "192.168.100.11:6379"
     assert "--gpus" in plan["containers"][0]["argv"]
+
+
+def test_lab_cpu_ray_pin_allows_the_ray_executor_on_the_cpu_build(catalog):
+    """The lab pin says cpu_ray: true (the image carries the lab-only shim): the CPU build may use the Ray
+    executor; vLLM runs only on the head, Ray places one worker per serving node (--num-gpus 1 there)."""
+    pins = {"lab-vllm-cpu": dict(PINS["lab-vllm-cpu"], ray="2.58.0", cpu_ray=True)}
+    plan = serving_plan("tiny-qwen3", catalog, nodes(), pins, {"executor": "ray"})
+    assert plan["executor"] == "ray" and plan["hosts"] == ["gx10-1", "gx10-2"]
+    assert len(plan["containers"]) == 1
+    assert plan["containers"][0]["args"][-6:-4] == ["--distributed-executor-backend", "ray"]
+    assert plan["ray"]["gpu_hosts"] == ["gx10-1", "gx10-2"]
+    gpus = {c["host"]: c["command"][c["command"].index("--num-gpus") + 1] for c in plan["ray"]["containers"]}
+    assert gpus == {"gx10-1": "1", "gx10-2": "1", "gx10-3": "0", "gx10-4": "0"}
+    # The workers see the model at the head's path, and the caches.
+    assert "/srv/gb10/models:/models:ro" in plan["ray"]["containers"][1]["mounts"]
+    # Native stays the entry's default.
+    assert serving_plan("tiny-qwen3", catalog, nodes(), pins)["executor"] == "native"
+
+
+@pytest.mark.parametrize("pins", [
+    PINS,                                                                  # no cpu_ray
+    {"lab-vllm-cpu": dict(PINS["lab-vllm-cpu"], cpu_ray="true")},          # a string is not true
+    {"lab-vllm-cpu": dict(PINS["lab-vllm-cpu"], cpu_ray=False)},
+    {},
+])
+def test_lab_cpu_ray_needs_a_pin_that_says_true(pins):
+    entry = {"serving": {"image_pin": "lab-vllm-cpu"}}
+    assert lab_cpu_ray("tiny-qwen3", entry, pins) is False
+    assert lab_cpu_ray("tiny-qwen3", entry, {"tiny-qwen3": {"cpu_ray": True}}) is True
 
 
 def test_cpu_refuses_ray_and_too_few_nodes(catalog):
