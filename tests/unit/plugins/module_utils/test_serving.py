@@ -148,6 +148,15 @@ def test_lab_cpu_ray_pin_allows_the_ray_executor_on_the_cpu_build(catalog):
     assert plan["ray"]["gpu_hosts"] == ["gx10-1", "gx10-2"]
     gpus = {c["host"]: c["command"][c["command"].index("--num-gpus") + 1] for c in plan["ray"]["containers"]}
     assert gpus == {"gx10-1": "1", "gx10-2": "1", "gx10-3": "0", "gx10-4": "0"}
+    # Each worker binds its CPU threads in its Ray container (by rank); the driver sets none (vLLM copies it).
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in plan["containers"][0]["env"]
+    binds = {c["host"]: c["env"].get("VLLM_CPU_OMP_THREADS_BIND") for c in plan["ray"]["containers"]}
+    assert binds == {"gx10-1": "auto", "gx10-2": "auto", "gx10-3": None, "gx10-4": None}
+    ray_head = plan["ray"]["containers"][0]
+    assert "--env" in ray_head["argv"] and "VLLM_CPU_OMP_THREADS_BIND=auto" in ray_head["argv"]
+    by_rank = serving_plan("tiny-qwen3", catalog, nodes(), pins, {"executor": "ray", "cpu_threads_bind": "by_rank"})
+    assert [c["env"].get("VLLM_CPU_OMP_THREADS_BIND") for c in by_rank["ray"]["containers"]] == ["0", "1", None, None]
+    assert by_rank["ray"]["containers"][1]["labels"] != plan["ray"]["containers"][1]["labels"]
     # The workers see the model at the head's path, and the caches.
     assert "/srv/gb10/models:/models:ro" in plan["ray"]["containers"][1]["mounts"]
     # Native stays the entry's default.

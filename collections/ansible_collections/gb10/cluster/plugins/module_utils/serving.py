@@ -646,7 +646,7 @@ def serving_plan(
     for rank, node in enumerate(used):
         node_env = dict(env)
         node_env["VLLM_HOST_IP"] = _node_ip(node)
-        if platform == "cpu":
+        if platform == "cpu" and mode != "ray":  # with Ray the workers bind in the Ray containers (_ray_plan)
             node_env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(opts.get("cpu_threads_bind", "auto"), rank, node))
         node_env.update(fabric_env(node))
         args = list(common_args)
@@ -695,6 +695,8 @@ def serving_plan(
 
     ray = _ray_plan(model, mode, platform, nodes, [n["host"] for n in used], ray_opts, ray_state, ray_version,
                     ref, devices, env, fabric_env, models_dir, cache_dir)
+    if platform == "cpu" and mode == "ray":
+        _cpu_ray_bind(ray, used, opts.get("cpu_threads_bind", "auto"))
     notes = []
     if platform == "cuda":
         notes.append("GPU, /dev/infiniband, IPC_LOCK and the NCCL environment: platform cuda (docs/rack-contract.md).")
@@ -811,6 +813,23 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
         out["containers"].append(container)
         out["by_host"][node["host"]] = container
     return out
+
+
+def _cpu_ray_bind(ray: dict[str, Any], used: Sequence[Mapping[str, Any]], setting: Any) -> None:
+    """The lab's CPU build with the Ray executor: vLLM's worker on a node runs in its Ray container, so
+    VLLM_CPU_OMP_THREADS_BIND goes there, by the node's rank among the serving nodes (the head's vLLM
+    container has no worker and sets none: vLLM would copy the driver's value to every worker)."""
+    for rank, node in enumerate(used):
+        container = ray["by_host"].get(node["host"])
+        if not container:
+            continue
+        env = dict(container["env"])
+        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(setting, rank, node))
+        container["env"] = dict(sorted(env.items()))
+        spec = json.dumps({k: container[k] for k in ("host", "image", "env", "mounts", "command", "docker", "name")},
+                          sort_keys=True)
+        container["labels"] = dict(container["labels"], **{LABEL_RAY_HASH: hashlib.sha256(spec.encode()).hexdigest()[:16]})
+        container["argv"] = docker_run_argv(container)
 
 
 def _hash_opts(opts: Mapping[str, Any], docker: Mapping[str, Any]) -> dict[str, Any]:
