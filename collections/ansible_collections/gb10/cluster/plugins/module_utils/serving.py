@@ -663,6 +663,10 @@ def serving_plan(
                 continue  # Ray places the workers; only the head runs vLLM
             args += ["--distributed-executor-backend", "ray"]
             node_env["RAY_ADDRESS"] = f"{head_ip}:{ray_opts['port']}"
+            # The driver finds its node's raylet by IP: without it (no default route, as in the lab) Ray
+            # fails "No node info found matching attributes: ''". The rack's environment sets the same.
+            for key in ("RAY_NODE_IP_ADDRESS", "RAY_OVERRIDE_NODE_IP_ADDRESS"):
+                node_env.setdefault(key, head_ip)
         if role == "api":
             args += ["--host", str(opts.get("api_host", "0.0.0.0")), "--port", str(api_port)]
         watched = role == "follower" and bool(opts.get("follower_watchdog", True))
