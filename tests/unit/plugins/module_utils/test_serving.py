@@ -148,6 +148,10 @@ def test_lab_cpu_ray_pin_allows_the_ray_executor_on_the_cpu_build(catalog):
     assert plan["ray"]["gpu_hosts"] == ["gx10-1", "gx10-2"]
     gpus = {c["host"]: c["command"][c["command"].index("--num-gpus") + 1] for c in plan["ray"]["containers"]}
     assert gpus == {"gx10-1": "1", "gx10-2": "1", "gx10-3": "0", "gx10-4": "0"}
+    # The driver must see the raylet's process (Ray finds its node by the process list) and its address.
+    argv = plan["containers"][0]["argv"]
+    assert argv[argv.index("--pid") + 1] == "host"
+    assert plan["containers"][0]["env"]["RAY_NODE_IP_ADDRESS"] == plan["head_ip"]
     # Each worker binds its CPU threads in its Ray container (by rank); the driver sets none (vLLM copies it).
     assert "VLLM_CPU_OMP_THREADS_BIND" not in plan["containers"][0]["env"]
     binds = {c["host"]: c["env"].get("VLLM_CPU_OMP_THREADS_BIND") for c in plan["ray"]["containers"]}

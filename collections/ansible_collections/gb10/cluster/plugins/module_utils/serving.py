@@ -642,6 +642,11 @@ def serving_plan(
         "env_files": [str(p) for p in opts.get("env_files") or []],
         "api_key_env_file": str(opts.get("api_key_env_file") or ""),
     }
+    if mode == "ray":
+        # The Ray driver (vLLM on the head) finds its node's raylet by looking for the raylet process
+        # (ray._private.services.find_node_ids greps the process list for --node_id): it must see the
+        # Ray container's processes, or Ray fails "No node info found matching attributes" (seen on the lab).
+        vllm_docker["pid"] = "host"
     containers = []
     for rank, node in enumerate(used):
         node_env = dict(env)
@@ -874,6 +879,8 @@ def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any] | None
             "--ipc", str(d.get("ipc") or "host"), "--restart", str(d.get("restart") or "unless-stopped")]
     for limit in d.get("ulimits") or []:
         argv += ["--ulimit", str(limit)]
+    if d.get("pid"):
+        argv += ["--pid", str(d["pid"])]
     if d.get("shm_size"):
         argv += ["--shm-size", str(d["shm_size"])]
     if d.get("gpus"):
