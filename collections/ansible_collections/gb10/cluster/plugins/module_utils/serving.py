@@ -834,6 +834,10 @@ def _cpu_ray_bind(ray: dict[str, Any], used: Sequence[Mapping[str, Any]], settin
             continue
         env = dict(container["env"])
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(setting, rank, node))
+        # The CPU build's shared-memory all-reduce assumes every TP rank on one host; a node-local
+        # VLLM_DIST_IDENT (the workers keep node-local values) makes the ranks disagree on the SHM group
+        # name, so vLLM uses torch's Gloo across nodes (seen: "open shm in SHMManager failed. errno: 2").
+        env.setdefault("VLLM_DIST_IDENT", f"gb10-{node['host']}")
         container["env"] = dict(sorted(env.items()))
         spec = json.dumps({k: container[k] for k in ("host", "image", "env", "mounts", "command", "docker", "name")},
                           sort_keys=True)
