@@ -79,7 +79,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(MAKE) -s sanity
 	git ls-files -z '*.sh' .ci/run | xargs -0 $(BIN)/shellcheck
-	for p in site.yml serve.yml plan.yml stop.yml playbooks/*.yml; do \
+	for p in site.yml serve.yml plan.yml stop.yml status.yml logs.yml power_on.yml playbooks/*.yml; do \
 	  $(BIN)/ansible-playbook -i inventory/sample --syntax-check $$p >/dev/null || exit 1; done
 	@echo "lint: yamllint, ansible-lint, ruff, shellcheck and syntax checks passed"
 
@@ -98,7 +98,9 @@ unit: venv
 # Scenarios in the order they run; each brings the lab up itself (`make lab-up` is idempotent).
 # `serve` builds the vLLM CPU image (about 10 minutes cold, cached by content afterwards), serves
 # TP=2 across two lab nodes, swaps and rolls back; it needs about 30 GB of free disk for 4 nodes.
-MOLECULE_SCENARIOS ?= default fabric fabric_negative switch faults serve
+# `mirror` copies a 20 MiB test image (built locally) into the control machine's registry mirror once
+# and pulls it on every node from there (no vLLM image).
+MOLECULE_SCENARIOS ?= default fabric fabric_negative switch faults mirror serve
 
 print-scenarios:
 	@echo $(MOLECULE_SCENARIOS)

@@ -34,4 +34,10 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "host: dockerd did not start; see /var/log/gb10-dockerd.log" >&2; exit 1; }
 fi
+# Every lab node runs systemd (and NetworkManager), each holding inotify instances: the kernel's default of
+# 128 per user runs out with a few labs, and a node then exits (255) before its systemd is up.
+if [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -lt 1024 ]; then
+  echo "host: fs.inotify.max_user_instances 1024 (lab nodes run systemd)"
+  sysctl -qw fs.inotify.max_user_instances=1024 || echo "host: could not raise fs.inotify.max_user_instances" >&2
+fi
 echo "host: docker $(docker version --format '{{.Server.Version}}') ready"

@@ -192,9 +192,8 @@ def plumb(index: int) -> None:
         run("ip", "link", "add", host_side, "type", "veth", "peer", "name", ifname, "netns", str(pid))
         run("ip", "link", "set", host_side, "mtu", str(host_mtu), "master", bridge, "up")
         nsenter(pid, "ip", "link", "set", ifname, "up")
-    addr = f"{MGMT_PREFIX}.{10 + index}/24"
-    if addr.split("/")[0] not in nsenter(pid, "ip", "-4", "addr", "show", MGMT_INTERFACE):
-        nsenter(pid, "ip", "addr", "add", addr, "dev", MGMT_INTERFACE)
+    # The management address is NetworkManager's job (the node's netplan file, see create_node): an address
+    # put there by hand first would make NetworkManager treat the link as configured outside it.
 
 
 # --------------------------------------------------------------------------------------------- nodes
@@ -209,6 +208,22 @@ def ssh_key() -> Path:
         key.parent.mkdir(parents=True, exist_ok=True)
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gb10-lab", "-f", str(key))
     return key
+
+
+MGMT_NETPLAN = Path("/etc/netplan/10-lab-mgmt.yaml")
+
+
+def mgmt_address(index: int) -> str:
+    return f"{MGMT_PREFIX}.{10 + index}/24"
+
+
+def mgmt_netplan(index: int) -> str:
+    """Node ``index``'s netplan file for its management link (NetworkManager renderer, static address)."""
+    return ("# Written by lab/lab.py when the node was created: the management link, managed by NetworkManager\n"
+            "# as on DGX OS (netplan, NetworkManager renderer). The lab has no DHCP server: a static address.\n"
+            "network:\n  version: 2\n  renderer: NetworkManager\n  ethernets:\n"
+            f"    {MGMT_INTERFACE}:\n      dhcp4: false\n      dhcp6: false\n"
+            f"      addresses: [{mgmt_address(index)}]\n")
 
 
 def create_node(index: int, tag: str, pubkey: str) -> None:
@@ -226,6 +241,12 @@ def create_node(index: int, tag: str, pubkey: str) -> None:
     (staging / ".ssh").mkdir(parents=True, exist_ok=True)
     (staging / ".ssh" / "authorized_keys").write_text(pubkey)
     run("docker", "cp", str(staging / ".ssh" / "authorized_keys"), f"{name}:/home/{ADMIN_USER}/.ssh_authorized_keys")
+    # The management link as DGX OS manages it: netplan with the NetworkManager renderer, rendered into a
+    # NetworkManager profile (netplan-enP7s7) at boot. A static address: the lab has no DHCP server.
+    mgmt = staging / MGMT_NETPLAN.name
+    mgmt.write_text(mgmt_netplan(index))
+    mgmt.chmod(0o600)
+    run("docker", "cp", str(mgmt), f"{name}:{MGMT_NETPLAN}")
     run("docker", "start", name, capture=True)
     run("docker", "exec", name, "sh", "-c",
         f"install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh && "
@@ -339,6 +360,9 @@ def write_inventory(count: int, key: Path) -> None:
         "gb10_mgmt_interface": MGMT_INTERFACE,
         "gb10_fabric_twins": [{"interface": t[0], "rdma_device": t[3]} for t in TWINS],
     }
+    if LAB_ID != 0:
+        # One Prometheus per control machine (its /etc/prometheus): only the default lab runs it.
+        group_all["monitoring_enabled"] = False
     group_gx10 = {
         "ansible_user": ADMIN_USER,
         "ansible_become": True,
@@ -380,6 +404,9 @@ def up(count: int) -> None:
     ensure_bridge(MGMT_BRIDGE, 1500, f"{MGMT_GATEWAY}/24")
     for twin in TWINS:
         ensure_bridge(twin[1], FABRIC_MTU)
+        # On a rack the controller is not on the fabric. Without this the host would answer ARP for its
+        # management address on the fabric bridges (arp_ignore 0), which no rack does.
+        Path(f"/proc/sys/net/ipv4/conf/{twin[1]}/arp_ignore").write_text("1\n")
     existing = lab_containers()
     for name in existing:  # nodes beyond the wanted count, or on an outdated image, go
         idx = int(name.rsplit("-", 1)[1])

@@ -5,6 +5,11 @@
     python -m lab.outsider scan [--ports P]    TCP SYN scan (nmap, default every port 1-65535) of every node's
                                                management and fabric addresses, from the outsider; prints
                                                {address: [open ports]} as JSON
+    python -m lab.outsider scan --ipv6         the same over IPv6: every node's link-local address on each
+                                               network (IPv6 turned on in the lab's namespaces, as DGX OS has it)
+    python -m lab.outsider scan --udp [--ports P]   UDP scan (default the 200 most common UDP ports and the
+                                               cluster's own: RoCE 4791, mDNS 5353, NTP 123, DHCP 67/68);
+                                               only ports that answer count as open
     python -m lab.outsider probe ADDR PORT     one TCP connection from the outsider: open | refused | timeout
     python -m lab.outsider exec -- CMD...      run a command inside the outsider (e.g. curl)
     python -m lab.outsider down                remove the outsider and its interfaces
@@ -106,6 +111,87 @@ def up() -> None:
     log(f"{NAME} is up: {', '.join(f'{k} {v}' for k, v in addresses().items())}")
 
 
+# Docker starts containers with IPv6 off; DGX OS has a link-local IPv6 address on every interface, and a
+# stranger on the segment can use it without any router. The IPv6 scan turns IPv6 on in the nodes' and the
+# outsider's network namespaces first (what the rack has), then scans each network's link-local addresses.
+OUTSIDER_IF = {lab.MGMT_INTERFACE: "mgmt0", **{twin[0]: f"fab{'ab'[i]}0" for i, twin in enumerate(lab.TWINS)}}
+UDP_PORTS = "T:0,U:67,68,123,161,500,1900,4500,4791,5353,8472,29500-29510"
+
+
+def _ipv6_on(pid: int) -> None:
+    lab.nsenter(pid, "sh", "-c", "for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 0 > $f; done")
+
+
+def _link_local(pid: int) -> dict[str, str]:
+    """``{interface: fe80::...}`` of a namespace, leaving out addresses still in duplicate address detection."""
+    out = {}
+    for line in lab.nsenter(pid, "ip", "-6", "-o", "addr", "show", "scope", "link").splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[2] == "inet6" and "tentative" not in parts:
+            out[parts[1]] = parts[3].split("/", 1)[0]
+    return out
+
+
+def targets6(wait: float = 30.0) -> dict[str, list[str]]:
+    """``{outsider interface: [node link-local addresses on that network]}``, IPv6 turned on first."""
+    nodes = {name: lab.container_pid(name) for name in lab.lab_containers()}
+    for pid in [*nodes.values(), lab.container_pid(NAME)]:
+        _ipv6_on(pid)
+    deadline = time.monotonic() + wait
+    while True:
+        seen = {name: _link_local(pid) for name, pid in nodes.items()}
+        # The management link always has one (as on DGX OS); the fabric role turns link-local off on the twins
+        # (netplan link-local: []), so a twin without IPv6 is what the rack has, not a missing target.
+        missing = [f"{name} {lab.MGMT_INTERFACE}" for name, addrs in seen.items() if lab.MGMT_INTERFACE not in addrs]
+        own = _link_local(lab.container_pid(NAME))
+        missing += [f"outsider {ifname}" for ifname in OUTSIDER_IF.values() if ifname not in own]
+        if not missing:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"outsider: no IPv6 link-local address after {wait:.0f} s on {', '.join(missing)}")
+        time.sleep(1)
+    out: dict[str, list[str]] = {ifname: [] for ifname in OUTSIDER_IF.values()}
+    for name, addrs in seen.items():
+        for node_if, outsider_if in OUTSIDER_IF.items():
+            if node_if in addrs:
+                out[outsider_if].append(addrs[node_if])
+            else:
+                log(f"{name} {node_if}: no IPv6 address (nothing to reach over IPv6 there)")
+    return {ifname: addrs for ifname, addrs in out.items() if addrs}
+
+
+def scan6(ports: str, min_rate: int) -> dict[str, list[int]]:
+    """Open TCP ports per node link-local address over IPv6, network by network (nmap -6 -e <interface>)."""
+    t0 = time.monotonic()
+    result: dict[str, list[int]] = {}
+    by_if = targets6()
+    for ifname, addrs in by_if.items():
+        xml = exec_in("nmap", "-6", "-e", ifname, "-Pn", "-n", "-sS", "-p", ports, "--min-rate", str(min_rate),
+                      "--max-retries", "2", "-T4", "-oX", "-", *addrs)
+        found = parse_nmap_xml(xml)
+        missing = [a for a in addrs if a not in found]
+        if missing:
+            raise SystemExit(f"outsider: nmap -6 reported nothing for {', '.join(missing)} on {ifname}")
+        result.update({f"{a}%{ifname}": found[a] for a in addrs})
+    log(f"scanned {sum(len(a) for a in by_if.values())} IPv6 link-local addresses, ports {ports}, "
+        f"in {time.monotonic() - t0:.0f} s")
+    return result
+
+
+def scan_udp(ports: str, target_list: list[str]) -> dict[str, list[int]]:
+    """UDP ports that answered, per address (a drop policy leaves every port open|filtered: not open)."""
+    t0 = time.monotonic()
+    port_args = ["--top-ports", "200", "-p", UDP_PORTS] if ports == "default" else ["-p", ports]
+    xml = exec_in("nmap", "-Pn", "-n", "-sU", *port_args, "--max-retries", "1", "--min-rate", "2000", "-T4",
+                  "-oX", "-", *target_list)
+    result = parse_nmap_xml(xml, "udp")
+    missing = [t for t in target_list if t not in result]
+    if missing:
+        raise SystemExit(f"outsider: nmap -sU reported nothing for {', '.join(missing)}; the scan is incomplete")
+    log(f"UDP-scanned {len(target_list)} addresses in {time.monotonic() - t0:.0f} s")
+    return result
+
+
 def exec_in(*cmd: str, check: bool = True) -> str:
     return lab.run("docker", "exec", NAME, *cmd, capture=True, check=check)
 
@@ -159,7 +245,9 @@ def main() -> int:
     sub.add_parser("down")
     sub.add_parser("targets")
     p_scan = sub.add_parser("scan")
-    p_scan.add_argument("--ports", default="1-65535")
+    p_scan.add_argument("--ports", default=None, help="default 1-65535 (TCP), the common and cluster ports (UDP)")
+    p_scan.add_argument("--ipv6", action="store_true", help="TCP over IPv6 link-local, network by network")
+    p_scan.add_argument("--udp", action="store_true", help="UDP (IPv4)")
     p_scan.add_argument("--min-rate", type=int, default=20000)
     p_scan.add_argument("targets", nargs="*", help="addresses (default every node's management and fabric addresses)")
     p_probe = sub.add_parser("probe")
@@ -176,7 +264,12 @@ def main() -> int:
     elif args.action == "targets":
         print(json.dumps({"outsider": addresses(), "targets": targets()}))
     elif args.action == "scan":
-        print(json.dumps(scan(args.ports, args.min_rate, args.targets or targets()), indent=1))
+        if args.ipv6:
+            print(json.dumps(scan6(args.ports or "1-65535", args.min_rate), indent=1))
+        elif args.udp:
+            print(json.dumps(scan_udp(args.ports or "default", args.targets or targets()), indent=1))
+        else:
+            print(json.dumps(scan(args.ports or "1-65535", args.min_rate, args.targets or targets()), indent=1))
     elif args.action == "probe":
         print(json.dumps(probe(args.address, args.port, args.timeout)))
     elif args.action == "exec":

@@ -21,11 +21,18 @@ ExecStart=/usr/bin/ssh-keygen -A
 [Install]
 WantedBy=multi-user.target
 UNIT
-systemctl enable lab-ssh-hostkeys.service ssh.service systemd-networkd.service docker.service
+# Networking as DGX OS 7 has it: netplan with the NetworkManager renderer for everything
+# (Ubuntu's 01-network-manager-all.yaml), NetworkManager running, systemd-networkd installed but off.
+# The management link's own netplan file is written per node by lab/lab.py when the node is created.
+printf 'network:\n  version: 2\n  renderer: NetworkManager\n' > /etc/netplan/01-network-manager-all.yaml
+chmod 0600 /etc/netplan/01-network-manager-all.yaml
+systemctl enable lab-ssh-hostkeys.service ssh.service NetworkManager.service docker.service
+systemctl disable systemd-networkd.service systemd-networkd.socket >/dev/null 2>&1 || true
 # What a container cannot do: no udev, no kernel modules, no consoles.
 systemctl mask systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
   systemd-modules-load.service getty@tty1.service console-getty.service systemd-firstboot.service \
-  systemd-networkd-wait-online.service apparmor.service >/dev/null 2>&1 || true
+  systemd-networkd-wait-online.service NetworkManager-wait-online.service \
+  apparmor.service >/dev/null 2>&1 || true
 # The node's Docker engine as DGX OS ships it would have a bridge; inside a lab node a bridge fails on an
 # IPv6 sysctl, so the lab's engine starts without one (containers run with --network host).
 mkdir -p /etc/docker

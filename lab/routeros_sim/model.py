@@ -7,6 +7,7 @@ RouterOS as a whole.
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
 import json
 import threading
@@ -1049,6 +1050,59 @@ class Device:
         if chunk > 65535 or chunk < 1:
             raise Trap("value of chunk-size out of range (1..65535)")
         return {"data": data[offset:offset + chunk]}
+
+    # ---- /system/backup: the binary backup (everything, restored whole, then a reboot) -----------
+
+    BACKUP_MAGIC = "GB10-ROUTEROS-SIM-BACKUP 1"
+    # Not in a backup: the files on the flash and the live resource counters.
+    BACKUP_SKIP = (("file",), ("system", "resource"))
+
+    @staticmethod
+    def _backup_hash(password: str) -> str:
+        return hashlib.sha256(("gb10-sim:" + password).encode()).hexdigest() if password else ""
+
+    def _backup_file(self, name: str) -> str:
+        name = name if name.endswith(".backup") else name + ".backup"
+        if name not in self.files:
+            raise Trap("failure: no such backup file")
+        return name
+
+    def backup_save(self, attrs: dict[str, str]) -> str:
+        """``/system/backup/save name= password= [dont-encrypt=yes]``: ``<name>.backup`` on the flash,
+        encrypted with the password unless dont-encrypt (no password: not encrypted)."""
+        identity = self.rows[("system", "identity")][0].get("name", "MikroTik")
+        name = attrs.get("name") or f"{identity}-{time.strftime('%Y%m%d-%H%M')}"
+        name = name if name.endswith(".backup") else name + ".backup"
+        plain = attrs.get("dont-encrypt", "no") in ("yes", "true")
+        body = {"version": self.version,
+                "password": "" if plain else self._backup_hash(attrs.get("password", "")),
+                "rows": {"/".join(p): r for p, r in self.rows.items() if p not in self.BACKUP_SKIP},
+                "next_id": {"/".join(p): n for p, n in self.next_id.items() if p not in self.BACKUP_SKIP}}
+        self.files[name] = self.BACKUP_MAGIC + "\n" + json.dumps(body, sort_keys=True)
+        if not any(r["name"] == name for r in self.rows[("file",)]):
+            self._insert(("file",), {"name": name, "type": "backup",
+                                     "creation-time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        self.save()
+        return name
+
+    def backup_load(self, attrs: dict[str, str]) -> None:
+        """``/system/backup/load name= password=``: the whole configuration of the backup replaces the
+        running one (files stay); the switch then reboots (the server drops the connection)."""
+        name = self._backup_file(attrs.get("name", ""))
+        magic, _, raw = self.files[name].partition("\n")
+        if magic != self.BACKUP_MAGIC:
+            raise Trap("failure: not a backup file")
+        body = json.loads(raw)
+        if body["password"] and body["password"] != self._backup_hash(attrs.get("password", "")):
+            raise Trap("failure: wrong password, or the backup is damaged")
+        for key, rows in body["rows"].items():
+            path = tuple(key.split("/"))
+            if path in self.rows and path not in self.BACKUP_SKIP:
+                self.rows[path] = copy.deepcopy(rows)
+        for key, value in body["next_id"].items():
+            self.next_id[tuple(key.split("/"))] = value
+        self.started = time.time()  # rebooted
+        self.save()
 
     # ---- export ---------------------------------------------------------------------------------
 

@@ -215,6 +215,18 @@ class Connection:
         if parts == ["system", "reboot"]:
             self.send("!done", None, tag)
             return
+        if parts == ["system", "backup", "save"]:
+            self.device.backup_save(dict(attrs))
+            self.send("!done", None, tag)
+            return
+        if parts == ["system", "backup", "load"]:
+            # The configuration is replaced, then the switch reboots: the session ends.
+            self.device.backup_load(dict(attrs))
+            self.send("!done", None, tag)
+            with self.write_lock:
+                self.closed = True
+            self.sock.close()
+            return
         path, verb = tuple(parts[:-1]), parts[-1]
         device = self.device
         if path not in device.menus:

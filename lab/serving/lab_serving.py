@@ -128,9 +128,9 @@ def disk_check(nodes: int) -> None:
     log(f"disk: {free_gib:.1f} GiB free under {root} ({need_gib} GiB needed for {nodes} nodes)")
 
 
-def registry_up() -> bool:
+def registry_up(addr: str = REGISTRY_ADDR) -> bool:
     try:
-        conn = http.client.HTTPConnection(REGISTRY_ADDR, timeout=3)
+        conn = http.client.HTTPConnection(addr, timeout=3)
         conn.request("GET", "/v2/")
         return conn.getresponse().status == 200
     except OSError:
@@ -163,6 +163,62 @@ def registry() -> None:
             return
         time.sleep(0.5)
     raise SystemExit(f"lab-serving: the registry did not answer on {REGISTRY_ADDR}; see {STATE / 'registry.log'}")
+
+
+def extra_registry(name: str, addr: str) -> Path:
+    """Start (idempotent) a second plain registry ``name`` on ``addr`` with its own storage and access log
+    (lab/.state/serving/<name>/); bench/pull and molecule/mirror use one as the rack's "upstream" and count
+    the blob GETs in its log. Returns the log's path."""
+    state = STATE / name
+    state.mkdir(parents=True, exist_ok=True)
+    logfile = state / "access.log"
+    if registry_up(addr):
+        return logfile
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not os.path.exists(binary):
+        raise SystemExit("lab-serving: docker-registry is missing; apt-get install docker-registry")
+    config = state / "registry.yml"
+    config.write_text(
+        f"# Written by lab/serving/lab_serving.py: the lab registry {name}.\n"
+        f"version: 0.1\nlog:\n  level: warn\n  fields:\n    service: gb10-lab-{name}\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {state / 'storage'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {addr}\n"
+    )
+    with open(logfile, "ab") as logf:
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=logf,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    (state / "registry.pid").write_text(f"{proc.pid}\n")
+    for _ in range(30):
+        if registry_up(addr):
+            log(f"registry {name} started (pid {proc.pid}) on http://{addr}/v2/, access log {logfile}")
+            return logfile
+        time.sleep(0.5)
+    raise SystemExit(f"lab-serving: the registry {name} did not answer on {addr}; see {logfile}")
+
+
+def stop_extra_registry(name: str) -> None:
+    """Stop the registry ``name`` this lab started; its storage goes too (it holds only test images)."""
+    state = STATE / name
+    pid_file = state / "registry.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().strip() or 0)
+        try:
+            os.kill(pid, 15)
+            log(f"registry {name} stopped (pid {pid})")
+        except ProcessLookupError:
+            pass
+        pid_file.unlink()
+    shutil.rmtree(state / "storage", ignore_errors=True)
+
+
+def blob_gets(logfile: Path, since: int = 0) -> list[str]:
+    """The blob GETs the registry logged after byte ``since`` of its access log (one line per GET)."""
+    if not logfile.exists():
+        return []
+    with open(logfile, "rb") as f:
+        f.seek(since)
+        text = f.read().decode(errors="replace")
+    return [line for line in text.splitlines() if '"GET /v2/' in line and "/blobs/sha256:" in line]
 
 
 def vault_password() -> Path:

@@ -4,6 +4,8 @@
     check_state.py --state-dir DIR --nodes 4|8 [--qos yes|no] [--admin disabled|renamed:NAME]
                                                   exit 0, or 1 with one line per problem
     check_state.py --state-dir DIR --dump         print a JSON snapshot (for check mode)
+    check_state.py --state-dir DIR --break        change the configuration by hand (for the restore):
+                                                  identity "broken", qsfp56-dd-1-1 back to mtu 1500
 
 It trusts DIR/cert.pem, the lab CA or the simulator's self-signed certificate (lab/routeros_sim/tls.py).
 """
@@ -26,7 +28,7 @@ def api_for(state_dir: Path):
                    port=int((state_dir / "port").read_text()), ssl_wrapper=ctx.wrap_socket, timeout=10)
 
 
-MENUS = [("interface", "ethernet"), ("interface", "bridge"), ("interface", "bridge", "port"), ("ip", "address"),
+MENUS = [("system", "identity"), ("interface", "ethernet"), ("interface", "bridge"), ("interface", "bridge", "port"), ("ip", "address"),
          ("ip", "service"), ("interface", "ethernet", "switch"), ("interface", "ethernet", "switch", "port"),
          ("interface", "ethernet", "switch", "qos", "profile"),
          ("interface", "ethernet", "switch", "qos", "priority-flow-control"),
@@ -158,8 +160,15 @@ def main() -> int:
     parser.add_argument("--qos", choices=("yes", "no"), default="yes")
     parser.add_argument("--admin", default="disabled", help="disabled, or renamed:NAME")
     parser.add_argument("--dump", action="store_true")
+    parser.add_argument("--break", dest="breakit", action="store_true")
     args = parser.parse_args()
     api = api_for(args.state_dir)
+    if args.breakit:
+        api.path("system", "identity").update(name="broken")
+        port = next(r for r in api.path("interface", "ethernet") if r["default-name"] == "qsfp56-dd-1-1")
+        api.path("interface", "ethernet").update(**{".id": port[".id"], "mtu": 1500})
+        print("identity broken, qsfp56-dd-1-1 mtu 1500")
+        return 0
     if args.dump:
         print(json.dumps(dump(api), sort_keys=True, default=str))
         return 0

@@ -48,15 +48,37 @@ def test_twins_up_with_mtu_9000_and_their_addresses(host):
         assert not [a for a in data["addr_info"] if a["family"] == "inet6"], "link-local must be off"
 
 
-def test_one_netplan_file_mode_0600_without_the_management_nic(host):
-    netplan = host.file("/etc/netplan/40-cx7.yaml")
-    assert netplan.exists and netplan.mode == 0o600 and netplan.user == "root"
-    text = host.check_output("sudo cat /etc/netplan/40-cx7.yaml")
+def network_manager(host) -> bool:
+    return host.run("systemctl -q is-active NetworkManager.service").rc == 0
+
+
+def test_twins_configured_by_the_backend_the_node_runs_without_the_management_nic(host):
+    if not network_manager(host):
+        netplan = host.file("/etc/netplan/40-cx7.yaml")
+        assert netplan.exists and netplan.mode == 0o600 and netplan.user == "root"
+        text = host.check_output("sudo cat /etc/netplan/40-cx7.yaml")
+        for twin in TWINS:
+            assert f"    {twin}:" in text
+        assert "enP7s7:" not in text
+        assert text.count("mtu: 9000") == 2 and text.count("dhcp4: false") == 2
+        assert text.count("link-local: []") == 2
+        return
+    # NetworkManager (the lab's nodes, as DGX OS 7): one profile per twin, each active on its twin, no
+    # netplan file for the twins, and the management link still on its own netplan-rendered profile.
+    assert not host.file("/etc/netplan/40-cx7.yaml").exists
     for twin in TWINS:
-        assert f"    {twin}:" in text
-    assert "enP7s7:" not in text
-    assert text.count("mtu: 9000") == 2 and text.count("dhcp4: false") == 2
-    assert text.count("link-local: []") == 2
+        path = f"/etc/NetworkManager/system-connections/gb10-cx7-{twin}.nmconnection"
+        keyfile = host.file(path)
+        assert keyfile.exists and keyfile.mode == 0o600 and keyfile.user == "root", path
+        text = host.check_output(f"sudo cat {path}")
+        assert f"interface-name={twin}\n" in text and "mtu=9000\n" in text and "method=manual\n" in text
+        assert "[ipv6]\nmethod=disabled" in text and "enP7s7" not in text
+        active = host.check_output(f"nmcli --get-values GENERAL.CONNECTION device show {twin}")
+        assert active == f"gb10-cx7-{twin}", f"{twin} runs {active!r}"
+    assert host.check_output("nmcli --get-values GENERAL.CONNECTION device show enP7s7") == "netplan-enP7s7"
+    # Every checkpoint was confirmed (none left to roll back).
+    assert host.check_output("busctl get-property org.freedesktop.NetworkManager /org/freedesktop/NetworkManager "
+                             "org.freedesktop.NetworkManager Checkpoints") == "ao 0"
 
 
 def test_serving_env_and_nccl_conf(host):

@@ -536,3 +536,29 @@ def test_disabling_the_controllers_port_cuts_new_connections(sim, cert, api):
     assert list(api.path("system", "identity"))  # the session that did it lives on
     eth.update(numbers="ether1", disabled=False)
     _connect(sim, cert).close()
+
+
+def test_binary_backup_save_and_load_restores_the_configuration(sim, cert, api):
+    """/system/backup/save keeps the whole configuration in <name>.backup (encrypted with the password);
+    /system/backup/load puts it back whole and reboots (the session ends); files stay."""
+    eth = api.path("interface", "ethernet")
+    eth.update(numbers="qsfp56-dd-1-1", l2mtu=9216)
+    assert list(api("/system/backup/save", name="before", password="s3cret")) == []
+    files = {f["name"]: f for f in api.path("file")}
+    assert files["before.backup"]["type"] == "backup" and files["before.backup"]["size"] > 100
+    eth.update(numbers="qsfp56-dd-1-1", l2mtu=1584)
+    api.path("system", "identity").update(name="broken")
+    with pytest.raises(TrapError, match="wrong password"):
+        list(api("/system/backup/load", name="before.backup", password="nope"))
+    with pytest.raises(TrapError, match="no such backup file"):
+        list(api("/system/backup/load", name="other", password="s3cret"))
+    list(api("/system/backup/load", name="before", password="s3cret"))
+    with pytest.raises((OSError, librouteros.exceptions.ConnectionClosed)):  # rebooting: the session is gone
+        list(api.path("system", "identity"))
+    again = _connect(sim, cert)
+    try:
+        assert [r["l2mtu"] for r in again.path("interface", "ethernet") if r["name"] == "qsfp56-dd-1-1"] == [9216]
+        assert list(again.path("system", "identity"))[0]["name"] == "MikroTik"
+        assert "before.backup" in {f["name"] for f in again.path("file")}
+    finally:
+        again.close()

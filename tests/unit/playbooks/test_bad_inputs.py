@@ -95,6 +95,13 @@ CASES = [
     Case("serve-twin-outside-subnet", "serve.yml",
          ["gx10-4: twin enp1s0f1np1 is in 192.168.105.0/24 but on gx10-1 it is in 192.168.100.0/24"],
          {"model": "tiny-qwen3"}, _fabric("gx10-4", "enp1s0f1np1", "192.168.105.14/24")),
+    # A launch override serve.yml takes as plan.yml does, with a wrong value; one plan.yml takes that serve.yml does not.
+    Case("serve-bad-override", "serve.yml",
+         ["-e max_model_len=lots is not a positive integer; give a whole number such as 131072."],
+         {"model": "tiny-qwen3", "max_model_len": "lots"}),
+    Case("serve-plan-only-override", "serve.yml",
+         ["-e node_mem_available_bytes: serve.yml measures MemAvailable on every serving node just before the start"],
+         {"model": "tiny-qwen3", "node_mem_available_bytes": "1000"}),
     # A string where a boolean is expected.
     Case("serve-ray-maybe", "serve.yml",
          ["-e serve_ray=maybe is not a boolean (extra variables); give -e serve_ray=true or -e serve_ray=false."],

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.gb10.cluster.plugins.module_utils import catalog as catalog_mod
+from ansible_collections.gb10.cluster.plugins.module_utils import memfit
 from tests.support.catalog import builtin_catalog, lab_extra, write_extra
 from tests.support.playbooks import ROOT, run_playbook
 
@@ -115,6 +117,7 @@ def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool) -
             # on 4 nodes and does not fit with the 8 GiB host floor (docs/plan.md); every other entry fits.
             expect_fit = not (model == "qwen3.5-397b-a17b-fp8" and layout["nodes"] == 4)
             assert o["memory"]["measured"] is False and o["memory"]["fits"] is expect_fit, where
+            check_memory_flags(o, entry, layout, expect_fit, where)
             if executor == "ray":
                 assert env["RAY_ADDRESS"] == f"{head_ip}:6379" and "/var/lib/gb10/ray:/tmp/ray" in mounts, where
                 assert argv[argv.index("--distributed-executor-backend") + 1] == "ray"
@@ -131,6 +134,24 @@ def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool) -
                 assert "/srv/gb10/models:/models:ro" in mounts and "/srv/gb10/cache:/root/.cache" in mounts, where
                 for key, value in (entry.get("env") or {}).items():
                     assert env[key] == value, (where, key)  # the workers' own environment has the model's
+
+
+def check_memory_flags(o: dict, entry: dict, layout: dict, fits: bool, where: str) -> None:
+    """A CUDA entry that fits starts with the planner's KV pool per rank in bytes and its admission-safe
+    utilization (the one conversion, planner on the GB10 planning defaults), each flag once."""
+    argv = o["argv"]
+    params = catalog_mod.planner_args(entry, {"nodes": layout["nodes"], "tensor_parallel_size": layout["tp"],
+                                              "pipeline_parallel_size": layout["pp"]}, str(ROOT))
+    plan = memfit.plan_memory(params)
+    if not fits:  # serve.yml refuses it: the catalog's flags are left as they are
+        assert o["memory"]["vllm_memory_args"] == {}, where
+        return
+    assert plan["memory_mode"] == "bytes" and plan["kv_cache_memory_bytes_per_rank"] > 0, where
+    assert _values(argv, "--kv-cache-memory-bytes") == [str(plan["kv_cache_memory_bytes_per_rank"])], where
+    assert _values(argv, "--gpu-memory-utilization") == [f"{plan['gpu_memory_utilization']:g}"], where
+    assert o["memory"]["kv_cache_memory_bytes_per_rank"] == plan["kv_cache_memory_bytes_per_rank"], where
+    admission = [c for c in plan["checks"] if c["name"].startswith("admission")]
+    assert admission and all(c["ok"] for c in admission), (where, admission)
 
 
 @pytest.mark.parametrize(("inventory", "pinned"), [("sample", False), ("sample-8", True)])

@@ -41,3 +41,21 @@ def test_a_log_without_memory_lines_fails_the_task_with_a_sentence():
     with pytest.raises(AnsibleFilterError, match="is not a pinned sha256 digest"):
         FILTERS["calibration_file"]({"model": "m", "image_digest": "", "tensor_parallel_size": 1,
                                      "pipeline_parallel_size": 1}, "/tmp")
+
+
+def test_guard_stops_and_line():
+    record = {"time": "2026-11-29T14:00:00Z", "host": "spark-7", "container": "gb10-vllm", "model": "tiny-qwen3",
+              "reason": "MemAvailable 0.90 GiB fell below the host floor 1.00 GiB: stopped gb10-vllm", "stop_rc": 0}
+    registered = {"results": [
+        {"item": "gx10-1", "rc": 1, "stdout": "", "stderr": "cat: no such file"},
+        {"item": "gx10-2", "rc": 0, "stdout": json.dumps(record)},
+        {"item": "gx10-3", "unreachable": True},
+        {"item": "gx10-4", "rc": 0, "stdout": "{broken"},
+    ]}
+    stops = FILTERS["guard_stops"](registered)
+    assert [s["node"] for s in stops] == ["gx10-2", "gx10-4"]
+    assert stops[0]["host"] == "spark-7", "the node's own hostname is kept; node is the inventory name"
+    assert "unreadable stopped.json" in stops[1]["reason"]
+    line = FILTERS["guard_line"](stops[0])
+    assert line.startswith("Memory guard: gx10-2 stopped gb10-vllm at 2026-11-29T14:00:00Z: MemAvailable 0.90 GiB")
+    assert "journalctl -u gb10-memory-guard" in line

@@ -50,8 +50,9 @@ def todays_fit_args(entry: dict, nodes: int, measured: list, total: Any, floor: 
         args["kv_cache_memory_bytes"] = int(entry["env"]["VLLM_CPU_KVCACHE_SPACE"]) * 2**30
     if len(str(total)) > 0:
         args["node_memory_total_bytes"] = int(total)
-    elif entry["platform"] == "cpu":
-        args["node_memory_total_bytes"] = min(m["mem_total"] for m in measured)
+    else:  # measured on every platform: the CPU build's smallest, a GB10's largest MemTotal (admission)
+        totals = [m["mem_total"] for m in measured]
+        args["node_memory_total_bytes"] = min(totals) if entry["platform"] == "cpu" else max(totals)
     if len(str(floor)) > 0:
         args["host_floor_bytes"] = int(floor)
     return args

@@ -33,7 +33,10 @@ from ansible_collections.gb10.cluster.plugins.module_utils.catalog import (
     plan_report,
     planner_args,
     resolve_plan,
+    serve_launch,
     text_config,
+    vllm_flag_args,
+    vllm_flags_errors,
 )
 from ansible_collections.gb10.cluster.plugins.module_utils.memfit import plan_memory
 from tests.support.catalog import builtin_catalog, merged_catalog
@@ -379,7 +382,8 @@ def test_planner_args_measured_memory(catalog):
     assert (cpu["node_mem_available_bytes"], cpu["node_memory_total_bytes"]) == (58 * GIB, 62 * GIB)
     cuda = planner_args(catalog[REF], {"measured_memory": MEASURED}, str(ROOT))
     assert cuda["node_mem_available_bytes"] == 58 * GIB
-    assert "node_memory_total_bytes" not in cuda, "on a GB10 the total is what CUDA reports (planner default)"
+    # on a GB10 CUDA's total is MemTotal, measured: the largest, so one utilization passes every node's admission
+    assert cuda["node_memory_total_bytes"] == 64 * GIB
     given = planner_args(
         catalog[LAB],
         {"measured_memory": MEASURED, "node_memory_total_bytes": 100 * GIB, "host_floor_bytes": "0"},
@@ -709,3 +713,110 @@ def test_relative_extra_path_needs_the_inventory_folder(builtin):
     with pytest.raises(CatalogMergeError, match="set gb10_inventory_dir or give an absolute path"):
         merge_catalog(builtin, {"m": _extra_entry(builtin, "models/m/config.json")}, str(ROOT), None)
     assert merge_catalog(builtin, None, str(ROOT), None) == builtin
+
+
+# --- recipe flags and environment (issue 16, item 7) -------------------------------------------
+
+
+def test_the_int4_entry_carries_its_recipe_flag(catalog):
+    entry = catalog["qwen3.5-397b-a17b-int4-autoround"]
+    assert entry["vllm_flags"] == {"compilation-config": {"cudagraph_mode": "piecewise"}}
+    assert entry_errors("qwen3.5-397b-a17b-int4-autoround", entry, str(ROOT)) == []
+    assert vllm_flag_args(entry["vllm_flags"]) == ["--compilation-config", '{"cudagraph_mode":"piecewise"}']
+
+
+def test_recipe_flags_render_in_order():
+    flags = {"attention-backend": "TRITON_ATTN", "moe-backend": "cutlass", "enforce-eager": True,
+             "async-scheduling": False, "max-cudagraph-capture-size": 512,
+             "hf-overrides": {"rope_scaling": {"type": "yarn", "factor": 4.0}}}
+    assert vllm_flag_args(flags) == [
+        "--attention-backend", "TRITON_ATTN", "--moe-backend", "cutlass", "--enforce-eager",
+        "--no-async-scheduling", "--max-cudagraph-capture-size", "512",
+        "--hf-overrides", '{"rope_scaling":{"factor":4.0,"type":"yarn"}}',
+    ]
+    assert vllm_flags_errors("e", flags) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--enforce-eager"], "must map vLLM flag names"),
+        ({"tensor-parallel-size": 2}, "is set by the serving play; give it in launch.tensor_parallel_size instead."),
+        ({"load-format": "fastsafetensors"}, "give it in launch.load_format instead."),
+        ({"gpu-memory-utilization": 0.8}, "the memory planner (launch.memory_mode)"),
+        ({"port": 9000}, "serve.yml (vllm_serve_api_port)"),
+        ({"api-key": "x"}, "looks like a secret"),
+        ({"hf-overrides": {"token": "hf_" + "a" * 34}}, "looks like a secret"),
+        ({"--attention-backend": "FLASHINFER"}, "without the dashes, e.g. attention-backend"),
+        ({"attention_backend": "FLASHINFER"}, "without the dashes, e.g. attention-backend"),
+        ({"enable-lora": True}, "is not a flag the catalog knows; use one of"),
+        ({"enforce-eager": "yes"}, "must be true or false."),
+        ({"enforce-eager": False}, "has no --no- form in vLLM; leave it out"),
+        ({"max-cudagraph-capture-size": "512"}, "must be a positive integer."),
+        ({"compilation-config": "piecewise"}, "must be a non-empty mapping (passed to vLLM as JSON)."),
+        ({"attention-backend": "FLASH ATTN; rm -rf /"}, "must be one word"),
+    ],
+)
+def test_recipe_flags_mistakes(catalog, flags, needle):
+    entry = dict(copy.deepcopy(catalog["gpt-oss-120b"]), vllm_flags=flags)
+    errors = entry_errors("gpt-oss-120b", entry, str(ROOT))
+    assert len(errors) == 1 and needle in errors[0], errors
+    assert errors[0].startswith("gb10_catalog['gpt-oss-120b'].vllm_flags"), errors
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"HF_TOKEN": "x"}, "env.HF_TOKEN looks like a secret; remove it: secrets live in ansible-vault"),
+        ({"OPENAI_API_KEY": "x"}, "looks like a secret"),
+        ({"SOME_SETTING": "sk-" + "b" * 30}, "looks like a secret"),
+        ({"NCCL_IB_HCA": "mlx5_0"}, "fabric environment the serving play sets from the inventory"),
+        ({"VLLM_HOST_IP": "10.0.0.1"}, "set by the serving play from the node's fabric address; remove it."),
+        ({"HF_HUB_OFFLINE": "0"}, "set by the serving play"),
+        ({"lower": "1"}, "is not an environment variable name"),
+    ],
+)
+def test_recipe_env_mistakes(catalog, env, needle):
+    entry = dict(copy.deepcopy(catalog["gpt-oss-120b"]), env=env)
+    errors = entry_errors("gpt-oss-120b", entry, str(ROOT))
+    assert len(errors) == 1 and needle in errors[0], errors
+
+
+def test_recipe_env_that_is_fine(catalog):
+    env = {"VLLM_MARLIN_USE_ATOMIC_ADD": "1", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+           "TOKENIZERS_PARALLELISM": "false", "FLA_USE_TMA": "0", "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
+    entry = dict(copy.deepcopy(catalog["gpt-oss-120b"]), env=env)
+    assert entry_errors("gpt-oss-120b", entry, str(ROOT)) == []
+# ------------------------------------------------------------------------ serve.yml's -e overrides
+def test_serve_launch_applies_plan_ymls_overrides(catalog):
+    entry = catalog[REF]
+    out = serve_launch(REF, entry, {"max_model_len": "32768", "kv_cache_gib": "12", "num_speculative_tokens": "0",
+                                    "max_num_seqs": ""}, str(ROOT))
+    assert out["launch"]["max_model_len"] == 32768 and out["launch"]["kv_cache_memory_bytes"] == 12 * GIB
+    assert out["launch"]["memory_mode"] == "bytes" and "speculative_config" not in out["launch"]
+    assert out["launch"]["max_num_seqs"] == entry["launch"]["max_num_seqs"], "'' leaves the catalog's value"
+    assert out["sources"]["max_model_len"] == "-e" and out["given"] == {
+        "max_model_len": "32768", "kv_cache_gib": "12", "num_speculative_tokens": "0"}
+    # the planner reads the same launch: planner_args on the entry with it gives the overrides' values
+    params = planner_args(dict(entry, launch=out["launch"]), {}, str(ROOT))
+    assert params["max_model_len"] == 32768 and params["kv_cache_memory_bytes"] == 12 * GIB
+    fraction = serve_launch(REF, entry, {"gpu_memory_utilization": "0.8"}, str(ROOT))["launch"]
+    assert fraction["memory_mode"] == "fraction" and fraction["gpu_memory_utilization"] == 0.8
+    assert serve_launch(REF, entry, {}, str(ROOT))["launch"] == dict(entry["launch"])
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "needle"),
+    [
+        (REF, {"max_model_len": "lots"}, "-e max_model_len=lots is not a positive integer"),
+        (REF, {"tensor_parallel_size": "2"}, "-e tensor_parallel_size: serve.yml lays the model out by -e nodes=N"),
+        (REF, {"node_mem_available_bytes": "1"}, "serve.yml measures MemAvailable on every serving node"),
+        (REF, {"max_model_len": "10000000"}, "is more than the model's max_position_embeddings"),
+        (REF, {"kv_cache_gib": "x"}, "-e kv_cache_gib=x is not a positive number of GiB"),
+        (LAB, {"kv_cache_gib": "2"}, "sizes its KV pool from VLLM_CPU_KVCACHE_SPACE"),
+    ],
+)
+def test_serve_launch_refuses_with_one_sentence(catalog, name, overrides, needle):
+    with pytest.raises(PlanInputError) as info:
+        serve_launch(name, catalog[name], overrides, str(ROOT))
+    assert len(info.value.errors) == 1 and needle in info.value.errors[0], info.value.errors

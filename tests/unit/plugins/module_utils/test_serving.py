@@ -33,6 +33,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     serving_plan,
     unreachable_hosts,
     vllm_args,
+    with_memory_args,
 )
 from tests.support.catalog import merged_catalog
 
@@ -618,3 +619,71 @@ def test_pin_errors() -> None:
         "gb10_image_pins['m'] is 'repo:tag' (inventory), not a mapping; write it as "
         "{repository: <registry/name>, tag: <tag>, digest: 'sha256:<64 hex>'}."]
     assert pin_errors("m", entry, ["x"])[0].startswith("gb10_image_pins is ['x'] (inventory)")
+
+
+def test_recipe_flags_and_env_reach_the_launch_argv(catalog):
+    """An entry's vllm_flags land in vLLM's argv after the launch settings, its env in the container's."""
+    entry = dict(catalog["tiny-llama"], vllm_flags={"enforce-eager": True, "attention-backend": "TORCH_SDPA",
+                                                    "compilation-config": {"cudagraph_mode": "none"}},
+                 env={"VLLM_CPU_KVCACHE_SPACE": "1", "FLA_USE_TMA": "0"})
+    plan = serving_plan("tiny-llama", dict(catalog, **{"tiny-llama": entry}), nodes(), PINS)
+    (api,) = plan["containers"]
+    args = api["args"]
+    at = args.index("--enforce-eager")
+    assert args[at:at + 5] == ["--enforce-eager", "--attention-backend", "TORCH_SDPA",
+                               "--compilation-config", '{"cudagraph_mode":"none"}']
+    assert at > args.index("--load-format") and at < args.index("--host")
+    assert "--env" in api["argv"] and "FLA_USE_TMA=0" in api["argv"]
+    assert plan["hash"] != serving_plan("tiny-llama", catalog, nodes(), PINS)["hash"], "a flag changes the spec"
+# ------------------------------------------------------------------------------ the planner's memory flags
+def _cuda_plan(catalog, executor="ray", utilization=0.9):
+    entry = dict(catalog["qwen3.5-397b-a17b-fp8"])
+    entry["image"] = dict(entry["image"], digest=DIGEST, ray="2.58.0")
+    entry["launch"] = dict(entry["launch"], gpu_memory_utilization=utilization)
+    return serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {},
+                        {"gpus": "all", "executor": executor})
+
+
+def _flag_values(args, flag):
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+@pytest.mark.parametrize("executor", ["ray", "native"])
+def test_memory_args_replace_the_catalogs_in_every_vllm_command(catalog, executor):
+    plan = _cuda_plan(catalog, executor)
+    memory = {"kv_cache_memory_bytes": 12_884_901_888, "gpu_memory_utilization": 0.8}
+    out = with_memory_args(plan, memory)
+    assert out["hash"] == plan["hash"], "the flags follow the measurement; the hash names the catalog's settings"
+    assert len(out["containers"]) == len(plan["containers"]) == (4 if executor == "native" else 1)
+    for old, new in zip(plan["containers"], out["containers"]):
+        for where in (new["args"], new["command"], new["argv"]):
+            assert _flag_values(where, "--kv-cache-memory-bytes") == ["12884901888"]
+            assert _flag_values(where, "--gpu-memory-utilization") == ["0.8"]
+        # everything else unchanged, in the same order
+        strip = {"--kv-cache-memory-bytes", "--gpu-memory-utilization"}
+        kept = [a for i, a in enumerate(new["args"]) if a not in strip and (i == 0 or new["args"][i - 1] not in strip)]
+        was = [a for i, a in enumerate(old["args"]) if a not in strip and (i == 0 or old["args"][i - 1] not in strip)]
+        assert kept == was
+        assert new["argv"][: new["argv"].index(new["image"])] == old["argv"][: old["argv"].index(old["image"])]
+        assert new["argv"] == docker_run_argv(new)
+        assert "--kv-cache-memory-bytes 12884901888" in new["command_line"]
+        if new["role"] == "follower":  # still under the head watchdog
+            assert new["command"][:2] == ["sh", "-c"] and new["command"][-len(new["args"]):] == new["args"]
+    assert out["by_host"][out["head"]]["args"] == out["containers"][0]["args"]
+    assert plan["containers"][0]["args"].count("--kv-cache-memory-bytes") == 0, "the plan itself is not changed"
+
+
+def test_memory_args_fraction_mode_drops_the_kv_bytes(catalog):
+    plan = _cuda_plan(catalog)
+    plan = with_memory_args(plan, {"kv_cache_memory_bytes": 1 << 30, "gpu_memory_utilization": 0.7})
+    out = with_memory_args(plan, {"gpu_memory_utilization": 0.75})
+    args = out["containers"][0]["args"]
+    assert "--kv-cache-memory-bytes" not in args and _flag_values(args, "--gpu-memory-utilization") == ["0.75"]
+    assert "kv_cache_memory_bytes" not in out["launch"]
+
+
+def test_memory_args_leave_the_cpu_build_alone(catalog):
+    plan = serving_plan("tiny-qwen3", catalog, nodes(), PINS)
+    out = with_memory_args(plan, {"kv_cache_memory_bytes": 1 << 30, "gpu_memory_utilization": 0.92})
+    assert out["containers"] == plan["containers"], "the CPU build sizes its pool from VLLM_CPU_KVCACHE_SPACE"
+    assert filters.serving_memory_args(plan, {}) == plan

@@ -9,10 +9,13 @@
   measurement, same bytes, changed=false).
 - ``base_dir | calibration_find(model, image_digest, tp, pp)``: ``{path, record, note}`` of the file to
   plan with (record null when there is none); give ``record`` to ``planner_args`` as its ``calibration``.
+- ``registered | guard_stops``: the guard's stopped.json of every node that has one, each with ``node``.
+- ``stopped | guard_line``: one line for a stop of the node memory guard (roles/memory_guard's stopped.json).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -65,6 +68,31 @@ def calibration_text(record: Any) -> str:
     return _C.record_text(dict(record or {}))
 
 
+def guard_stops(results: Any) -> list[dict[str, Any]]:
+    """The guard's stopped.json of every node that has one (a registered loop of ``cat``), each with
+    ``node``: the inventory name the file was read on."""
+    out = []
+    for result in (dict(results or {}).get("results") or []):
+        if result.get("rc") != 0 or not str(result.get("stdout") or "").strip():
+            continue
+        try:
+            record = json.loads(result["stdout"])
+        except ValueError:
+            record = {"reason": f"unreadable stopped.json ({str(result['stdout'])[:80]!r})"}
+        out.append(dict(record, node=str(result.get("item"))))
+    return out
+
+
+def guard_line(record: Any) -> str:
+    """One line for a stop of the node memory guard (its stopped.json)."""
+    r = dict(record or {})
+    return (
+        f"Memory guard: {r.get('node', r.get('host', '?'))} stopped {r.get('container', 'gb10-vllm')} at {r.get('time', '?')}: "
+        f"{r.get('reason', 'no reason recorded')} (docker stop rc {r.get('stop_rc', '?')}, "
+        f"journalctl -u gb10-memory-guard on that node)."
+    )
+
+
 def calibration_find(base_dir: Any, model: Any, image_digest: Any, tp: Any, pp: Any) -> dict[str, Any]:
     try:
         return _C.find_calibration(str(base_dir), str(model), str(image_digest or ""), int(tp), int(pp))
@@ -82,4 +110,6 @@ class FilterModule:
             "calibration_file": calibration_file,
             "calibration_text": calibration_text,
             "calibration_find": calibration_find,
+            "guard_line": guard_line,
+            "guard_stops": guard_stops,
         }

@@ -4,6 +4,8 @@
   inventory's ``gb10_catalog_extra`` entries over it (paths resolved; see ``merge_catalog``).
 - ``entry | planner_args(overrides, root)``: the planner's arguments for a catalog entry plus overrides
   (the one conversion, ``catalog.planner_args``), or ``{'errors': [...]}``.
+- ``catalog | serve_launch(model, overrides, root)``: serve.yml's -e overrides applied to the entry's launch
+  (``{launch, sources, given}``), or ``{'errors': [...]}`` (one sentence per mistake).
 - ``params | plan_memory``: the planner's answer on the controller (what ``gb10.cluster.memory_fit``
   returns, never failing for "does not fit"); fails the task with the sentences for ``{'errors': [...]}``
   or invalid arguments.
@@ -36,6 +38,17 @@ def catalog_merge(builtin: Any, extra: Any, root: Any, inventory_dir: Any = None
 def planner_args(entry: Any, overrides: Any = None, root: Any = "") -> dict[str, Any]:
     try:
         return _H.planner_args(dict(entry), dict(overrides or {}), str(root))
+    except _H.PlanInputError as exc:
+        return {"errors": list(exc.errors)}
+
+
+def serve_launch(catalog: Any, model: Any, overrides: Any = None, root: Any = "") -> dict[str, Any]:
+    name = str(model or "")
+    entry = dict(catalog or {}).get(name)
+    if entry is None:
+        return {"errors": [f"Unknown model '{name}' (-e model)."]}
+    try:
+        return _H.serve_launch(name, dict(entry), dict(overrides or {}), str(root or ""))
     except _H.PlanInputError as exc:
         return {"errors": list(exc.errors)}
 
@@ -81,6 +94,7 @@ class FilterModule:
         return {
             "catalog_merge": catalog_merge,
             "planner_args": planner_args,
+            "serve_launch": serve_launch,
             "plan_memory": plan_memory,
             "plan_input_names": plan_input_names,
             "plan_resolve": plan_resolve,

@@ -8,6 +8,8 @@
 - ``plan | serving_render(nodes, memory, roce_class)``: one object per container (vLLM and Ray) with its argv.
 - ``plan | serving_memory(catalog, root)``: the memory planner on the plan's layout with the GB10 planning
   defaults for the node figures (what a render can say without measuring a node).
+- ``plan | serving_memory_args(vllm_memory_args)``: the plan with the memory planner's flags in vLLM's argv
+  (CUDA: ``--kv-cache-memory-bytes`` and ``--gpu-memory-utilization``; the CPU build: unchanged).
 - ``catalog | catalog_layout(model, nodes, tp, pp)``: the catalog's layout for ``nodes`` (``{}`` when none
   applies or TP/PP are given), for plan.yml.
 - ``log_text | kv_log``: what vLLM logged about its KV cache.
@@ -72,7 +74,8 @@ def serving_memory(plan: Any, catalog: Any, root: Any) -> dict[str, Any]:
     plan = dict(plan)
     entry = dict(catalog)[plan["model"]]
     note = ("not measured: planned with the planner's GB10 planning defaults (node total "
-            f"{_MEMFIT.GB10_CUDA_TOTAL_BYTES} bytes = what CUDA reports on a GB10, MemAvailable = total, host floor "
+            f"{_MEMFIT.GB10_CUDA_TOTAL_BYTES} bytes = what CUDA reports on a GB10, MemAvailable "
+            f"{_MEMFIT.GB10_PLANNING_MEM_AVAILABLE_BYTES} bytes = a headless GB10 (bytes mode), host floor "
             f"{_MEMFIT.DEFAULT_HOST_FLOOR_BYTES} bytes); serve.yml measures every node before the launch")
     try:
         result = _MEMFIT.plan_memory(_H.memory_params(plan, entry, str(root)))
@@ -80,9 +83,18 @@ def serving_memory(plan: Any, catalog: Any, root: Any) -> dict[str, Any]:
         return {"measured": False, "note": note, "fits": None, "error": str(exc)}
     return {"measured": False, "note": note, "fits": bool(result.get("fits")),
             "kv_cache_tokens": result.get("kv_cache_tokens"), "max_concurrency": result.get("max_concurrency"),
+            "memory_mode": result.get("memory_mode"),
+            "kv_cache_memory_bytes_per_rank": result.get("kv_cache_memory_bytes_per_rank"),
+            "gpu_memory_utilization": result.get("gpu_memory_utilization"),
+            # the flags the render puts into vLLM's argv (serving_memory_args), only for a plan that fits
+            "vllm_memory_args": dict(result.get("vllm_memory_args") or {}) if result.get("fits") else {},
             "node_memory_total_bytes": _MEMFIT.GB10_CUDA_TOTAL_BYTES,
             "host_floor_bytes": _MEMFIT.DEFAULT_HOST_FLOOR_BYTES,
             "tensor_parallel_size": plan["tensor_parallel_size"], "pipeline_parallel_size": plan["pipeline_parallel_size"]}
+
+
+def serving_memory_args(plan: Any, memory_args: Any) -> dict[str, Any]:
+    return _H.with_memory_args(dict(plan), dict(memory_args or {}))
 
 
 def catalog_layout(catalog: Any, model: Any, nodes: Any, tensor_parallel_size: Any = None,
@@ -135,5 +147,6 @@ class FilterModule:
             "lost_message": lost_message,
             "serving_render": serving_render,
             "serving_memory": serving_memory,
+            "serving_memory_args": serving_memory_args,
             "catalog_layout": catalog_layout,
         }

@@ -318,6 +318,182 @@ def _launch_errors(where: str, launch: Any) -> list[str]:
     return errors
 
 
+# --------------------------------------------------------------------------------------------------
+# What a GB10 recipe adds to the launch settings: extra vLLM flags (an entry's optional `vllm_flags`)
+# and its environment (`env`). NVIDIA's and the community's recipes pick the attention or MoE backend,
+# the compilation (CUDA graph) mode, eager mode, expert parallelism and a few loader settings per model;
+# these are the flags an entry may add. Everything the play derives itself (layout, memory, address,
+# model name, executor) is refused here with the place it comes from.
+
+
+class ExtraFlag(NamedTuple):
+    """An extra vLLM flag: ``text`` (a word such as TRITON_ATTN), ``int`` (a positive integer),
+    ``bool`` (true: the bare flag; false: --no-<flag>, only where vLLM has it) or ``json`` (a mapping,
+    passed as compact JSON)."""
+
+    kind: str
+    negatable: bool = False
+
+
+# vLLM's spelling, without the leading dashes.
+VLLM_EXTRA_FLAGS: dict[str, ExtraFlag] = {
+    "attention-backend": ExtraFlag("text"),
+    "moe-backend": ExtraFlag("text"),
+    "compilation-config": ExtraFlag("json"),
+    "enforce-eager": ExtraFlag("bool"),
+    "async-scheduling": ExtraFlag("bool", negatable=True),
+    "enable-chunked-prefill": ExtraFlag("bool", negatable=True),
+    "enable-expert-parallel": ExtraFlag("bool"),
+    "disable-custom-all-reduce": ExtraFlag("bool"),
+    "max-cudagraph-capture-size": ExtraFlag("int"),
+    "safetensors-load-strategy": ExtraFlag("text"),
+    "model-loader-extra-config": ExtraFlag("json"),
+    "hf-overrides": ExtraFlag("json"),
+    "override-generation-config": ExtraFlag("json"),
+    "generation-config": ExtraFlag("text"),
+    "default-chat-template-kwargs": ExtraFlag("json"),
+    "limit-mm-per-prompt": ExtraFlag("json"),
+    "mm-encoder-tp-mode": ExtraFlag("text"),
+    "tokenizer-mode": ExtraFlag("text"),
+    "max-logprobs": ExtraFlag("int"),
+}
+# Flags the serving play sets itself, and where an entry says it instead.
+VLLM_PLAY_FLAGS: dict[str, str] = {
+    **{key.replace("_", "-"): f"launch.{key}" for key in (*PLANNER_LAUNCH_KEYS, *SERVE_LAUNCH_KEYS)},
+    "kv-cache-memory-bytes": "the memory planner (launch.memory_mode)",
+    "gpu-memory-utilization": "the memory planner (launch.memory_mode)",
+    "speculative-config": "launch.speculative_config",
+    "served-model-name": "serve.yml (the catalog name)",
+    "model": "serve.yml (the staged weights)",
+    "host": "serve.yml (vllm_serve_api_host)",
+    "port": "serve.yml (vllm_serve_api_port)",
+    "api-key": "ansible-vault (vllm_serve_api_key)",
+    "distributed-executor-backend": "serve.yml (serving.executor)",
+    "nnodes": "serve.yml (the layout)",
+    "node-rank": "serve.yml (the layout)",
+    "master-addr": "serve.yml (the head's fabric address)",
+    "master-port": "serve.yml (vllm_serve_master_port)",
+    "headless": "serve.yml (the layout)",
+    "data-parallel-size": "serve.yml (one GPU per node: the layout is TP x PP)",
+    "mamba-ssm-cache-dtype": "the memory planner (not passed by vllm_serve; plan.yml -e mamba_ssm_cache_dtype)",
+}
+# Environment the serving play sets itself (the fabric's NCCL/Gloo/UCX/Ray settings come from nccl_env,
+# the addresses from the inventory), by exact name or prefix.
+PLAY_ENV_NAMES = {
+    "VLLM_HOST_IP": "the node's fabric address",
+    "RAY_ADDRESS": "the Ray head",
+    "RAY_NODE_IP_ADDRESS": "the node's fabric address",
+    "RAY_OVERRIDE_NODE_IP_ADDRESS": "the node's fabric address",
+    "MASTER_ADDR": "the head's fabric address",
+    "HF_HUB_OFFLINE": "serve.yml (the weights are staged, never fetched by vLLM)",
+    "VLLM_API_KEY": "ansible-vault (vllm_serve_api_key)",
+}
+PLAY_ENV_PREFIXES = ("NCCL_", "GLOO_", "UCX_", "TP_SOCKET_", "OMPI_MCA_")
+ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+FLAG_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+TEXT_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+=-]{1,200}$")
+# Names and values that hold a credential: secrets live in ansible-vault, never in the catalog.
+SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "AUTH"}
+SECRET_VALUE_RE = re.compile(r"(^|[^A-Za-z0-9])(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{16,}|nvapi-[A-Za-z0-9_-]{16,})")
+
+
+def _secret_name(name: str) -> bool:
+    return any(part in SECRET_WORDS for part in re.split(r"[_-]", name.upper()))
+
+
+def _secret_value(value: Any) -> bool:
+    return bool(SECRET_VALUE_RE.search(json.dumps(value) if not isinstance(value, str) else value))
+
+
+def _vault_hint() -> str:
+    return ("secrets live in ansible-vault (vllm_serve_api_key, gb10_hf_token) and reach the containers "
+            "through env files, never through the catalog")
+
+
+def _flag_value_error(flag: str, spec: ExtraFlag, value: Any) -> str | None:
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            return "must be true or false."
+        if value is False and not spec.negatable:
+            return "has no --no- form in vLLM; leave it out to keep it off."
+        return None
+    if spec.kind == "int":
+        return None if as_positive_int(value) is not None and not isinstance(value, str) else "must be a positive integer."
+    if spec.kind == "json":
+        if not isinstance(value, Mapping) or not value:
+            return "must be a non-empty mapping (passed to vLLM as JSON)."
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            return "must hold only strings, numbers, booleans, lists and mappings."
+        return None
+    if not isinstance(value, str) or not TEXT_VALUE_RE.match(value):
+        return "must be one word (letters, digits and _ . : / + = -), e.g. TRITON_ATTN."
+    return None
+
+
+def vllm_flags_errors(where: str, flags: Any) -> list[str]:
+    """What is wrong with an entry's ``vllm_flags`` (flag name -> value), one sentence each."""
+    if flags is None:
+        return []
+    if not isinstance(flags, Mapping):
+        return [f"{where}.vllm_flags must map vLLM flag names (without --) to values, e.g. {{attention-backend: TRITON_ATTN}}."]
+    errors: list[str] = []
+    for raw_name, value in flags.items():
+        name = str(raw_name)
+        flag = name[2:] if name.startswith("--") else name
+        if _secret_name(flag) or _secret_value(value):
+            errors.append(f"{where}.vllm_flags.{name} looks like a secret; remove it: {_vault_hint()}.")
+        elif flag in VLLM_PLAY_FLAGS or flag.replace("_", "-") in VLLM_PLAY_FLAGS:
+            errors.append(f"{where}.vllm_flags.{name} is set by the serving play; give it in "
+                          f"{VLLM_PLAY_FLAGS.get(flag, VLLM_PLAY_FLAGS.get(flag.replace('_', '-')))} instead.")
+        elif name.startswith("--") or not FLAG_NAME_RE.match(flag):
+            errors.append(f"{where}.vllm_flags.{name}: write the flag as vLLM spells it without the dashes, "
+                          f"e.g. {flag.lstrip('-').replace('_', '-')}.")
+        elif flag not in VLLM_EXTRA_FLAGS:
+            errors.append(f"{where}.vllm_flags.{name} is not a flag the catalog knows; use one of "
+                          f"{', '.join(sorted(VLLM_EXTRA_FLAGS))} (docs/catalog.md, 'Recipe flags').")
+        else:
+            problem = _flag_value_error(flag, VLLM_EXTRA_FLAGS[flag], value)
+            if problem:
+                errors.append(f"{where}.vllm_flags.{name} {problem}")
+    return errors
+
+
+def env_errors(where: str, env: Any) -> list[str]:
+    """What is wrong with an entry's ``env`` (variable name -> string), one sentence each."""
+    if not (isinstance(env, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        return [f"{where}.env must map variable names to strings (quote numbers)."]
+    errors: list[str] = []
+    for name, value in env.items():
+        if not ENV_NAME_RE.match(name):
+            errors.append(f"{where}.env.{name} is not an environment variable name; use capitals, digits and _.")
+        elif _secret_name(name) or _secret_value(value):
+            errors.append(f"{where}.env.{name} looks like a secret; remove it: {_vault_hint()}.")
+        elif name in PLAY_ENV_NAMES:
+            errors.append(f"{where}.env.{name} is set by the serving play from {PLAY_ENV_NAMES[name]}; remove it.")
+        elif name.startswith(PLAY_ENV_PREFIXES):
+            errors.append(f"{where}.env.{name} is fabric environment the serving play sets from the inventory "
+                          "(nccl_env_* settings, docs/fabric.md); set it there, not per model.")
+    return errors
+
+
+def vllm_flag_args(flags: Mapping[str, Any] | None) -> list[str]:
+    """An entry's ``vllm_flags`` as vLLM CLI words, in the entry's order (checked by
+    :func:`vllm_flags_errors`): ``--flag value``, ``--flag`` / ``--no-flag``, or ``--flag {json}``."""
+    args: list[str] = []
+    for name, value in (flags or {}).items():
+        if value is True:
+            args.append(f"--{name}")
+        elif value is False:
+            args.append(f"--no-{name}")
+        elif isinstance(value, Mapping):
+            args += [f"--{name}", json.dumps(value, sort_keys=True, separators=(",", ":"))]
+        else:
+            args += [f"--{name}", str(value)]
+    return args
+
+
 def _memory_mode_errors(where: str, launch: Any, platform: Any) -> list[str]:
     """On CUDA the KV pool is sized in bytes by the planner unless the entry asks for the fraction mode,
     and then it names its fraction (docs/memory-planner.md, "Bytes and fraction")."""
@@ -433,11 +609,8 @@ def _entry_errors(name: str, entry: Any, root: str) -> list[str]:
             errors.append(f"{where}.image needs a repository and a tag (or serving.image_pin).")
         elif image["digest"] and not DIGEST_RE.match(image["digest"]):
             errors.append(f"{where}.image.digest must be 'sha256:<64 hex>', or '' until an operator pins it.")
-    env = entry["env"]
-    if not (
-        isinstance(env, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
-    ):
-        errors.append(f"{where}.env must map variable names to strings (quote numbers).")
+    errors.extend(env_errors(where, entry["env"]))
+    errors.extend(vllm_flags_errors(where, entry.get("vllm_flags")))
     errors.extend(_launch_errors(where, entry["launch"]))
     errors.extend(_memory_mode_errors(where, entry["launch"], entry["platform"]))
     config_rel = entry["config"]
@@ -801,16 +974,19 @@ def apply_calibration(params: dict[str, Any], record: Mapping[str, Any] | None, 
 def _node_memory(
     params: dict[str, Any], overrides: Mapping[str, Any], platform: str, errors: list[str], sources: dict[str, str]
 ) -> None:
-    """The node figures: measured (the smallest MemAvailable) unless given. The measured total is the
-    planner's on the CPU build; on CUDA the serving play passes MemTotal as node_memory_total_bytes."""
+    """The node figures: measured unless given. The smallest MemAvailable (one KV pool leaves every node
+    its floor). The total is measured too, never a constant: on a GB10 CUDA's total is the host's MemTotal
+    byte for byte and varies with the OS image (docs/memory-planner.md); there the largest, so that the
+    one utilization passes vLLM's admission check on every node (each requests utilization x its own
+    total); on the CPU build the smallest node's (or its container's) memory."""
     measured = overrides.get("measured_memory")
     if not _is_unset(measured):
         try:
             params["node_mem_available_bytes"] = min(int(node["mem_available"]) for node in measured)
             sources["node_mem_available_bytes"] = "measured"
-            if platform == "cpu":  # the CPU build's total is the node's (or its container's) memory
-                params["node_memory_total_bytes"] = min(int(node["mem_total"]) for node in measured)
-                sources["node_memory_total_bytes"] = "measured"
+            totals = [int(node["mem_total"]) for node in measured]
+            params["node_memory_total_bytes"] = min(totals) if platform == "cpu" else max(totals)
+            sources["node_memory_total_bytes"] = "measured"
         except (TypeError, KeyError, ValueError):
             errors.append(
                 "measured_memory must list each node's {mem_total, mem_available} in bytes "
@@ -930,6 +1106,59 @@ def convert(
     params.update({"model_config": os.path.join(root, str(entry["config"])), "platform": platform})
     report = apply_calibration(params, record if isinstance(record, Mapping) else None, sources)
     return params, sources, report
+
+
+# serve.yml's -e overrides: the launch settings plan.yml takes (by the same names, checked the same way).
+# The node figures are measured by serve.yml just before the start, and the layout follows -e nodes.
+SERVE_OVERRIDE_KEYS = tuple(k for k in OVERRIDE_KEYS if k not in ("tensor_parallel_size", "pipeline_parallel_size"))
+SERVE_REFUSED_KEYS = {
+    "tensor_parallel_size": "serve.yml lays the model out by -e nodes=N (the catalog's serving.layouts); "
+                            "drop -e tensor_parallel_size and give -e nodes.",
+    "pipeline_parallel_size": "serve.yml lays the model out by -e nodes=N (the catalog's serving.layouts); "
+                              "drop -e pipeline_parallel_size and give -e nodes.",
+    "node_memory_total_bytes": "serve.yml measures MemTotal on every serving node; -e node_memory_total_bytes is "
+                               "for plan.yml (set vllm_serve_node_memory_total_bytes in the inventory to force it).",
+    "node_mem_available_bytes": "serve.yml measures MemAvailable on every serving node just before the start; "
+                                "-e node_mem_available_bytes is for plan.yml.",
+    "host_floor_bytes": "serve.yml keeps the inventory's host floor (vllm_serve_host_floor_bytes, and the guard's); "
+                        "-e host_floor_bytes is for plan.yml.",
+    "weights_bytes": "serve.yml serves the catalog's checkpoint; -e weights_bytes is for plan.yml.",
+    "safetensors_index": "serve.yml serves the catalog's checkpoint; -e safetensors_index is for plan.yml.",
+    "platform": "serve.yml serves the catalog entry's platform; -e platform is for plan.yml.",
+}
+
+
+def serve_launch(
+    name: str, entry: Mapping[str, Any], overrides: Mapping[str, Any] | None, root: str = ""
+) -> dict[str, Any]:
+    """serve.yml's -e overrides applied to a catalog entry's launch: ``{launch, sources, given}``, the
+    launch settings vLLM is started with (the same reading as plan.yml's: :func:`_launch_overrides`,
+    :func:`_memory_mode`, :func:`_override_conflicts`). Unset values ('' or None) are ignored.
+    Raises PlanInputError with one sentence per mistake."""
+    overrides = {k: v for k, v in dict(overrides or {}).items() if not _is_unset(v)}
+    errors = [f"-e {key}: {SERVE_REFUSED_KEYS[key]}" for key in overrides if key in SERVE_REFUSED_KEYS]
+    picked = {k: v for k, v in overrides.items() if k in SERVE_OVERRIDE_KEYS}
+    launch: dict[str, Any] = dict(entry.get("launch") or {})
+    sources: dict[str, str] = {}
+    platform = str(entry.get("platform") or "cuda")
+    _launch_overrides(launch, picked, errors, sources)
+    if picked:
+        _memory_mode(launch, picked, platform, sources, errors)
+        if platform == "cpu" and any(k in picked for k in ("kv_cache_gib", "kv_cache_memory_bytes", "memory_mode",
+                                                             "gpu_memory_utilization")):
+            errors.append(
+                f"{name} runs vLLM's CPU build, which sizes its KV pool from VLLM_CPU_KVCACHE_SPACE (the catalog "
+                "entry's env), not from the memory flags; drop the -e KV or utilization settings."
+            )
+    config: Mapping[str, Any] | None = None
+    try:
+        config = load_model_config(os.path.join(root, str(entry["config"])))
+    except (ValueError, KeyError):
+        config = None
+    errors.extend(_override_conflicts(launch, picked, config, sources))
+    if errors:
+        raise PlanInputError(errors)
+    return {"launch": launch, "sources": {k: v for k, v in sources.items() if v != SOURCE_DEFAULT}, "given": picked}
 
 
 def resolve_plan(

@@ -24,6 +24,7 @@ from typing import Any
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _catalog
 from ansible_collections.gb10.cluster.plugins.module_utils import rack as _rack
+from ansible_collections.gb10.cluster.plugins.module_utils import registry_mirror as _mirror
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -618,12 +619,18 @@ def serving_plan(
     devices = _devices(platform, opts)
     model_dir_in = f"/models/{model}"
     common_args = [model_dir_in, "--served-model-name", model] + vllm_args(launch, platform)
+    # The recipe's extra flags (the entry's vllm_flags, checked by catalog.vllm_flags_errors).
+    common_args += _catalog.vllm_flag_args(entry.get("vllm_flags"))
     common_args += [str(a) for a in opts.get("extra_args") or []]
     env = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
     if platform == "cpu" and "kv_cache_memory_bytes" in launch and "VLLM_CPU_KVCACHE_SPACE" not in env:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(launch["kv_cache_memory_bytes"]) // 2**30))
     env.setdefault("HF_HUB_OFFLINE", "1")
-    ref = image_ref(image)
+    # The rack's registry mirror (gb10_registry_mirror): the nodes pull and run the image from there, by the
+    # same digest (module_utils/registry_mirror.py); upstream_ref is what the mirror copies from.
+    upstream_ref = image_ref(image)
+    mirror = str(opts.get("registry_mirror") or "")
+    ref = _mirror.mirror_ref(upstream_ref, mirror) if mirror and DIGEST_RE.match(str(image.get("digest", ""))) else upstream_ref
     roce = opts.get("roce") if isinstance(opts.get("roce"), Mapping) else None
     nccl = dict(opts.get("nccl") or {})
 
@@ -719,6 +726,7 @@ def serving_plan(
         "weights_source": "controller" if from_controller else "hf",
         "image": image,
         "image_ref": ref,
+        "image_upstream_ref": upstream_ref,
         "image_ray": ray_version if ray_state == "yes" else (False if ray_state == "no" else None),
         "executor": mode,
         "nodes": count,
@@ -907,6 +915,62 @@ def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any] | None
         argv += ["--volume", mount]
     argv += [str(container["image"])] + [str(a) for a in container.get("command") or ["vllm", "serve", *container["args"]]]
     return argv
+
+
+# ---------------------------------------------------------------------------------- memory flags
+# The planner's vllm_memory_args (memfit: by vLLM's names) that become flags of `vllm serve`.
+MEMORY_FLAG_KEYS = ("kv_cache_memory_bytes", "gpu_memory_utilization")
+
+
+def with_memory_args(plan: Mapping[str, Any], memory_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``plan`` with the memory planner's flags in every vLLM container's command.
+
+    On CUDA ``memory_args`` (``plan_memory``'s ``vllm_memory_args``) replace the catalog's
+    ``--kv-cache-memory-bytes`` / ``--gpu-memory-utilization``: bytes mode gives both (the KV pool per
+    rank, and a utilization that passes vLLM's start-up admission), fraction mode the utilization alone.
+    The CPU build sizes its KV pool from ``VLLM_CPU_KVCACHE_SPACE`` (already in the plan's environment)
+    and takes neither flag: its plan is returned unchanged. The plan's hash is kept: it names the
+    catalog's settings, while these flags follow the node figures measured just before each start.
+    """
+    out = dict(plan)
+    args_given = {k: v for k, v in dict(memory_args or {}).items() if k in MEMORY_FLAG_KEYS and v is not None}
+    if str(plan.get("platform")) != "cuda" or not args_given:
+        return out
+    flags = [_flag(k) for k in MEMORY_FLAG_KEYS]
+    new_flags: list[str] = []
+    for key in MEMORY_FLAG_KEYS:
+        if key in args_given:
+            value = args_given[key]
+            new_flags += [_flag(key), str(int(value)) if key == "kv_cache_memory_bytes" else f"{float(value):g}"]
+    containers = []
+    for old in plan["containers"]:
+        c = dict(old)
+        args = [str(a) for a in c["args"]]
+        kept: list[str] = []
+        at = None
+        i = 0
+        while i < len(args):
+            if args[i] in flags:
+                at = len(kept) if at is None else at
+                i += 2
+                continue
+            kept.append(args[i])
+            i += 1
+        at = 3 if at is None else at  # after "<model dir> --served-model-name <name>"
+        new_args = kept[:at] + new_flags + kept[at:]
+        command = list(c["command"])
+        c["command"] = command[: len(command) - len(args)] + new_args
+        c["args"] = new_args
+        c["argv"] = docker_run_argv(c)
+        c["command_line"] = ("(under the head watchdog) " if c["command"][0] != "vllm" else "") + \
+            "vllm serve " + " ".join(shlex.quote(a) for a in new_args)
+        containers.append(c)
+    out["containers"] = containers
+    out["by_host"] = {c["host"]: c for c in containers}
+    out["launch"] = {**dict(plan.get("launch") or {}), **args_given}
+    if "kv_cache_memory_bytes" not in args_given:
+        out["launch"].pop("kv_cache_memory_bytes", None)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ render
