@@ -835,17 +835,14 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
 def _cpu_ray_bind(ray: dict[str, Any], used: Sequence[Mapping[str, Any]], setting: Any) -> None:
     """The lab's CPU build with the Ray executor: vLLM's worker on a node runs in its Ray container, so
     VLLM_CPU_OMP_THREADS_BIND goes there, by the node's rank among the serving nodes (the head's vLLM
-    container has no worker and sets none: vLLM would copy the driver's value to every worker)."""
+    container has no worker and sets none: vLLM would copy the driver's value to every worker). The CPU
+    build's shared-memory all-reduce across nodes is the lab shim's business (lab/serving/image/shim)."""
     for rank, node in enumerate(used):
         container = ray["by_host"].get(node["host"])
         if not container:
             continue
         env = dict(container["env"])
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(setting, rank, node))
-        # The CPU build's shared-memory all-reduce assumes every TP rank on one host; a node-local
-        # VLLM_DIST_IDENT (the workers keep node-local values) makes the ranks disagree on the SHM group
-        # name, so vLLM uses torch's Gloo across nodes (seen: "open shm in SHMManager failed. errno: 2").
-        env.setdefault("VLLM_DIST_IDENT", f"gb10-{node['host']}")
         container["env"] = dict(sorted(env.items()))
         spec = json.dumps({k: container[k] for k in ("host", "image", "env", "mounts", "command", "docker", "name")},
                           sort_keys=True)
