@@ -27,7 +27,8 @@ import importlib.abc
 import os
 import socket
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEVICE_KEY = "GPU"
 
