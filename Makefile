@@ -79,7 +79,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(MAKE) -s sanity
 	git ls-files -z '*.sh' .ci/run | xargs -0 $(BIN)/shellcheck
-	for p in site.yml serve.yml plan.yml stop.yml status.yml logs.yml power_on.yml playbooks/*.yml; do \
+	for p in site.yml serve.yml plan.yml pin.yml stop.yml status.yml logs.yml power_on.yml bench.yml playbooks/*.yml; do \
 	  $(BIN)/ansible-playbook -i inventory/sample --syntax-check $$p >/dev/null || exit 1; done
 	@echo "lint: yamllint, ansible-lint, ruff, shellcheck and syntax checks passed"
 

@@ -37,3 +37,13 @@ def write_extra(inventory: Path, extra: dict[str, Any], name: str = "catalog.yml
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"gb10_catalog_extra": extra}, sort_keys=False), encoding="utf-8")
     return path
+
+
+# The lab's image pin and four lab nodes, as the serving plan's unit tests give them.
+LAB_DIGEST = "sha256:" + "ab" * 32
+LAB_PINS: dict[str, Any] = {"lab-vllm-cpu": {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0.32.0-x",
+                                             "digest": LAB_DIGEST, "image_id": "sha256:" + "cd" * 32}}
+
+
+def lab_nodes(n: int = 4) -> list[dict[str, str]]:
+    return [{"host": f"gx10-{i}", "mgmt_ip": f"10.77.0.1{i}", "fabric_ip": f"192.168.100.1{i}"} for i in range(1, n + 1)]

@@ -55,3 +55,21 @@ def run_playbook(tmp_path: Path, playbook: str, inventory: Path, extravars: dict
                  "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
         quiet=True,
     )
+
+
+def offline_rack(tmp_path: Path, name: str, group_all: dict) -> Path:
+    """A copy of inventory/<name> whose nodes sit on loopback ports where nothing answers, with
+    ``group_all`` as its group_vars/all/serving.yml."""
+    inv = tmp_path / "inventory"
+    shutil.copytree(ROOT / "inventory" / name, inv)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    for i, node in enumerate(hosts["all"]["children"]["gx10"]["hosts"].values(), start=1):
+        node["ansible_host"] = f"127.0.0.{100 + i}"
+        node["ansible_port"] = 1
+    hosts["all"]["children"]["switch"]["hosts"]["crs804"]["ansible_host"] = "127.0.0.99"
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    main = yaml.safe_load((inv / "group_vars/all/main.yml").read_text())
+    main["gb10_mgmt_subnet"] = "127.0.0.0/8"
+    (inv / "group_vars/all/main.yml").write_text(yaml.safe_dump(main))
+    (inv / "group_vars/all/serving.yml").write_text(yaml.safe_dump(group_all))
+    return inv

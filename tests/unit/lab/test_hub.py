@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 
 import pytest
 
 from lab import hub as labhub
+from tests.support.hub import served_hub
 
 TOKEN = "hf_labHubToken_0123456789"
 REPO = "lab-org/tiny-fetch"
@@ -15,13 +15,8 @@ REPO = "lab-org/tiny-fetch"
 
 @pytest.fixture
 def served(tmp_path):
-    info = labhub.make_repo(tmp_path / "repos", REPO, 1)
-    server, cdn = labhub.pair(("127.0.0.1", 0), labhub.load_repos(tmp_path / "repos"), TOKEN, 0, str(tmp_path / "hub.log"))
-    for s in (server, cdn):
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    yield server.server_address[1], info, server
-    server.shutdown()
-    cdn.shutdown()
+    with served_hub(tmp_path, REPO, TOKEN) as served:
+        yield served
 
 
 def _get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"):

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.support.catalog import lab_extra
-from tests.support.playbooks import make_inventory, run_playbook
+from tests.support.playbooks import ROOT, make_inventory, run_playbook
 
 API_KEY = "k" * 24  # a stand-in key (these runs never reach a node)
 DIGEST = "sha256:" + "ab" * 32
@@ -95,6 +95,18 @@ CASES = [
     Case("serve-twin-outside-subnet", "serve.yml",
          ["gx10-4: twin enp1s0f1np1 is in 192.168.105.0/24 but on gx10-1 it is in 192.168.100.0/24"],
          {"model": "tiny-qwen3"}, _fabric("gx10-4", "enp1s0f1np1", "192.168.105.14/24")),
+    # A twin address inside the management subnet (it would cut the node's SSH session), both twins on
+    # one subnet: refused by site.yml and by playbooks/nodes.yml run on its own.
+    Case("site-twin-in-mgmt-subnet", "site.yml",
+         ["gx10-1: gb10_fabric_addresses.enp1s0f1np1 127.0.0.1/24 is inside the management subnet gb10_mgmt_subnet "
+          "127.0.0.0/8, so the node would answer SSH out of the twin and drop the session"],
+         change=_fabric("gx10-1", "enp1s0f1np1", "127.0.0.1/24")),
+    Case("nodes-twin-in-mgmt-subnet", "playbooks/nodes.yml",
+         ["gx10-1: gb10_fabric_addresses.enp1s0f1np1 127.0.0.1/24 is inside the management subnet gb10_mgmt_subnet"],
+         change=_fabric("gx10-1", "enp1s0f1np1", "127.0.0.1/24")),
+    Case("nodes-twins-one-subnet", "playbooks/nodes.yml",
+         ["gx10-3: both twins (enp1s0f1np1 and enP2p1s0f1np1) are in 192.168.100.0/24 (gb10_fabric_addresses)"],
+         change=_fabric("gx10-3", "enP2p1s0f1np1", "192.168.100.99/24")),
     # A launch override serve.yml takes as plan.yml does, with a wrong value; one plan.yml takes that serve.yml does not.
     Case("serve-bad-override", "serve.yml",
          ["-e max_model_len=lots is not a positive integer; give a whole number such as 131072."],
@@ -230,6 +242,42 @@ def test_limit_cannot_skip_the_inventory_check(tmp_path: Path, monkeypatch: pyte
     msg = _failure_message(result)
     assert "gx10-4: twin enp1s0f1np1 is in 192.168.105.0/24 but on gx10-1 it is in 192.168.100.0/24" in msg
     assert _touched(result) == {"gx10-1"} and _only_the_inventory_check(result)
+
+
+def test_nodes_checks_the_inventory_with_a_limit_and_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """playbooks/nodes.yml on its own, the way docs/fabric.md re-runs the fabric (--limit one node, --tags
+    cx7_fabric, the twin address given with -e): the inventory check still runs first and refuses a twin
+    address inside the management subnet before any node is contacted."""
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    inv = _inventory(tmp_path, lambda nodes: None, {"vllm_serve_api_key": API_KEY,
+                                                    "gb10_image_pins": {"lab-vllm-cpu": LAB_PIN}})
+    wrong = {"enp1s0f1np1": "127.0.0.1/24", "enP2p1s0f1np1": "192.168.101.11/24"}
+    result = run_playbook(tmp_path, "playbooks/nodes.yml", inv, {"gb10_fabric_addresses": wrong},
+                          cmdline="--limit gx10-1 --tags cx7_fabric")
+    assert result.status == "failed"
+    msg = _failure_message(result)
+    assert "gx10-1: gb10_fabric_addresses.enp1s0f1np1 127.0.0.1/24 is inside the management subnet" in msg
+    assert _touched(result) == {"gx10-1"} and _only_the_inventory_check(result)
+
+
+def test_an_imported_check_runs_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """site.yml imports the check, then playbooks/nodes.yml, which imports it too: the second is skipped.
+    (A playbook of the same two imports, since site.yml itself stops in the preflight here.)"""
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    inv = _inventory(tmp_path, lambda nodes: None, {"vllm_serve_api_key": API_KEY,
+                                                    "gb10_image_pins": {"lab-vllm-cpu": LAB_PIN}})
+    book = tmp_path / "site-like.yml"
+    book.write_text(yaml.safe_dump([
+        {"name": "Inventory validation", "ansible.builtin.import_playbook": str(ROOT / "playbooks" / "boilerplate.yml")},
+        {"name": "Nodes", "ansible.builtin.import_playbook": str(ROOT / "playbooks" / "nodes.yml")},
+    ]))
+    result = run_playbook(tmp_path, str(book), inv)
+    summary = [e["event"] for e in result.events if e.get("event", "").startswith("runner_on_")
+               and e["event_data"].get("task") == "Validate inventory | Summary"]
+    assert summary.count("runner_on_ok") == 1 and "runner_on_skipped" in summary, summary
+    # and then nodes.yml went on to the nodes (unreachable on loopback): the skipped check stopped nothing
+    assert {e["event_data"].get("host") for e in result.events if e.get("event") == "runner_on_unreachable"} == {
+        "gx10-1", "gx10-2", "gx10-3", "gx10-4"}
 
 
 def test_serve_refuses_a_limit_without_localhost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

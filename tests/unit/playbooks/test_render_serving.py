@@ -11,7 +11,6 @@ container every node would run, and every container carries the contract (docs/r
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import yaml
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as catalog_mod
 from ansible_collections.gb10.cluster.plugins.module_utils import memfit
 from tests.support.catalog import builtin_catalog, lab_extra, write_extra
-from tests.support.playbooks import ROOT, run_playbook
+from tests.support.playbooks import ROOT, offline_rack, run_playbook
 
 DIGEST = "sha256:" + "ab" * 32
 API_KEY = "k" * 24
@@ -176,20 +175,7 @@ def test_render_every_catalog_model_on_the_sample_racks(tmp_path: Path, inventor
 
 
 def _rack_inventory(tmp_path: Path, name: str, group_all: dict) -> Path:
-    """A copy of a sample rack whose nodes sit on loopback ports where nothing answers."""
-    inv = tmp_path / "inventory"
-    shutil.copytree(ROOT / "inventory" / name, inv)
-    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
-    for i, node in enumerate(hosts["all"]["children"]["gx10"]["hosts"].values(), start=1):
-        node["ansible_host"] = f"127.0.0.{100 + i}"
-        node["ansible_port"] = 1
-    hosts["all"]["children"]["switch"]["hosts"]["crs804"]["ansible_host"] = "127.0.0.99"
-    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    main = yaml.safe_load((inv / "group_vars/all/main.yml").read_text())
-    main["gb10_mgmt_subnet"] = "127.0.0.0/8"
-    (inv / "group_vars/all/main.yml").write_text(yaml.safe_dump(main))
-    (inv / "group_vars/all/serving.yml").write_text(yaml.safe_dump(group_all))
-    return inv
+    return offline_rack(tmp_path, name, group_all)
 
 
 @pytest.mark.parametrize(("ray", "needle"), [

@@ -515,6 +515,6 @@ def test_fabric_test_plan_adds_a_shell_line_to_every_command():
     client = plan["ib_write_bw"]["gx10-1"]["clients"][0]
     assert client["sh"] == ("ib_write_bw -d rocep1s0f1 -x '<GID:rocep1s0f1>' -p 18515 -F --report_gbits -D 5 "
                             "192.168.100.12")
-    assert "sh" not in client["run"]  # gb10_fabric_perf takes run as is
+    assert "sh" not in client["run"]  # gb10.cluster.fabric_perf takes run as is
     assert plan["nccl"]["sh"].startswith("/usr/bin/mpirun -np 4 -H ")
     assert plan["build"]["gx10-1"]["steps"][0]["sh"] == "git init --quiet /opt/nccl-tests/v2.19.6/src"

@@ -80,9 +80,23 @@ CASES = [
     ("twin in another subnet than on other nodes",
      lambda g, h: h["gx10-3"]["gb10_fabric_addresses"].update({"enp1s0f1np1": "192.168.110.13/24"}),
      ["gx10-3: twin enp1s0f1np1 is in 192.168.110.0/24 but on gx10-1 it is in 192.168.100.0/24"]),
-    ("twin overlaps management",
+    ("twin inside management on every node",
      lambda g, h: [h[n]["gb10_fabric_addresses"].update({"enp1s0f1np1": f"192.168.1.{50 + i}/24"}) for i, n in enumerate(g["gx10"])],
-     ["gx10-1: twin enp1s0f1np1 subnet 192.168.1.0/24 overlaps the management subnet 192.168.1.0/24"]),
+     ["gx10-1: gb10_fabric_addresses.enp1s0f1np1 192.168.1.50/24 is inside the management subnet gb10_mgmt_subnet "
+      "192.168.1.0/24, so the node would answer SSH out of the twin and drop the session: give the twin an address "
+      "in a subnet of its own, e.g. 192.168.100.X/24."]),
+    ("twin at the controller's address with a host prefix",
+     lambda g, h: h["gx10-2"]["gb10_fabric_addresses"].update({"enP2p1s0f1np1": "192.168.1.1/32"}),
+     ["gx10-2: gb10_fabric_addresses.enP2p1s0f1np1 192.168.1.1/32 is inside the management subnet gb10_mgmt_subnet"]),
+    ("twin subnet wider than management",
+     lambda g, h: [h[n]["gb10_fabric_addresses"].update({"enp1s0f1np1": f"192.168.200.{10 + i}/16"}) for i, n in enumerate(g["gx10"])],
+     ["gx10-1: gb10_fabric_addresses.enp1s0f1np1 192.168.200.10/16 makes the twin's subnet 192.168.0.0/16 overlap "
+      "the management subnet gb10_mgmt_subnet 192.168.1.0/24: give the twin a subnet that shares no address with it",
+      "gx10-1: the subnets of its twins overlap (enp1s0f1np1 in 192.168.0.0/16, enP2p1s0f1np1 in 192.168.101.0/24;"]),
+    ("twins in overlapping subnets of different sizes",
+     lambda g, h: [h[n]["gb10_fabric_addresses"].update({"enP2p1s0f1np1": f"192.168.100.{130 + i}/25"}) for i, n in enumerate(g["gx10"])],
+     ["gx10-3: the subnets of its twins overlap (enp1s0f1np1 in 192.168.100.0/24, enP2p1s0f1np1 in 192.168.100.128/25; "
+      "gb10_fabric_addresses); give each twin a subnet of its own"]),
     ("network address",
      lambda g, h: h["gx10-1"]["gb10_fabric_addresses"].update({"enp1s0f1np1": "192.168.100.0/24"}),
      ["gx10-1: gb10_fabric_addresses.enp1s0f1np1 192.168.100.0/24 is the network or broadcast address"]),
@@ -120,6 +134,19 @@ CASES = [
      lambda g, h: (g["gx10"].append("GX10-5"), h.update({"GX10-5": copy.deepcopy(h["gx10-4"]) | {"ansible_host": "192.168.1.150", "gb10_switch_port": "qsfp56-dd-4-5", "gb10_fabric_addresses": {"enp1s0f1np1": "192.168.100.50/24", "enP2p1s0f1np1": "192.168.101.50/24"}}})),
      ["GX10-5: node names must be lowercase"]),
 ]
+
+
+def test_twin_mistakes_are_one_sentence_each() -> None:
+    """The lab's wrong-address case (a twin at the controller's management address, on every node) and
+    both twins on one subnet: exactly one sentence per node, nothing else."""
+    errors = mutate(lambda g, h: [h[n]["gb10_fabric_addresses"].update({"enp1s0f1np1": f"192.168.1.{200 + i}/24"})
+                                  for i, n in enumerate(g["gx10"])])
+    assert len(errors) == 4 and all("is inside the management subnet gb10_mgmt_subnet" in e for e in errors), errors
+    errors = mutate(lambda g, h: [h[n]["gb10_fabric_addresses"].update({"enP2p1s0f1np1": f"192.168.100.{50 + i}/24"})
+                                  for i, n in enumerate(g["gx10"])])
+    assert errors == [f"gx10-{i}: both twins (enp1s0f1np1 and enP2p1s0f1np1) are in 192.168.100.0/24 "
+                      "(gb10_fabric_addresses); each twin needs its own subnet (e.g. 192.168.100.0/24 and "
+                      "192.168.101.0/24), or routing becomes ambiguous and NCCL fails." for i in range(1, 5)]
 
 
 @pytest.mark.parametrize("name,change,expected", CASES, ids=[c[0] for c in CASES])

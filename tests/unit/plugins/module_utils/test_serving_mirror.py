@@ -5,20 +5,14 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.gb10.cluster.plugins.module_utils.serving import serving_plan
-from tests.support.catalog import merged_catalog
+from tests.support.catalog import LAB_DIGEST, LAB_PINS, lab_nodes, merged_catalog
 
-DIGEST = "sha256:" + "ab" * 32
-PINS = {"lab-vllm-cpu": {"repository": "10.77.0.1:5000/gb10/vllm-cpu", "tag": "0.32.0-x", "digest": DIGEST,
-                         "image_id": "sha256:" + "cd" * 32}}
+DIGEST, PINS, nodes = LAB_DIGEST, LAB_PINS, lab_nodes
 
 
 @pytest.fixture(scope="module")
 def catalog():
     return merged_catalog()
-
-
-def nodes(n=4):
-    return [{"host": f"gx10-{i}", "mgmt_ip": f"10.77.0.1{i}", "fabric_ip": f"192.168.100.1{i}"} for i in range(1, n + 1)]
 
 
 def test_the_plan_runs_the_mirrors_ref(catalog):

@@ -9,6 +9,7 @@ import pytest
 from ansible_collections.gb10.cluster.plugins.module_utils.stage_follow import (
     FINISHED,
     GRACE_S,
+    LINE_FORMATS,
     MISSING,
     RUNNING,
     TIMEOUT,
@@ -16,9 +17,13 @@ from ansible_collections.gb10.cluster.plugins.module_utils.stage_follow import (
     job_state,
     parse_progress,
     progress_line,
+    pull_line,
     round_command,
     split_round,
+    vllm_phase,
+    vllm_start_line,
 )
+from tests.support.vllm_logs import FRACTION_TP1
 
 LABEL = "m -> 3 node(s)"
 STARTED = json.dumps({"started": True, "finished": False, "ansible_job_id": "j1"})
@@ -95,8 +100,8 @@ def test_a_round_not_understood_asks_async_status():
     out = follow(lambda: next(outputs), lines.append, LABEL, 1, 60, job_status=lambda: next(states),
                  sleep=lambda _: None)
     assert (out.state, out.rounds) == (FINISHED, 4)
-    assert lines == ["m -> 3 node(s): copying (progress not readable this round)",
-                     "m -> 3 node(s): copying (progress not readable this round)",
+    assert lines == ["m -> 3 node(s): running (progress not readable this round)",
+                     "m -> 3 node(s): running (progress not readable this round)",
                      "m -> 3 node(s): copying 25.0% (1.00 / 4.00 GiB) at 250.0 MB/s, 12.5 s",
                      "m -> 3 node(s): ended (progress not readable this round)"]
 
@@ -156,3 +161,69 @@ def test_a_job_that_never_ends_stops_at_the_limit():
     lines: list[str] = []
     out = follow(lambda: _round(STARTED), lines.append, LABEL, 5, 60, sleep=clock.sleep, clock=clock)
     assert (out.state, out.rounds, len(lines)) == (TIMEOUT, 12, 12)
+
+
+# `docker pull` as Docker 20.10+ prints it without a terminal (recorded on the lab's nodes).
+PULL_MIDWAY = """0.32.0-x: Pulling from gb10/vllm-cpu
+3f4ca61aafcd: Already exists
+8a1b2c3d4e5f: Pulling fs layer
+9b8c7d6e5f4a: Pulling fs layer
+8a1b2c3d4e5f: Verifying Checksum
+8a1b2c3d4e5f: Download complete
+9b8c7d6e5f4a: Downloading
+"""
+PULL_DONE = PULL_MIDWAY + """8a1b2c3d4e5f: Pull complete
+9b8c7d6e5f4a: Download complete
+9b8c7d6e5f4a: Pull complete
+Digest: sha256:abababababababababababababababababababababababababababababababab
+Status: Downloaded newer image for 10.77.0.1:5000/gb10/vllm-cpu@sha256:abab
+"""
+
+
+def test_pull_lines_count_layers_and_say_how_the_pull_ended():
+    assert pull_line("gx10-1 pull", "") == "gx10-1 pull: resolving the manifest"
+    assert pull_line("gx10-1 pull", PULL_MIDWAY) == "gx10-1 pull: 1/3 layers in place, 2 downloaded"
+    assert pull_line("gx10-1 pull", PULL_DONE.replace("\n", "\r\n")) == (
+        "gx10-1 pull: Downloaded newer image for 10.77.0.1:5000/gb10/vllm-cpu@sha256:abab (3 layers)")
+    denied = "Error response from daemon: pull access denied for gb10/nope, repository does not exist\n"
+    assert pull_line("gx10-1 pull", denied) == "gx10-1 pull: " + denied.strip()
+
+
+def test_follow_prints_the_pulls_layers_round_by_round():
+    outputs = iter([_round(STARTED, PULL_MIDWAY), _round(DONE, PULL_DONE)])
+    lines: list[str] = []
+    outcome = follow(lambda: next(outputs), lines.append, "gx10-1 pull", 0, 60, sleep=lambda _: None,
+                     line_for=LINE_FORMATS["docker_pull"])
+    assert outcome.state == FINISHED and outcome.rounds == 2
+    assert lines == ["gx10-1 pull: 1/3 layers in place, 2 downloaded",
+                     "gx10-1 pull: Downloaded newer image for 10.77.0.1:5000/gb10/vllm-cpu@sha256:abab (3 layers)"]
+
+
+def test_vllm_phases_from_the_end_of_its_log():
+    assert vllm_start_line("m on gx10-1", "") == "m on gx10-1: starting the container"
+    head = ("(APIServer pid=1) INFO 11-29 17:39:00 [api_utils.py:286] non-default args: {'model': '/models/m'}\n"
+            "(APIServer pid=1) INFO 11-29 17:40:44 [model.py:733] Resolved architecture: Qwen3ForCausalLM\n")
+    assert vllm_phase(head) == "resolving the model (Qwen3ForCausalLM)"
+    # tqdm's bar arrives as carriage-return-separated updates on one line of `docker logs`
+    shards = head + ("Loading safetensors checkpoint shards:   0% Completed | 0/40 [00:00<?, ?it/s]\r"
+                     "Loading safetensors checkpoint shards:  28% Completed | 11/40 [01:02<02:40,  5.5s/it]\n")
+    assert vllm_phase(shards) == "loading weights: shard 11/40 (28 %)"
+    ray = head + "(EngineCore pid=9) INFO 11-29 17:41:00 [ray_utils.py:468] Waiting for creating a placement group of specs for 10 seconds.\n"
+    assert vllm_phase(ray) == "waiting for Ray to place the workers"
+    # the CUDA excerpts of the calibration tests, in vLLM 0.32.0's formats, in the order vLLM logs them
+    assert vllm_phase(FRACTION_TP1.split("Available KV")[0]) == "weights loaded (60.92 GiB)"
+    assert vllm_phase(FRACTION_TP1.split("GPU KV cache size")[0]) == "profiling memory"
+    assert vllm_phase(FRACTION_TP1.split("Graph capturing")[0]) == "KV cache of 3,889,968 tokens on GPU"
+    assert vllm_phase(FRACTION_TP1) == "CUDA graphs captured in 21 s"
+    api = FRACTION_TP1 + "(APIServer pid=1) INFO 11-27 10:02:40 [api_server.py:1] Starting vLLM server on http://0.0.0.0:8000\n"
+    assert vllm_start_line("m on gx10-1", api) == "m on gx10-1: API up, waiting for /health"
+
+
+def test_follow_prints_vllm_phases_round_by_round():
+    logs = ["", FRACTION_TP1.split("Available KV")[0], FRACTION_TP1]
+    outputs = iter([_round(STARTED, logs[0]), _round(STARTED, logs[1]), _round(DONE, logs[2])])
+    lines: list[str] = []
+    outcome = follow(lambda: next(outputs), lines.append, "m", 0, 60, sleep=lambda _: None,
+                     line_for=LINE_FORMATS["vllm_start"])
+    assert outcome.state == FINISHED
+    assert lines == ["m: starting the container", "m: weights loaded (60.92 GiB)", "m: CUDA graphs captured in 21 s"]

@@ -1,4 +1,4 @@
-"""gb10_cx7 (module_utils) and gb10_cx7_facts (module) against sysfs fixture trees."""
+"""gb10_cx7 (module_utils) and gb10.cluster.cx7_facts (module) against sysfs fixture trees."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""gb10_fabric_check and gb10_fabric_report run as modules (patch_module_args)."""
+"""gb10.cluster.fabric_check and gb10.cluster.fabric_report run as modules (patch_module_args)."""
 from __future__ import annotations
 
 import json

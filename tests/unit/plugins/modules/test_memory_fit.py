@@ -1,4 +1,4 @@
-"""gb10_memory_fit run as a module (patch_module_args): result, refusal and no-fit failure."""
+"""gb10.cluster.memory_fit run as a module (patch_module_args): result, refusal and no-fit failure."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""gb10_switch_diag: the port classifier on recorded monitor outputs, and the module against the simulator."""
+"""gb10.cluster.switch_diag: the port classifier on recorded monitor outputs, and the module against the simulator."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""gb10_switch_plan: the normaliser (RouterOS echoed forms) and the port map / configuration plan."""
+"""gb10.cluster.switch_plan: the normaliser (RouterOS echoed forms) and the port map / configuration plan."""
 from __future__ import annotations
 
 import json

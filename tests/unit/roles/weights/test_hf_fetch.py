@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from lab import hub as labhub
 from roles.weights.files import gb10_hf_fetch as fetch  # the script the role copies to the nodes
+from tests.support.hub import served_hub
 
 TOKEN = "hf_labTestToken0123456789abcdef"
 REPO = "lab-org/tiny-fetch"
@@ -25,13 +24,8 @@ REPO = "lab-org/tiny-fetch"
 @pytest.fixture
 def served(tmp_path):
     """A 1 MiB repository served on loopback; yields (endpoint, info, server)."""
-    info = labhub.make_repo(tmp_path / "repos", REPO, 1)
-    server, cdn = labhub.pair(("127.0.0.1", 0), labhub.load_repos(tmp_path / "repos"), TOKEN, 0, str(tmp_path / "hub.log"))
-    for s in (server, cdn):
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", info, server
-    server.shutdown()
-    cdn.shutdown()
+    with served_hub(tmp_path, REPO, TOKEN) as (port, info, server):
+        yield f"http://127.0.0.1:{port}", info, server
 
 
 def _token_file(tmp_path: Path, token: str = TOKEN) -> str:

@@ -1,4 +1,4 @@
-"""Action plugin gb10.cluster.stage_follow: follow a staging stream, one progress line per round.
+"""Action plugin gb10.cluster.stage_follow: follow a long async job, one progress line per round.
 
 Thin: the rounds, the reading of the job and progress files and the line are in
 module_utils/stage_follow.py (unit-tested). Here: the arguments, one shell command per round on the node
@@ -18,6 +18,7 @@ from ansible.utils.display import Display
 from ansible_collections.gb10.cluster.plugins.module_utils.stage_follow import (
     FINISHED,
     GRACE_S,
+    LINE_FORMATS,
     MISSING,
     RUNNING,
     TIMEOUT,
@@ -34,6 +35,7 @@ ARGUMENT_SPEC = {
     "label": {"type": "str", "required": True},
     "interval": {"type": "float", "default": 5.0},
     "timeout": {"type": "float", "default": 86400.0},
+    "format": {"type": "str", "default": "staging", "choices": sorted(LINE_FORMATS)},
 }
 
 
@@ -63,7 +65,7 @@ class ActionModule(ActionBase):
             return FINISHED if async_status().get("finished") else RUNNING
 
         outcome = follow(read_round, display.display, args["label"], args["interval"], args["timeout"] + GRACE_S,
-                         job_status=job_status)
+                         job_status=job_status, line_for=LINE_FORMATS[args["format"]])
         result.update(changed=False, rounds=outcome.rounds, progress_line=outcome.line, ansible_job_id=args["jid"])
         if outcome.state == TIMEOUT:
             result.update(failed=True, finished=False, msg=(

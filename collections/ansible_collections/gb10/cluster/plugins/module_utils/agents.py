@@ -24,6 +24,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils.catalog import as_positive_int
+
 API_KEY_ENV = "GB10_VLLM_API_KEY"
 PROVIDER_ID = "gb10"
 PROVIDER_NAME = "GB10 cluster (vLLM)"
@@ -46,14 +48,7 @@ class AgentConfigError(ValueError):
         self.errors = errors
 
 
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
+_positive_int = as_positive_int
 
 
 def agent_settings(model: str, entry: Mapping[str, Any], endpoint: str, max_model_len: Any = None,

@@ -1,8 +1,8 @@
 """Fabric validation logic: jumbo-ping matrix, address/MTU/link checks, the link tests, the report.
 
-Plain Python, no Ansible imports. The module ``gb10_fabric_check`` runs :func:`run_node_checks` on a
+Plain Python, no Ansible imports. The module ``gb10.cluster.fabric_check`` runs :func:`run_node_checks` on a
 node (one task per node: the pings of all twins and peers run in parallel threads), and the module
-``gb10_fabric_report`` merges every node's checks on the controller with :func:`summarize`.
+``gb10.cluster.fabric_report`` merges every node's checks on the controller with :func:`summarize`.
 
 The link tests (ib_write_bw per twin, nccl-tests across the nodes) and the nccl-tests build are planned
 by :func:`fabric_test_plan`: the role runs the argv it returns, and playbooks/render_fabric_tests.yml
@@ -314,7 +314,7 @@ def run_node_checks(node: str, twins: list[dict[str, Any]], mtu: int,
 
 GID_PLACEHOLDER = "<GID:{device}>"
 GID_NOTE = ("ib_write_bw -x takes the RoCE v2 IPv4 GID index of each RDMA device, read from sysfs "
-            "(gb10_cx7_facts) on the node at run time: it moves (3 -> 4) after link or netplan events, so "
+            "(gb10.cluster.cx7_facts) on the node at run time: it moves (3 -> 4) after link or netplan events, so "
             "it is never pinned; a rendered plan shows <GID:device> where the run puts that number. "
             "NCCL_IB_GID_INDEX is never set: NCCL finds the same GID itself.")
 
@@ -464,7 +464,7 @@ def ib_write_bw_plan(nodes: list[dict[str, Any]], twins: list[dict[str, Any]],
             clients.append({
                 "twin": iface, "rdma_device": device, "peer": peer["name"], "peer_address": peer_ip,
                 "port": port + k, "argv": argv, "error": error,
-                # what gb10_fabric_perf takes (runs[]): both twins' clients start together
+                # what gb10.cluster.fabric_perf takes (runs[]): both twins' clients start together
                 "run": {"twin": iface, "peer": peer["name"], "argv": argv, "error": error}})
         plan[node["name"]] = {"peer": peer["name"], "server_for": prev["name"], "servers": servers,
                               "clients": clients}
@@ -551,7 +551,7 @@ def fabric_test_plan(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _add_sh(item: Any) -> None:
     """Next to every ``argv``, the same command as one shell line (``sh``), for people reading a render.
-    Not inside ``run`` (passed as is to gb10_fabric_perf, whose options it must match)."""
+    Not inside ``run`` (passed as is to gb10.cluster.fabric_perf, whose options it must match)."""
     if isinstance(item, dict):
         if isinstance(item.get("argv"), list):
             item["sh"] = shlex.join(item["argv"])

@@ -291,14 +291,31 @@ def validate(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping
             if iface.ip in (net.network_address, net.broadcast_address) and net.prefixlen < 31:
                 errors.append(f"{host}: gb10_fabric_addresses.{twin} {iface} is the network or broadcast address of {net}.")
             claim(str(iface.ip), f"{host} {twin}")
-            if net in host_nets:
-                errors.append(
-                    f"{host}: both twins ({host_nets[net]} and {twin}) are in {net}; each twin needs its own subnet "
-                    "(e.g. 192.168.100.0/24 and 192.168.101.0/24), or routing becomes ambiguous and NCCL fails."
-                )
+            for other_net, other in host_nets.items():
+                if net == other_net:
+                    errors.append(
+                        f"{host}: both twins ({other} and {twin}) are in {net} (gb10_fabric_addresses); each twin needs its "
+                        "own subnet (e.g. 192.168.100.0/24 and 192.168.101.0/24), or routing becomes ambiguous and NCCL fails."
+                    )
+                elif net.overlaps(other_net):
+                    errors.append(
+                        f"{host}: the subnets of its twins overlap ({other} in {other_net}, {twin} in {net}; "
+                        "gb10_fabric_addresses); give each twin a subnet of its own that shares no address with the "
+                        "other's (e.g. 192.168.100.0/24 and 192.168.101.0/24), or routing becomes ambiguous and NCCL fails."
+                    )
             host_nets[net] = twin
-            if mgmt_net is not None and net.overlaps(mgmt_net):
-                errors.append(f"{host}: twin {twin} subnet {net} overlaps the management subnet {mgmt_net}; use a separate subnet.")
+            if mgmt_net is not None and iface.ip in mgmt_net:
+                errors.append(
+                    f"{host}: gb10_fabric_addresses.{twin} {iface} is inside the management subnet gb10_mgmt_subnet "
+                    f"{mgmt_net}, so the node would answer SSH out of the twin and drop the session: give the twin an "
+                    "address in a subnet of its own, e.g. 192.168.100.X/24."
+                )
+            elif mgmt_net is not None and net.overlaps(mgmt_net):
+                errors.append(
+                    f"{host}: gb10_fabric_addresses.{twin} {iface} makes the twin's subnet {net} overlap the management "
+                    f"subnet gb10_mgmt_subnet {mgmt_net}: give the twin a subnet that shares no address with it, e.g. "
+                    "192.168.100.X/24."
+                )
             if twin in twin_nets and twin_nets[twin][0] != net:
                 first_net, first_host = twin_nets[twin]
                 errors.append(

@@ -1,7 +1,7 @@
 """Memory-fit planner: vLLM's own memory arithmetic, restated, for GB10 nodes.
 
 Plain typed Python, no Ansible imports (``plugins/module_utils`` convention); the module
-``gb10_memory_fit`` is a thin wrapper around :func:`plan_memory`.
+``gb10.cluster.memory_fit`` is a thin wrapper around :func:`plan_memory`.
 
 What this reproduces, from the vLLM ``VLLM_RELEASE`` source (restated, not copied):
 

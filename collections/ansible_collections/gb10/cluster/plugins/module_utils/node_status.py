@@ -19,7 +19,7 @@ KV_METRICS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 _METRIC_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s+(?P<value>[-+0-9.eEinfNa]+)")
 
 
-def _flag(args: Sequence[str], name: str) -> str | None:
+def flag_value(args: Sequence[str], name: str) -> str | None:
     """The value after ``name`` in an argument list (``--port 8000``), or None."""
     for i, arg in enumerate(args):
         if arg == name and i + 1 < len(args):
@@ -55,10 +55,10 @@ def container_rows(inspected: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
             "started_at": str(state.get("StartedAt", "")),
             "restarts": int(c.get("RestartCount", 0) or 0),
             "exit_code": int(state.get("ExitCode", 0) or 0),
-            "api_port": int(_flag(args, "--port") or 0) if kind == "vllm" and role == "api" else None,
-            "tensor_parallel_size": int(_flag(args, "--tensor-parallel-size") or 1) if kind == "vllm" else None,
-            "pipeline_parallel_size": int(_flag(args, "--pipeline-parallel-size") or 1) if kind == "vllm" else None,
-            "max_model_len": int(_flag(args, "--max-model-len") or 0) or None if kind == "vllm" else None,
+            "api_port": int(flag_value(args, "--port") or 0) if kind == "vllm" and role == "api" else None,
+            "tensor_parallel_size": int(flag_value(args, "--tensor-parallel-size") or 1) if kind == "vllm" else None,
+            "pipeline_parallel_size": int(flag_value(args, "--pipeline-parallel-size") or 1) if kind == "vllm" else None,
+            "max_model_len": int(flag_value(args, "--max-model-len") or 0) or None if kind == "vllm" else None,
         })
     return sorted(rows, key=lambda r: (r["kind"], r["name"]))
 

@@ -59,22 +59,25 @@ class ImageRef:
         return f"{self.registry}/{self.repository}@{self.digest}"
 
 
+def split_registry(name: str) -> tuple[str, str]:
+    """``[registry/]repository[:tag]`` -> (registry, repository[:tag]) as Docker reads it: the first part is a
+    registry when it looks like a host; otherwise Docker Hub, whose one-part names live under library/."""
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return DOCKER_HUB, name if slash else f"library/{name}"
+
+
 def parse_ref(ref: str) -> ImageRef:
     """``[registry/]repository[:tag]@sha256:<hex>`` as Docker reads it (Docker Hub names are normalised)."""
     text = str(ref or "").strip()
     name, sep, digest = text.partition("@")
     if not sep or not DIGEST_RE.match(digest):
         raise MirrorError(f"the image '{text}' is not pinned by digest; give repository@sha256:<64 hex>.")
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, rest
-    else:
-        registry, path = DOCKER_HUB, name
+    registry, path = split_registry(name)
     last = path.rsplit("/", 1)[-1]
     if ":" in last:  # a tag next to the digest is informational
         path = path[: len(path) - len(last)] + last.split(":", 1)[0]
-    if registry == DOCKER_HUB and "/" not in path:
-        path = f"library/{path}"
     if not path or path != path.lower() or not re.fullmatch(r"[a-z0-9]+([._/-]+[a-z0-9]+)*", path):
         raise MirrorError(f"the image '{text}' has no valid repository name ('{path}').")
     return ImageRef(registry, path, digest)

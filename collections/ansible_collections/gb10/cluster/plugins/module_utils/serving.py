@@ -89,16 +89,9 @@ class ServingError(ValueError):
 
 
 def positive_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, float) and value.is_integer() and value > 0:
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
-        number = int(value)
-        return number if number > 0 else None
-    return None
+    """The catalog's one parser for counts typed as ``-e nodes=8`` or ``-e '{"nodes": 8}'`` (called late:
+    catalog imports this module)."""
+    return _catalog.as_positive_int(value)
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -118,7 +111,7 @@ def image_for(name: str, entry: Mapping[str, Any], pins: Mapping[str, Any] | Non
             }
     image = entry.get("image") or {}
     return {k: str(image.get(k) or "") for k in ("repository", "tag", "digest")} | {
-        "image_id": "",
+        "image_id": str(image.get("image_id") or ""),  # a pin (pin.yml) records it
         "source": f"gb10_catalog['{name}'].image",
         "ray": image.get("ray"),
         "base": "",

@@ -1,4 +1,5 @@
-"""Follow a staging stream (roles/weights): one progress line per round until the stream has ended.
+"""Follow a long job on a node (a staging stream, a download, an image pull): one progress line per
+round until the job has ended.
 
 Plain typed Python, no Ansible imports. The action plugin gb10.cluster.stage_follow supplies the I/O
 (one shell command per round on the node that runs the stream, Display for the lines); this module
@@ -9,6 +10,7 @@ round ended long copies with a RecursionError after about 250 rounds).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -86,6 +88,91 @@ def progress_line(label: str, progress: dict[str, Any]) -> str:
             f"({done / 2**30:.2f} / {total / 2**30:.2f} GiB) at {rate / 1e6:.1f} MB/s, {progress.get('elapsed_s', 0)} s")
 
 
+# `docker pull` without a terminal prints one line per layer event ("<layer>: Pull complete") and no
+# byte counts: a layer is in place once it says "Pull complete" or "Already exists", downloaded once
+# it got past "Download complete".
+_LAYER_LINE = re.compile(r"^([0-9a-f]{12,64}): (.+?)\s*$")
+_IN_PLACE = ("Pull complete", "Already exists")
+_DOWNLOADED = ("Download complete", "Verifying Checksum", "Extracting") + _IN_PLACE
+
+
+def pull_progress(text: str) -> dict[str, Any]:
+    """Layers seen, downloaded and in place in the output of `docker pull` so far, and how it ended
+    ("Status: ..." line) or the last error line."""
+    layers: dict[str, str] = {}
+    status = error = ""
+    for raw in text.replace("\r\n", "\n").splitlines():
+        line = raw.strip()
+        m = _LAYER_LINE.match(line)
+        if m:
+            layers[m.group(1)] = m.group(2)
+        elif line.startswith("Status: "):
+            status = line[len("Status: "):]
+        elif line.startswith(("Error", "error")) or "denied" in line or "manifest unknown" in line:
+            error = line
+    states = list(layers.values())
+    return {"layers": len(states),
+            "downloaded": sum(1 for st in states if st.startswith(_DOWNLOADED)),
+            "in_place": sum(1 for st in states if st.startswith(_IN_PLACE)),
+            "status": status, "error": error}
+
+
+def pull_line(label: str, text: str) -> str:
+    """'<label>: <in place>/<layers> layers in place, <downloaded> downloaded', or how the pull ended."""
+    got = pull_progress(text)
+    if got["error"]:
+        return f"{label}: {got['error']}"
+    if got["status"]:
+        return f"{label}: {got['status']} ({got['layers']} layers)"
+    if not got["layers"]:
+        return f"{label}: resolving the manifest"
+    return f"{label}: {got['in_place']}/{got['layers']} layers in place, {got['downloaded']} downloaded"
+
+
+# vLLM's start, phase by phase, from the last lines of its log (vLLM 0.32.0's own messages; progress
+# bars come as carriage-return-separated updates). The last line that names a phase wins.
+_VLLM_PHASES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(rx), text) for rx, text in (
+    (r"non-default args:", "reading its arguments"),
+    (r"Resolved architecture: (\S+)", "resolving the model ({0})"),
+    (r"Waiting for creating a placement group", "waiting for Ray to place the workers"),
+    (r"Loading safetensors checkpoint shards:\s*(\d+)% Completed \| (\d+)/(\d+)", "loading weights: shard {1}/{2} ({0} %)"),
+    (r"Loading weights took ([0-9.]+) seconds", "weights loaded in {0} s"),
+    (r"Model loading took ([0-9.]+) GiB", "weights loaded ({0} GiB)"),
+    (r"Dynamo bytecode transform time|torch\.compile takes", "compiling the model (torch.compile)"),
+    (r"Initial free memory|Memory profiling|Available KV cache memory", "profiling memory"),
+    (r"(\w+) KV cache size: ([0-9,]+) tokens", "KV cache of {1} tokens on {0}"),
+    (r"Capturing CUDA graphs[^|\r\n]*\|\s*(\d+)/(\d+)", "capturing CUDA graphs {0}/{1}"),
+    (r"Graph capturing finished in ([0-9.]+) secs", "CUDA graphs captured in {0} s"),
+    (r"init engine \(profile, create kv cache, warmup model\) took ([0-9.]+)", "engine ready after {0} s, starting the API"),
+    (r"Starting vLLM (?:API|server)|Application startup complete", "API up, waiting for /health"),
+))
+
+
+def vllm_phase(text: str) -> str:
+    """The phase vLLM's start is in, read from the end of its log ("" when no line names one yet)."""
+    phase = ""
+    for line in re.split(r"[\r\n]+", text):
+        for pattern, template in _VLLM_PHASES:
+            m = pattern.search(line)
+            if m:
+                phase = template.format(*m.groups())
+    return phase
+
+
+def vllm_start_line(label: str, text: str) -> str:
+    """'<label>: <phase>' for a round of the health wait (the progress file is the log's last lines)."""
+    return f"{label}: {vllm_phase(text) or 'starting the container'}"
+
+
+def staging_line(label: str, text: str) -> str:
+    return progress_line(label, parse_progress(text))
+
+
+# What a round's progress text is, by the follower's ``format`` argument.
+LINE_FORMATS: dict[str, Callable[[str, str], str]] = {"staging": staging_line, "docker_pull": pull_line,
+                                                      "vllm_start": vllm_start_line}
+
+
 @dataclass
 class Outcome:
     """How following ended: FINISHED, MISSING or TIMEOUT, after how many rounds, with the last line printed."""
@@ -97,7 +184,7 @@ class Outcome:
 
 def follow(read_round: Callable[[], str], emit: Callable[[str], None], label: str, interval: float,
            limit_s: float, job_status: Callable[[], str] | None = None, sleep: Callable[[float], None] = time.sleep,
-           clock: Callable[[], float] = time.monotonic) -> Outcome:
+           clock: Callable[[], float] = time.monotonic, line_for: Callable[[str, str], str] = staging_line) -> Outcome:
     """Round after round: wait ``interval`` s, read the job and progress files, emit ONE line.
 
     Ends after the round that finds the job ended (its last line shows the final progress, so a copy
@@ -113,10 +200,10 @@ def follow(read_round: Callable[[], str], emit: Callable[[str], None], label: st
         parts = split_round(read_round())
         if parts is None:
             state = job_status() if job_status is not None else RUNNING
-            line = f"{label}: {'copying' if state == RUNNING else 'ended'} (progress not readable this round)"
+            line = f"{label}: {'running' if state == RUNNING else 'ended'} (progress not readable this round)"
         else:
             state = job_state(parts[0])
-            line = progress_line(label, parse_progress(parts[1]))
+            line = line_for(label, parts[1])
         emit(line)
         if state != RUNNING:
             return Outcome(state, rounds, line)

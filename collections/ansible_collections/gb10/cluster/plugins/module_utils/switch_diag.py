@@ -1,6 +1,6 @@
 """Classify a CRS804 fabric port from `/interface/ethernet/monitor <port> once` and two counter samples.
 
-Plain Python, no Ansible imports; used by the gb10_switch_diag module, unit-tested on recorded outputs.
+Plain Python, no Ansible imports; used by the gb10.cluster.switch_diag module, unit-tested on recorded outputs.
 
 The failure this exists for: after a cold power cycle the switch sees the DAC module present but its
 initialisation fails and the link stays down until the cable is physically reseated. That looks like a

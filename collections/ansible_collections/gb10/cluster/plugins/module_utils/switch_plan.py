@@ -1,6 +1,6 @@
 """Turn inventory facts into the CRS804-4DDQ configuration: cage modes, port settings, QoS, services.
 
-Plain Python, no Ansible imports; used by the gb10_switch_plan module and unit-tested directly.
+Plain Python, no Ansible imports; used by the gb10.cluster.switch_plan module and unit-tested directly.
 
 Port names are ``qsfp56-dd-<cage 1..4>-<lane 1..8>``. A cage runs as one of:
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_cx7_facts
+module: cx7_facts
 short_description: ConnectX-7 RoCE devices, their netdevs, RoCE v2 IPv4 GID index and link state
 description:
   - Reads C(/sys/class/infiniband) and C(/sys/class/net) and maps each RoCE device to its netdev,
@@ -36,7 +36,7 @@ author:
 
 EXAMPLES = r"""
 - name: Read the CX7 ports
-  gb10_cx7_facts:
+  gb10.cluster.cx7_facts:
     interfaces: "{{ gb10_fabric_twins | map(attribute='interface') | list }}"
 
 - name: Show the RoCE v2 IPv4 GID index of each twin

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_fabric_check
+module: fabric_check
 short_description: Check one node's CX7 twins and jumbo-ping every peer on every twin, in one task
 description:
   - For each twin, checks that the netdev exists and is up (C(link)), that the inventory address is
@@ -14,7 +14,7 @@ description:
   - Pings every peer address on every twin with C(ping -M do -s 8972 -c 2 -W 2 -I <twin> <peer>),
     O(parallel) at a time, so 7 peers x 2 twins cost about one ping's time and one SSH round trip.
   - Never fails on a failed check; it returns the rows for the controller's report
-    (M(gb10_fabric_report)). Read-only; runs the same in check mode.
+    (M(gb10.cluster.fabric_report)). Read-only; runs the same in check mode.
 options:
   node:
     description: Inventory name of this node, written in every row.
@@ -88,7 +88,7 @@ author:
 
 EXAMPLES = r"""
 - name: Check the twins and ping every peer
-  gb10_fabric_check:
+  gb10.cluster.fabric_check:
     node: "{{ inventory_hostname }}"
     twins:
       - interface: enp1s0f1np1

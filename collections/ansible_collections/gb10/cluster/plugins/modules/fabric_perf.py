@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_fabric_perf
+module: fabric_perf
 short_description: Run ib_write_bw or nccl-tests and return one fabric report row per run
 description:
   - Runs O(argv) (one run) or every entry of O(runs) at the same time (for example the ib_write_bw
@@ -17,7 +17,7 @@ description:
     missing ranks (O(nodes)) and data errors.
   - With O(skip_reason) set, runs nothing and returns C(skipped) rows with that reason; hardware-only
     checks are never reported as passed without the hardware.
-  - Never fails on a low or failed result; the rows go into the report (M(gb10_fabric_report)).
+  - Never fails on a low or failed result; the rows go into the report (M(gb10.cluster.fabric_report)).
   - Runs nothing in check mode (returns skipped rows).
 options:
   node:
@@ -95,7 +95,7 @@ author:
 
 EXAMPLES = r"""
 - name: ib_write_bw from this node to the next, both twins at once
-  gb10_fabric_perf:
+  gb10.cluster.fabric_perf:
     node: gx10-1
     check: ib_write_bw
     minimum: 90
@@ -188,7 +188,7 @@ def main() -> None:
         rows = [check(p["node"], r["twin"], r["peer"], p["check"], SKIPPED, skip) for r in runs]
         module.exit_json(changed=False, row=rows[0], rows=rows, output="")
     if any(not r["argv"] and not r["error"] for r in runs):
-        module.fail_json(msg="gb10_fabric_perf: a run has neither argv nor error, and no skip_reason is given")
+        module.fail_json(msg="gb10.cluster.fabric_perf: a run has neither argv nor error, and no skip_reason is given")
 
     def one(item: dict) -> tuple[dict, str]:
         if item["error"]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_fabric_report
+module: fabric_report
 short_description: Write the fabric report (JSON) and the message that names the failed checks
 description:
-  - Merges the check rows of every node (from M(gb10_fabric_check) and the hardware-only checks),
+  - Merges the check rows of every node (from M(gb10.cluster.fabric_check) and the hardware-only checks),
     writes C(<dest_dir>/fabric-<run_id>.json) and a copy at C(<dest_dir>/latest.json).
   - Before counting, adds the verdicts drawn from the C(ib_write_bw) rows - C(ib_write_bw_twins) (each
     node's two twins compared, the slower one must reach O(twin_ratio_min) of the other) and
@@ -46,7 +46,7 @@ author:
 
 EXAMPLES = r"""
 - name: Write the fabric report
-  gb10_fabric_report:
+  gb10.cluster.fabric_report:
     checks: "{{ rows }}"
     dest_dir: "{{ playbook_dir }}/../artifacts/fabric"
     run_id: "{{ now(utc=true, fmt='%Y%m%dT%H%M%SZ') }}"
@@ -128,7 +128,7 @@ def main() -> None:
         checks.append(kept)
     bad = [row for row in checks if row["status"] not in ("passed", "failed", "skipped")]
     if bad:
-        module.fail_json(msg=f"gb10_fabric_report: rows with an unknown status: {bad[:3]}")
+        module.fail_json(msg=f"gb10.cluster.fabric_report: rows with an unknown status: {bad[:3]}")
     checks += derive_link_rows(checks, params["twin_ratio_min"])
     summary = summarize(checks)
     report = build_report(checks, params["meta"])

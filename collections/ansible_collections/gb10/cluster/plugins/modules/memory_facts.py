@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_memory_facts
+module: memory_facts
 short_description: A node's memory as vLLM sees it (MemAvailable, cgroup limit, page cache, integrated GPU)
 description:
   - Reads C(/proc/meminfo) (C(MemTotal), C(MemAvailable), C(Cached), C(Buffers), C(SwapTotal), ...).
@@ -46,10 +46,10 @@ author:
 
 EXAMPLES = r"""
 - name: Read memory facts
-  gb10_memory_facts:
+  gb10.cluster.memory_facts:
 
 - name: Plan with the smallest MemAvailable of the serving nodes (capped by a container's memory limit)
-  gb10_memory_fit:
+  gb10.cluster.memory_fit:
     model_config: "{{ gb10_model_config_path }}"
     tensor_parallel_size: "{{ groups['gb10_nodes'] | length }}"
     node_mem_available_bytes: >-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_memory_fit
+module: memory_fit
 short_description: Plan whether a model fits on GB10 nodes, with vLLM's own memory arithmetic
 description:
   - Reproduces the memory accounting of vLLM 0.32.0 (the release is returned as C(vllm_release)) for
@@ -126,7 +126,7 @@ options:
     type: int
   node_mem_available_bytes:
     description:
-      - Measured C(MemAvailable) of the nodes (the smallest one), e.g. from M(gb10_memory_facts).
+      - Measured C(MemAvailable) of the nodes (the smallest one), e.g. from M(gb10.cluster.memory_facts).
         Default in bytes mode on CUDA 101 GiB (a headless GB10 after dropping caches), otherwise the total.
     type: int
   host_floor_bytes:
@@ -168,7 +168,7 @@ author:
 
 EXAMPLES = r"""
 - name: Qwen3.5-397B-A17B FP8 on four GB10 nodes with MTP
-  gb10_memory_fit:
+  gb10.cluster.memory_fit:
     model_config: "{{ playbook_dir }}/models/qwen3.5-397b-a17b-fp8/config.json"
     weights_bytes: "{{ 379 * 1024 ** 3 }}"
     tensor_parallel_size: 4
@@ -186,7 +186,7 @@ EXAMPLES = r"""
   register: gb10_plan
 
 - name: The same in bytes mode on the measured nodes; start vLLM with gb10_bytes_plan.vllm_memory_args
-  gb10_memory_fit:
+  gb10.cluster.memory_fit:
     model_config: "{{ playbook_dir }}/models/qwen3.5-397b-a17b-fp8/config.json"
     weights_bytes: "{{ 379 * 1024 ** 3 }}"
     tensor_parallel_size: 8
@@ -200,7 +200,7 @@ EXAMPLES = r"""
   register: gb10_bytes_plan
 
 - name: Report without failing
-  gb10_memory_fit:
+  gb10.cluster.memory_fit:
     model_config: catalog/models/llama-3.3-70b-instruct/config.json
     platform: cpu
     kv_cache_memory_bytes: 1073741824

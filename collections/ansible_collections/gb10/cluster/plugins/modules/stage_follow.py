@@ -5,11 +5,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: stage_follow
-short_description: Follow a staging stream started with async, one progress line per round
+short_description: Follow a long job started with async, one progress line per round
 description:
-  - Follows an async job started with C(async) and C(poll=0) (the weights role's C(gb10_stage.py send))
-    until it ends, printing ONE line per round, every O(interval) seconds (state, percent, GiB done and
-    total, MB/s, elapsed) read from the progress file that C(gb10_stage.py) writes.
+  - Follows an async job started with C(async) and C(poll=0) (the weights role's C(gb10_stage.py send)
+    and Hugging Face download, the serving image's C(docker pull), the wait for vLLM's C(/health)) until it ends, printing ONE line per
+    round, every O(interval) seconds, read from the job's progress file (see O(format)).
   - Returns the job's result as M(ansible.builtin.async_status) does (C(finished), C(rc), C(stdout),
     C(stderr), ...), without failing when the job failed, so the caller explains why.
   - The rounds are a loop in the action plugin, bounded by O(timeout) plus 120 s; a round is one shell
@@ -38,6 +38,16 @@ options:
     description: The job's own limit (its C(async) value) in seconds.
     type: float
     default: 86400.0
+  format:
+    description:
+      - What the progress file holds. V(staging) is the JSON that C(gb10_stage.py) and C(gb10_hf_fetch.py)
+        write (state, percent, GiB done and total, MB/s, elapsed). V(docker_pull) is the output of
+        C(docker pull) (layers in place and downloaded, then its C(Status) line or its error).
+        V(vllm_start) is the end of vLLM's log, read for the phase of its start (loading shards k/n, compiling,
+        profiling memory, KV cache size, capturing graphs, API up).
+    type: str
+    default: staging
+    choices: [docker_pull, staging, vllm_start]
 attributes:
   action:
     support: full

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_switch_diag
+module: switch_diag
 short_description: Diagnose the CRS804-4DDQ fabric ports and say what to do (reseat, plug, fix FEC)
 description:
   - For every fabric port, reads C(/interface/ethernet/monitor <port> once) (link, rate, FEC, module
@@ -46,7 +46,7 @@ author:
 
 EXAMPLES = r"""
 - name: Diagnose the fabric ports
-  gb10_switch_diag:
+  gb10.cluster.switch_diag:
     hostname: 192.168.1.2
     username: "{{ switch_api_username }}"
     password: "{{ switch_api_password }}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: gb10_switch_plan
+module: switch_plan
 short_description: Derive the CRS804-4DDQ port map, port settings, QoS and services from the inventory
 description:
   - Validates the nodes' C(gb10_switch_port) values and derives each used cage's mode
@@ -153,14 +153,14 @@ author:
 
 EXAMPLES = r"""
 - name: Derive the switch configuration
-  gb10_switch_plan:
+  gb10.cluster.switch_plan:
     nodes: [{name: gx10-1, port: qsfp56-dd-1-1}, {name: gx10-2, port: qsfp56-dd-2-1}]
     routeros_version: "7.25 (stable)"
     services_address: 192.168.1.0/24
   register: switch_plan
 
 - name: Only the port map, for the diagnosis
-  gb10_switch_plan:
+  gb10.cluster.switch_plan:
     nodes: [{name: gx10-1, port: qsfp56-dd-1-1}]
     scope: ports
     services_address: ""
