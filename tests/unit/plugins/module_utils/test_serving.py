@@ -111,14 +111,18 @@ def test_refuses_empty_revision_for_real_models(catalog):
     assert any("hf_revision is empty" in e for e in exc.value.errors)
 
 
-def test_gpu_multinode_defaults_to_ray_with_flags(catalog):
+def test_gpu_multinode_ray_executor_with_flags(catalog):
     entry = dict(catalog["qwen3.5-397b-a17b-fp8"])
     entry["image"] = dict(entry["image"], digest=DIGEST, ray="2.58.0")
     # The catalog's CUDA entries leave the memory flags to the planner (memory_mode bytes): the serving
     # play puts its vllm_memory_args into the launch; here a utilization stands for them.
     entry["launch"] = dict(entry["launch"], gpu_memory_utilization=0.9)
+    # multi-node defaults to native (what the lab proves across nodes); Ray on request
+    native = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {}, {"gpus": "all"})
+    assert native["executor"] == "native" and len(native["containers"]) == 4
+    assert "--distributed-executor-backend" not in native["containers"][0]["args"]
     plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {},
-                        {"gpus": "all", "ray_tmp": "/var/lib/gb10/ray"})
+                        {"gpus": "all", "ray_tmp": "/var/lib/gb10/ray", "executor": "ray"})
     assert plan["executor"] == "ray" and plan["nodes"] == 4
     assert len(plan["containers"]) == 1  # Ray places the workers
     args = plan["containers"][0]["args"]
@@ -451,14 +455,13 @@ def test_the_ray_executor_is_refused_on_an_image_without_ray(catalog):
     entry = json.loads(json.dumps(catalog["qwen3.5-397b-a17b-fp8"]))
     entry["image"]["digest"] = DIGEST
     with pytest.raises(ServingError) as exc:
-        serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {})
+        serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {}, {"executor": "ray"})
     msg = " ".join(exc.value.errors)
     assert ("the Ray executor needs Ray in the image, but nvcr.io/nvidia/vllm:26.10-py3 carries none "
             "(gb10_catalog['qwen3.5-397b-a17b-fp8'].image.ray is false)") in msg
     assert "playbooks/ray_image.yml -e model=qwen3.5-397b-a17b-fp8" in msg and "vllm_serve_executor=native" in msg
-    # the native executor needs no Ray: served, and no Ray container is planned
-    plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {},
-                        {"executor": "native"})
+    # the native executor (the default) needs no Ray: served, and no Ray container is planned
+    plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {})
     assert plan["executor"] == "native" and plan["ray"]["containers"] == [] and "carries no Ray" in plan["ray"]["reason"]
     # a pin that does not say
     unknown = ray_image_errors("m", {"repository": "r", "tag": "t", "source": "gb10_image_pins['p']"}, True)
@@ -466,7 +469,7 @@ def test_the_ray_executor_is_refused_on_an_image_without_ray(catalog):
     # Ray asked off with the Ray executor
     with pytest.raises(ServingError) as exc:
         serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": cuda_entry(catalog, "qwen3.5-397b-a17b-fp8")},
-                     sample_nodes(), {}, {"ray": {"enabled": False}})
+                     sample_nodes(), {}, {"executor": "ray", "ray": {"enabled": False}})
     assert "-e serve_ray=false" in exc.value.errors[0]
 
 
@@ -480,7 +483,8 @@ def test_rack_ray_plan_one_worker_per_serving_node(catalog, inventory):
     model = "qwen3.5-397b-a17b-fp8"
     plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {},
                         play_options(ray=dict(RAY_LAB, ulimits=["memlock=-1", "nofile=1048576:1048576"]),
-                                     ulimits=["memlock=-1", "nofile=1048576:1048576"], ipc="host", shm_size=""))
+                                     ulimits=["memlock=-1", "nofile=1048576:1048576"], ipc="host", shm_size="",
+                                     executor="ray"))
     count = len(nodes)
     assert plan["nodes"] == count and plan["tensor_parallel_size"] * plan["pipeline_parallel_size"] == count
     assert plan["ray"]["gpu_hosts"] == [n["host"] for n in nodes]
@@ -494,7 +498,7 @@ def test_rack_ray_plan_one_worker_per_serving_node(catalog, inventory):
         assert ("--head" in cmd) == (c["host"] == "gx10-1")
     # -e nodes=4 on the 8-node rack: Ray on all eight, GPUs for vLLM only on the four that serve
     if count == 8:
-        four = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options(node_count="4"))
+        four = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options(node_count="4", executor="ray"))
         gpus = {c["host"]: c["command"][c["command"].index("--num-gpus") + 1] for c in four["ray"]["containers"]}
         assert gpus == {f"gx10-{i}": "1" if i <= 4 else "0" for i in range(1, 9)}
 
@@ -502,7 +506,7 @@ def test_rack_ray_plan_one_worker_per_serving_node(catalog, inventory):
 def test_render_objects_carry_the_env_file_and_memory_note(catalog):
     nodes = sample_nodes()
     model = "qwen3.5-397b-a17b-fp8"
-    plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options())
+    plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options(executor="ray"))
     objs = render_containers(plan, nodes, {"measured": False, "note": "not measured: GB10 defaults"},
                              roce_class({}, {}, SWITCH_DEFAULTS))
     assert [o["role"] for o in objs] == ["api", "ray-head", "ray-worker", "ray-worker", "ray-worker"]
