@@ -240,6 +240,9 @@ def create_node(index: int, tag: str, pubkey: str) -> None:
         "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "--tmpfs", "/run:exec,mode=755", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec,mode=1777",
         "-v", f"gb10lab-{name}-docker:/var/lib/docker", "--memory", "6g",
+        # A GB10's /dev/shm is half its memory; Docker's default 64 MiB is too small for vLLM's message
+        # queues (160-240 MiB), which the vLLM driver and the Ray worker of a node share (--ipc host).
+        "--shm-size", "1g",
         tag, capture=True)
     # The lab key goes in before the first boot, as a provisioning tool would put it on a real node.
     staging = STATE / "staging" / name

@@ -6,10 +6,12 @@
                                                  of its inputs (lab/serving/image/*)
     python -m lab.serving.lab_serving push       push it to the registry; write the digest to
                                                  inventory/lab/group_vars/all/serving_images.yml
+    python -m lab.serving.lab_serving variants   build and push the image's test variants (next: another tag and
+                                                 digest; broken: vLLM exits), pins in lab/.state/serving/pins/
     python -m lab.serving.lab_serving models     write the tiny lab models (config + locally trained tokenizer)
     python -m lab.serving.lab_serving secrets    the lab's API key in ansible-vault (password in lab/.state),
                                                  lab settings
-    python -m lab.serving.lab_serving all        registry, build, push, models, secrets
+    python -m lab.serving.lab_serving all        registry, build, push, variants, models, secrets
     python -m lab.serving.lab_serving stop-registry   stop the registry this lab started (`make lab-down`)
     python -m lab.serving.lab_serving vault-pass      make the lab's vault password file if missing
 
@@ -62,6 +64,21 @@ PIN_NAME = "lab-vllm-cpu"
 VLLM_VERSION = "0.32.0"
 # The moving tag the lab image is also pushed under (lab/models/catalog.yml: tiny-llama's image.tag).
 RELEASE_TAG = VLLM_VERSION
+# The Ray the image carries (requirements.txt); the pin says so, the ray_cluster role checks it.
+RAY_VERSION = "2.58.0"
+# The second stage's inputs (lab/serving/image/Dockerfile and the lab-only Ray shim it copies).
+SECOND_STAGE = ("Dockerfile", "shim/gb10_lab_cpu_ray.py", "shim/gb10_lab_cpu_ray.pth")
+# Image variants of the lab image for the image-change tests (molecule/serve): `next` is the same image
+# under another tag and digest (one label more), `broken` one whose vLLM exits at start (Ray works).
+# `python -m lab.serving.lab_serving variants` pushes them and writes lab/.state/serving/pins/<v>.yml,
+# a gb10_image_pins (extra vars: -e @file) that serves the lab models from that variant.
+VARIANTS = {
+    "next": ['LABEL gb10.lab.variant="next"'],
+    "broken": ['LABEL gb10.lab.variant="broken"',
+               r"""RUN printf '%s\n' '#!/bin/sh' 'echo "gb10 lab: image variant broken on purpose, vllm exits" >&2' 'exit 3' """
+               r"""> /opt/vllm/bin/vllm && chmod 0755 /opt/vllm/bin/vllm"""],
+}
+PINS_DIR = STATE / "pins"
 # Host pip settings worth passing into the chroot (local wheel mirrors make the build faster).
 PIP_DIRS = ("/opt/wheels", "/opt/pypi", "/opt/pypi-more", "/etc/xdg/pip")
 
@@ -239,7 +256,8 @@ def base_tag() -> str:
 
 
 def image_tag() -> str:
-    digest = hashlib.sha256(base_tag().encode() + (IMAGE_DIR / "Dockerfile").read_bytes()).hexdigest()[:12]
+    second = b"".join((IMAGE_DIR / name).read_bytes() for name in SECOND_STAGE)
+    digest = hashlib.sha256(base_tag().encode() + second).hexdigest()[:12]
     return f"{IMAGE_REPO}:{VLLM_VERSION}-{digest}"
 
 
@@ -413,7 +431,7 @@ class Registry:
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-def push(tag: str) -> dict[str, str]:
+def push(tag: str, write: bool = True) -> dict[str, str]:
     if not registry_up():
         registry()
     info = json.loads(run("docker", "image", "inspect", tag, capture=True))[0]
@@ -474,7 +492,8 @@ def push(tag: str) -> dict[str, str]:
         raise SystemExit(f"lab-serving: registry computed {remote}, expected {digest}")
     pin = {"repository": f"{REGISTRY_ADDR}/{REGISTRY_REPO}", "tag": remote_tag, "digest": digest,
            "image_id": config_digest}
-    write_inventory_vars(pin)
+    if write:
+        write_inventory_vars(pin)
     log(f"pinned {pin['repository']}:{remote_tag}@{digest}")
     return pin
 
@@ -502,12 +521,49 @@ def write_inventory_vars(pin: dict[str, str]) -> None:
         f"    tag: {pin['tag']}\n"
         f"    digest: '{pin['digest']}'\n"
         f"    image_id: '{pin['image_id']}'\n"
+        f"    ray: '{RAY_VERSION}'\n"
+        "    # LAB ONLY: the image carries the shim that lets vLLM's CPU build use the Ray executor\n"
+        "    # (lab/serving/image/shim); a rack pin never says this.\n"
+        "    cpu_ray: true\n"
         "# The nodes' Docker pulls from the control-side registry over plain HTTP.\n"
         f"serving_image_insecure_registries: ['{REGISTRY_ADDR}']\n"
     )
     if not INVENTORY_VARS.exists() or INVENTORY_VARS.read_text() != text:
         INVENTORY_VARS.write_text(text)
         log(f"wrote {INVENTORY_VARS.relative_to(ROOT)}")
+
+
+def variants(base: str) -> dict[str, dict[str, str]]:
+    """Build and push the lab image's variants (VARIANTS) on top of ``base``; write one pins file each."""
+    PINS_DIR.mkdir(parents=True, exist_ok=True)
+    pins = {}
+    for name, lines in VARIANTS.items():
+        tag = f"{base}-{name}"
+        if not ok("docker", "image", "inspect", tag):
+            dockerfile = STATE / f"Dockerfile.{name}"
+            dockerfile.write_text(f"FROM {base}\n" + "\n".join(lines) + "\n")
+            run("docker", "build", "--network", "none", "-t", tag, "-f", str(dockerfile), str(STATE))
+            log(f"built the {name} variant {tag}")
+        pin = push(tag, write=False)
+        pins[name] = pin
+        text = (
+            "---\n"
+            f"# Generated by lab/serving/lab_serving.py variants: the lab image's '{name}' variant, for the\n"
+            "# image-change tests (ansible-playbook serve.yml -e @<this file> ...). Not an inventory file.\n"
+            "gb10_image_pins:\n"
+            f"  {PIN_NAME}:\n"
+            f"    repository: {pin['repository']}\n"
+            f"    tag: {pin['tag']}\n"
+            f"    digest: '{pin['digest']}'\n"
+            f"    image_id: '{pin['image_id']}'\n"
+            f"    ray: '{RAY_VERSION}'\n"
+            "    cpu_ray: true\n"
+        )
+        path = PINS_DIR / f"{name}.yml"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            log(f"wrote {path.relative_to(ROOT)}")
+    return pins
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -554,9 +610,6 @@ def secrets() -> None:
         "# A lab node (a container) cannot raise its own hard limits (memlock 8 MiB, 20000 files).\n"
         "vllm_serve_ulimits: [memlock=8388608, nofile=20000:20000]\n"
         "ray_cluster_ulimits: [memlock=8388608, nofile=20000:20000]\n"
-        "# A lab node's /dev/shm is 64 MiB; vLLM's message queue wants 160 MiB: private IPC, 1 GiB shm.\n"
-        "vllm_serve_ipc: private\n"
-        "vllm_serve_shm_size: 1g\n"
         "# The lab image has no C++ compiler for torch inductor: run vLLM uncompiled (also starts faster).\n"
         "vllm_serve_extra_args: ['--compilation-config', '{\"mode\": 0}']\n"
         "# vLLM on the CPU build under load takes minutes to start.\n"
@@ -569,7 +622,7 @@ def secrets() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["registry", "build", "push", "models", "secrets", "all", "tag",
+    parser.add_argument("action", choices=["registry", "build", "push", "variants", "models", "secrets", "all", "tag",
                                            "stop-registry", "vault-pass"])
     args = parser.parse_args()
     if args.action == "tag":
@@ -587,6 +640,8 @@ def main() -> int:
         build()
     elif args.action == "push":
         tag_release(push(build()))
+    elif args.action == "variants":
+        variants(build())
     elif args.action == "models":
         models()
     elif args.action == "secrets":
@@ -594,7 +649,9 @@ def main() -> int:
     else:
         disk_check(int(os.environ.get("LAB_NODES", "4")))
         registry()
-        tag_release(push(build()))
+        tag = build()
+        tag_release(push(tag))
+        variants(tag)
         models()
         secrets()
     return 0

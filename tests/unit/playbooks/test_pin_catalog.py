@@ -49,8 +49,8 @@ def test_a_pin_in_the_inventory_makes_serve_accept_the_entry(tmp_path, monkeypat
     assert f"image nvcr.io/nvidia/vllm@{DIGEST} (gb10_catalog['{model}'].image)" in line
     assert "does not answer over SSH" in _msgs(served, "runner_on_failed")[-1]  # past every refusal: the preflight
 
-    big = "qwen3.5-397b-a17b-fp8"  # 4 nodes: the Ray executor, and the pin says the image has no Ray
+    big = "qwen3.5-397b-a17b-fp8"  # 4 nodes with the Ray executor, and the pin says the image has no Ray
     _pin(inv, big, "absent")
-    no_ray = run_playbook(tmp_path, "serve.yml", inv, {"model": big})
+    no_ray = run_playbook(tmp_path, "serve.yml", inv, {"model": big, "vllm_serve_executor": "ray"})
     assert (f"{big}: the Ray executor needs Ray in the image, but nvcr.io/nvidia/vllm:26.10-py3 carries none "
             f"(gb10_catalog['{big}'].image.ray is false)") in _msgs(no_ray, "runner_on_failed")[-1]

@@ -56,8 +56,9 @@ def _inventory_hosts(name: str) -> dict[str, dict]:
     return yaml.safe_load((ROOT / "inventory" / name / "hosts.yml").read_text())["all"]["children"]["gx10"]["hosts"]
 
 
-def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool) -> None:
-    """Every container of a rack render carries the contract of docs/rack-contract.md."""
+def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool, multi: str = "native") -> None:
+    """Every container of a rack render carries the contract of docs/rack-contract.md; ``multi`` is the
+    executor expected for a multi-node layout (native by default, ray with -e vllm_serve_executor=ray)."""
     hosts = _inventory_hosts(inventory)
     group = yaml.safe_load((ROOT / "inventory" / inventory / "group_vars/all/main.yml").read_text())
     twins = group["gb10_fabric_twins"]
@@ -72,7 +73,7 @@ def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool) -
     assert [o["host"] for o in ray] == list(hosts), "one Ray container per node, the head first"
     assert [o["role"] for o in ray] == ["ray-head"] + ["ray-worker"] * (len(hosts) - 1)
     assert len(vllm) == (layout["nodes"] if executor == "native" else 1)
-    assert executor == ("single" if layout["nodes"] == 1 else "ray")
+    assert executor == ("single" if layout["nodes"] == 1 else multi)
     head_ip = hosts[vllm[0]["host"]]["gb10_fabric_addresses"][twins[0]["interface"]].split("/")[0]
     for o in objs:
         argv, where = o["argv"], f"{model} {o['host']} {o['name']}"
@@ -154,10 +155,14 @@ def check_memory_flags(o: dict, entry: dict, layout: dict, fits: bool, where: st
     assert admission and all(c["ok"] for c in admission), (where, admission)
 
 
-@pytest.mark.parametrize(("inventory", "pinned"), [("sample", False), ("sample-8", True)])
-def test_render_every_catalog_model_on_the_sample_racks(tmp_path: Path, inventory: str, pinned: bool) -> None:
+# The 4-node rack renders the default executor (native for multi-node), the pinned 8-node rack the Ray
+# executor (-e vllm_serve_executor=ray): both rack paths, two renders.
+@pytest.mark.parametrize(("inventory", "pinned", "multi"), [("sample", False, "native"), ("sample-8", True, "ray")])
+def test_render_every_catalog_model_on_the_sample_racks(tmp_path: Path, inventory: str, pinned: bool, multi: str) -> None:
     out = tmp_path / "render"
     extra = {"model": "all", "render_artifacts_dir": str(out)}
+    if multi != "native":
+        extra["vllm_serve_executor"] = multi
     if pinned:
         extra["gb10_image_pins"] = PINNED
     result = run_playbook(tmp_path, "playbooks/render_serving.yml", ROOT / "inventory" / inventory, extra)
@@ -166,7 +171,7 @@ def test_render_every_catalog_model_on_the_sample_racks(tmp_path: Path, inventor
     assert sorted(p.stem for p in out.glob("*.json")) == RACK_MODELS
     for model in RACK_MODELS:
         objs = json.loads((out / f"{model}.json").read_text())
-        check_contract(objs, model, inventory, pinned)
+        check_contract(objs, model, inventory, pinned, multi)
     if inventory == "sample-8":  # the 8-node rack: the 4-node models lay over all eight
         objs = json.loads((out / "qwen3.5-397b-a17b-fp8.json").read_text())
         assert {o["host"] for o in objs} == {f"gx10-{i}" for i in range(1, 9)}
@@ -190,7 +195,7 @@ def test_serve_refuses_the_ray_executor_on_an_image_without_ray(tmp_path, monkey
     if ray is not None:
         pin["ray"] = ray
     inv = _rack_inventory(tmp_path, "sample", {"vllm_serve_api_key": API_KEY, "gb10_image_pins": {"nvidia-vllm-26.10": pin}})
-    result = run_playbook(tmp_path, "serve.yml", inv, {"model": "qwen3.5-397b-a17b-fp8"})
+    result = run_playbook(tmp_path, "serve.yml", inv, {"model": "qwen3.5-397b-a17b-fp8", "vllm_serve_executor": "ray"})
     msg = _failure(result)
     assert "qwen3.5-397b-a17b-fp8: the Ray executor needs Ray in the image" in msg and needle in msg
     assert "playbooks/ray_image.yml -e model=qwen3.5-397b-a17b-fp8" in msg
@@ -206,13 +211,13 @@ def _what_will_run(result) -> str:
 
 
 def test_serve_lays_a_model_over_eight_nodes(tmp_path, monkeypatch) -> None:
-    """-e nodes=8 on the 8-node rack: TP 4 x PP 2, Ray on all eight with a GPU for vLLM on each; the run then
-    stops in the preflight (nothing answers on those loopback ports). A layout the catalog does not know is
-    refused before any host; -e vllm_serve_executor=native stays a choice."""
+    """-e nodes=8 -e vllm_serve_executor=ray on the 8-node rack: TP 4 x PP 2, Ray on all eight with a GPU for
+    vLLM on each; the run then stops in the preflight (nothing answers on those loopback ports). A layout the
+    catalog does not know is refused before any host; without -e vllm_serve_executor it is native."""
     monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
     inv = _rack_inventory(tmp_path, "sample-8", {"vllm_serve_api_key": API_KEY, "gb10_image_pins": PINNED})
     result = run_playbook(tmp_path, "serve.yml", inv, {"model": "qwen3.5-397b-a17b-fp8", "nodes": "8",
-                                                        "gb10_preflight_timeout": 2})
+                                                        "vllm_serve_executor": "ray", "gb10_preflight_timeout": 2})
     line = _what_will_run(result)
     assert "ray on gx10-1, gx10-2, gx10-3, gx10-4, gx10-5, gx10-6, gx10-7, gx10-8" in line
     assert "TP 4 x PP 2" in line and "one vLLM worker on each of gx10-1" in line and "gx10-8." in line
@@ -221,8 +226,10 @@ def test_serve_lays_a_model_over_eight_nodes(tmp_path, monkeypatch) -> None:
     assert ("qwen3.5-397b-a17b-fp8: the catalog knows no layout for 6 nodes (-e nodes); use one of 4, 8"
             in _failure(refused))
     assert _touched(refused) == {"localhost"}
+    # auto (the role's default) given explicitly: this run shares the runner folder in tmp_path with the first
+    # one (-e vllm_serve_executor=ray), which left it ray without it
     native = run_playbook(tmp_path, "serve.yml", inv, {"model": "qwen3.5-397b-a17b-fp8", "nodes": "4",
-                                                        "vllm_serve_executor": "native", "gb10_preflight_timeout": 2})
+                                                        "vllm_serve_executor": "auto", "gb10_preflight_timeout": 2})
     line = _what_will_run(native)
     assert "native on gx10-1, gx10-2, gx10-3, gx10-4 (head gx10-1), TP 4 x PP 1" in line
 

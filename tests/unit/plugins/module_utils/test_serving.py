@@ -19,6 +19,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     image_for,
     is_phase,
     kv_compare,
+    lab_cpu_ray,
     layouts_of,
     lost_message,
     nodes_from_hostvars,
@@ -110,14 +111,18 @@ def test_refuses_empty_revision_for_real_models(catalog):
     assert any("hf_revision is empty" in e for e in exc.value.errors)
 
 
-def test_gpu_multinode_defaults_to_ray_with_flags(catalog):
+def test_gpu_multinode_ray_executor_with_flags(catalog):
     entry = dict(catalog["qwen3.5-397b-a17b-fp8"])
     entry["image"] = dict(entry["image"], digest=DIGEST, ray="2.58.0")
     # The catalog's CUDA entries leave the memory flags to the planner (memory_mode bytes): the serving
     # play puts its vllm_memory_args into the launch; here a utilization stands for them.
     entry["launch"] = dict(entry["launch"], gpu_memory_utilization=0.9)
+    # multi-node defaults to native (what the lab proves across nodes); Ray on request
+    native = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {}, {"gpus": "all"})
+    assert native["executor"] == "native" and len(native["containers"]) == 4
+    assert "--distributed-executor-backend" not in native["containers"][0]["args"]
     plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, nodes(), {},
-                        {"gpus": "all", "ray_tmp": "/var/lib/gb10/ray"})
+                        {"gpus": "all", "ray_tmp": "/var/lib/gb10/ray", "executor": "ray"})
     assert plan["executor"] == "ray" and plan["nodes"] == 4
     assert len(plan["containers"]) == 1  # Ray places the workers
     args = plan["containers"][0]["args"]
@@ -129,6 +134,48 @@ def test_gpu_multinode_defaults_to_ray_with_flags(catalog):
     assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"
     assert plan["containers"][0]["env"]["RAY_ADDRESS"] == "192.168.100.11:6379"
     assert "--gpus" in plan["containers"][0]["argv"]
+
+
+def test_lab_cpu_ray_pin_allows_the_ray_executor_on_the_cpu_build(catalog):
+    """The lab pin says cpu_ray: true (the image carries the lab-only shim): the CPU build may use the Ray
+    executor; vLLM runs only on the head, Ray places one worker per serving node (--num-gpus 1 there)."""
+    pins = {"lab-vllm-cpu": dict(PINS["lab-vllm-cpu"], ray="2.58.0", cpu_ray=True)}
+    plan = serving_plan("tiny-qwen3", catalog, nodes(), pins, {"executor": "ray"})
+    assert plan["executor"] == "ray" and plan["hosts"] == ["gx10-1", "gx10-2"]
+    assert len(plan["containers"]) == 1
+    assert plan["containers"][0]["args"][-6:-4] == ["--distributed-executor-backend", "ray"]
+    assert plan["ray"]["gpu_hosts"] == ["gx10-1", "gx10-2"]
+    gpus = {c["host"]: c["command"][c["command"].index("--num-gpus") + 1] for c in plan["ray"]["containers"]}
+    assert gpus == {"gx10-1": "1", "gx10-2": "1", "gx10-3": "0", "gx10-4": "0"}
+    # The driver must see the raylet's process (Ray finds its node by the process list) and its address.
+    argv = plan["containers"][0]["argv"]
+    assert argv[argv.index("--pid") + 1] == "host"
+    assert plan["containers"][0]["env"]["RAY_NODE_IP_ADDRESS"] == plan["head_ip"]
+    # Each worker binds its CPU threads in its Ray container (by rank); the driver sets none (vLLM copies it).
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in plan["containers"][0]["env"]
+    binds = {c["host"]: c["env"].get("VLLM_CPU_OMP_THREADS_BIND") for c in plan["ray"]["containers"]}
+    assert binds == {"gx10-1": "auto", "gx10-2": "auto", "gx10-3": None, "gx10-4": None}
+    ray_head = plan["ray"]["containers"][0]
+    assert "--env" in ray_head["argv"] and "VLLM_CPU_OMP_THREADS_BIND=auto" in ray_head["argv"]
+    by_rank = serving_plan("tiny-qwen3", catalog, nodes(), pins, {"executor": "ray", "cpu_threads_bind": "by_rank"})
+    assert [c["env"].get("VLLM_CPU_OMP_THREADS_BIND") for c in by_rank["ray"]["containers"]] == ["0", "1", None, None]
+    assert by_rank["ray"]["containers"][1]["labels"] != plan["ray"]["containers"][1]["labels"]
+    # The workers see the model at the head's path, and the caches.
+    assert "/srv/gb10/models:/models:ro" in plan["ray"]["containers"][1]["mounts"]
+    # Native stays the entry's default.
+    assert serving_plan("tiny-qwen3", catalog, nodes(), pins)["executor"] == "native"
+
+
+@pytest.mark.parametrize("pins", [
+    PINS,                                                                  # no cpu_ray
+    {"lab-vllm-cpu": dict(PINS["lab-vllm-cpu"], cpu_ray="true")},          # a string is not true
+    {"lab-vllm-cpu": dict(PINS["lab-vllm-cpu"], cpu_ray=False)},
+    {},
+])
+def test_lab_cpu_ray_needs_a_pin_that_says_true(pins):
+    entry = {"serving": {"image_pin": "lab-vllm-cpu"}}
+    assert lab_cpu_ray("tiny-qwen3", entry, pins) is False
+    assert lab_cpu_ray("tiny-qwen3", entry, {"tiny-qwen3": {"cpu_ray": True}}) is True
 
 
 def test_cpu_refuses_ray_and_too_few_nodes(catalog):
@@ -408,14 +455,13 @@ def test_the_ray_executor_is_refused_on_an_image_without_ray(catalog):
     entry = json.loads(json.dumps(catalog["qwen3.5-397b-a17b-fp8"]))
     entry["image"]["digest"] = DIGEST
     with pytest.raises(ServingError) as exc:
-        serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {})
+        serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {}, {"executor": "ray"})
     msg = " ".join(exc.value.errors)
     assert ("the Ray executor needs Ray in the image, but nvcr.io/nvidia/vllm:26.10-py3 carries none "
             "(gb10_catalog['qwen3.5-397b-a17b-fp8'].image.ray is false)") in msg
     assert "playbooks/ray_image.yml -e model=qwen3.5-397b-a17b-fp8" in msg and "vllm_serve_executor=native" in msg
-    # the native executor needs no Ray: served, and no Ray container is planned
-    plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {},
-                        {"executor": "native"})
+    # the native executor (the default) needs no Ray: served, and no Ray container is planned
+    plan = serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": entry}, sample_nodes(), {})
     assert plan["executor"] == "native" and plan["ray"]["containers"] == [] and "carries no Ray" in plan["ray"]["reason"]
     # a pin that does not say
     unknown = ray_image_errors("m", {"repository": "r", "tag": "t", "source": "gb10_image_pins['p']"}, True)
@@ -423,7 +469,7 @@ def test_the_ray_executor_is_refused_on_an_image_without_ray(catalog):
     # Ray asked off with the Ray executor
     with pytest.raises(ServingError) as exc:
         serving_plan("qwen3.5-397b-a17b-fp8", {"qwen3.5-397b-a17b-fp8": cuda_entry(catalog, "qwen3.5-397b-a17b-fp8")},
-                     sample_nodes(), {}, {"ray": {"enabled": False}})
+                     sample_nodes(), {}, {"executor": "ray", "ray": {"enabled": False}})
     assert "-e serve_ray=false" in exc.value.errors[0]
 
 
@@ -437,7 +483,8 @@ def test_rack_ray_plan_one_worker_per_serving_node(catalog, inventory):
     model = "qwen3.5-397b-a17b-fp8"
     plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {},
                         play_options(ray=dict(RAY_LAB, ulimits=["memlock=-1", "nofile=1048576:1048576"]),
-                                     ulimits=["memlock=-1", "nofile=1048576:1048576"], ipc="host", shm_size=""))
+                                     ulimits=["memlock=-1", "nofile=1048576:1048576"], ipc="host", shm_size="",
+                                     executor="ray"))
     count = len(nodes)
     assert plan["nodes"] == count and plan["tensor_parallel_size"] * plan["pipeline_parallel_size"] == count
     assert plan["ray"]["gpu_hosts"] == [n["host"] for n in nodes]
@@ -451,7 +498,7 @@ def test_rack_ray_plan_one_worker_per_serving_node(catalog, inventory):
         assert ("--head" in cmd) == (c["host"] == "gx10-1")
     # -e nodes=4 on the 8-node rack: Ray on all eight, GPUs for vLLM only on the four that serve
     if count == 8:
-        four = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options(node_count="4"))
+        four = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options(node_count="4", executor="ray"))
         gpus = {c["host"]: c["command"][c["command"].index("--num-gpus") + 1] for c in four["ray"]["containers"]}
         assert gpus == {f"gx10-{i}": "1" if i <= 4 else "0" for i in range(1, 9)}
 
@@ -459,7 +506,7 @@ def test_rack_ray_plan_one_worker_per_serving_node(catalog, inventory):
 def test_render_objects_carry_the_env_file_and_memory_note(catalog):
     nodes = sample_nodes()
     model = "qwen3.5-397b-a17b-fp8"
-    plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options())
+    plan = serving_plan(model, {model: cuda_entry(catalog, model)}, nodes, {}, play_options(executor="ray"))
     objs = render_containers(plan, nodes, {"measured": False, "note": "not measured: GB10 defaults"},
                              roce_class({}, {}, SWITCH_DEFAULTS))
     assert [o["role"] for o in objs] == ["api", "ray-head", "ray-worker", "ray-worker", "ray-worker"]

@@ -374,8 +374,21 @@ def serving_errors(name: str, entry: Mapping[str, Any], text_config: Mapping[str
     return errors
 
 
+def lab_cpu_ray(name: str, entry: Mapping[str, Any], pins: Any) -> bool:
+    """Whether the inventory pin the entry's image comes from says ``cpu_ray: true``: the lab's vLLM CPU
+    image carries a lab-only shim that lets the CPU build use the Ray executor (lab/serving/image/shim,
+    docs/rack-contract.md). A catalog image or a rack pin never says so."""
+    if not isinstance(pins, Mapping):
+        return False
+    serving = entry.get("serving") or {}
+    for key in (name, serving.get("image_pin") if isinstance(serving, Mapping) else None, entry.get("image_pin")):
+        if key and isinstance(pins.get(key), Mapping):
+            return pins[key].get("cpu_ray") is True
+    return False
+
+
 def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str,
-            requested: Any = None) -> tuple[dict[str, Any], str, list[str]]:
+            requested: Any = None, cpu_ray: bool = False) -> tuple[dict[str, Any], str, list[str]]:
     layout, errors = choose_layout(name, entry, node_count, requested)
     serving = entry.get("serving") or {}
     nodes = layout["nodes"]
@@ -393,15 +406,19 @@ def _layout(name: str, entry: Mapping[str, Any], node_count: int, executor: str,
     if mode not in EXECUTORS:
         errors.append(f"{name}: serving.executor '{mode}' must be one of {', '.join(EXECUTORS[1:])}.")
     if mode == "auto":
-        mode = "single" if nodes == 1 else "ray"
+        # Native multi-node is what the lab proves across nodes; the Ray executor is a choice (-e
+        # vllm_serve_executor=ray or serving.executor: ray) that the lab does not exercise
+        # (docs/rack-contract.md, "The lab's Ray executor").
+        mode = "single" if nodes == 1 else "native"
     if nodes == 1:
         mode = "single"
     elif mode == "single":
         errors.append(f"{name}: executor 'single' cannot span {nodes} nodes; use native or ray.")
-    if mode == "ray" and entry.get("platform") == "cpu":
+    if mode == "ray" and entry.get("platform") == "cpu" and not cpu_ray:
         errors.append(
             f"{name}: vLLM's CPU build refuses the Ray executor ('current platform cpu does not support ray'); "
-            "set serving.executor: native."
+            "set serving.executor: native, or (lab only) serve the lab image whose pin says cpu_ray: true "
+            "(python -m lab.serving.lab_serving push writes it)."
         )
     return layout, mode, errors
 
@@ -568,7 +585,7 @@ def serving_plan(
             errors += problems
     platform = str(entry.get("platform", "cuda"))
     layout, mode, layout_errors = _layout(model, entry, len(nodes), str(opts.get("executor") or "auto"),
-                                          opts.get("node_count"))
+                                          opts.get("node_count"), cpu_ray=lab_cpu_ray(model, entry, pins))
     errors += layout_errors
     ray_opts = _ray_options(opts)
     ray_state, ray_version = ray_in_image(image) if image else ("unknown", "")
@@ -628,11 +645,16 @@ def serving_plan(
         "env_files": [str(p) for p in opts.get("env_files") or []],
         "api_key_env_file": str(opts.get("api_key_env_file") or ""),
     }
+    if mode == "ray":
+        # The Ray driver (vLLM on the head) finds its node's raylet by looking for the raylet process
+        # (ray._private.services.find_node_ids greps the process list for --node_id): it must see the
+        # Ray container's processes, or Ray fails "No node info found matching attributes" (seen on the lab).
+        vllm_docker["pid"] = "host"
     containers = []
     for rank, node in enumerate(used):
         node_env = dict(env)
         node_env["VLLM_HOST_IP"] = _node_ip(node)
-        if platform == "cpu":
+        if platform == "cpu" and mode != "ray":  # with Ray the workers bind in the Ray containers (_ray_plan)
             node_env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(opts.get("cpu_threads_bind", "auto"), rank, node))
         node_env.update(fabric_env(node))
         args = list(common_args)
@@ -649,6 +671,10 @@ def serving_plan(
                 continue  # Ray places the workers; only the head runs vLLM
             args += ["--distributed-executor-backend", "ray"]
             node_env["RAY_ADDRESS"] = f"{head_ip}:{ray_opts['port']}"
+            # The driver finds its node's raylet by IP: without it (no default route, as in the lab) Ray
+            # fails "No node info found matching attributes: ''". The rack's environment sets the same.
+            for key in ("RAY_NODE_IP_ADDRESS", "RAY_OVERRIDE_NODE_IP_ADDRESS"):
+                node_env.setdefault(key, head_ip)
         if role == "api":
             args += ["--host", str(opts.get("api_host", "0.0.0.0")), "--port", str(api_port)]
         watched = role == "follower" and bool(opts.get("follower_watchdog", True))
@@ -681,6 +707,8 @@ def serving_plan(
 
     ray = _ray_plan(model, mode, platform, nodes, [n["host"] for n in used], ray_opts, ray_state, ray_version,
                     ref, devices, env, fabric_env, models_dir, cache_dir)
+    if platform == "cpu" and mode == "ray":
+        _cpu_ray_bind(ray, used, opts.get("cpu_threads_bind", "auto"))
     notes = []
     if platform == "cuda":
         notes.append("GPU, /dev/infiniband, IPC_LOCK and the NCCL environment: platform cuda (docs/rack-contract.md).")
@@ -800,6 +828,24 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
     return out
 
 
+def _cpu_ray_bind(ray: dict[str, Any], used: Sequence[Mapping[str, Any]], setting: Any) -> None:
+    """The lab's CPU build with the Ray executor: vLLM's worker on a node runs in its Ray container, so
+    VLLM_CPU_OMP_THREADS_BIND goes there, by the node's rank among the serving nodes (the head's vLLM
+    container has no worker and sets none: vLLM would copy the driver's value to every worker). The CPU
+    build's shared-memory all-reduce across nodes is the lab shim's business (lab/serving/image/shim)."""
+    for rank, node in enumerate(used):
+        container = ray["by_host"].get(node["host"])
+        if not container:
+            continue
+        env = dict(container["env"])
+        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(setting, rank, node))
+        container["env"] = dict(sorted(env.items()))
+        spec = json.dumps({k: container[k] for k in ("host", "image", "env", "mounts", "command", "docker", "name")},
+                          sort_keys=True)
+        container["labels"] = dict(container["labels"], **{LABEL_RAY_HASH: hashlib.sha256(spec.encode()).hexdigest()[:16]})
+        container["argv"] = docker_run_argv(container)
+
+
 def _hash_opts(opts: Mapping[str, Any], docker: Mapping[str, Any]) -> dict[str, Any]:
     """The settings outside the containers' specs that a relaunch must notice (the same keys as before the
     rack settings; GPU/RDMA options only when set, so the lab's hashes did not change)."""
@@ -838,6 +884,8 @@ def docker_run_argv(container: Mapping[str, Any], opts: Mapping[str, Any] | None
             "--ipc", str(d.get("ipc") or "host"), "--restart", str(d.get("restart") or "unless-stopped")]
     for limit in d.get("ulimits") or []:
         argv += ["--ulimit", str(limit)]
+    if d.get("pid"):
+        argv += ["--pid", str(d["pid"])]
     if d.get("shm_size"):
         argv += ["--shm-size", str(d["shm_size"])]
     if d.get("gpus"):
