@@ -198,11 +198,12 @@ def test_vllm_listens_behind_the_proxy(catalog):
     assert plan["executor"] == "native"
     assert head["args"][-4:] == ["--host", "192.168.100.11", "--port", "8001"]
     assert (plan["backend_host"], plan["backend_port"], plan["api_port"]) == ("192.168.100.11", 8001, 8000)
-    assert plan["endpoint"] == "http://10.77.0.11:8000/v1" or plan["endpoint"].endswith(":8000/v1")
-    single = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"executor": "single", "backend_port": 9100})
+    assert plan["endpoint"] == "http://10.77.0.11:8000/v1"
+    single = serving_plan("tiny-llama", catalog, nodes(), PINS, {"backend_port": 9100})
+    assert single["executor"] == "single"
     assert single["containers"][0]["args"][-4:] == ["--host", "127.0.0.1", "--port", "9100"]
     tls = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"api_tls": True})
-    assert tls["endpoint"].startswith("https://") and tls["hash"] == plan["hash"]
+    assert tls["endpoint"] == "https://10.77.0.11:8000/v1" and tls["hash"] == plan["hash"]
     for p in (plan, single, tls):
         assert "0.0.0.0" not in " ".join(" ".join(c["argv"]) for c in p["containers"])
 
