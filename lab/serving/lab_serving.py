@@ -42,8 +42,8 @@ from pathlib import Path
 from lab.lab import (
     CONTAINER_PREFIX,
     LAB_ID,
-    MGMT_PREFIX,
     MGMT_GATEWAY,
+    MGMT_PREFIX,
     docker_import,
     encrypt_vars,
     ok,
