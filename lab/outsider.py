@@ -274,12 +274,12 @@ for method, path in req["routes"]:
     r = urllib.request.Request(req["base"] + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(r, timeout=req["timeout"], context=ctx) as resp:
-            status, body = resp.status, resp.read(4000)
+            status, body = resp.status, resp.read(16384)
     except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read(4000)
+        status, body = exc.code, exc.read(16384)
     except Exception as exc:
         status, body = -1, repr(exc).encode()
-    out.append({"method": method, "path": path, "status": status, "body": body.decode(errors="replace")[:400]})
+    out.append({"method": method, "path": path, "status": status, "body": body.decode(errors="replace")})
 print(json.dumps(out))
 """
 
