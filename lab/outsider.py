@@ -11,6 +11,12 @@
                                                cluster's own: RoCE 4791, mDNS 5353, NTP 123, DHCP 67/68);
                                                only ports that answer count as open
     python -m lab.outsider probe ADDR PORT     one TCP connection from the outsider: open | refused | timeout
+    python -m lab.outsider http < REQUEST.json HTTP requests from the outsider: REQUEST is {"base": URL,
+                                               "routes": [[METHOD, PATH], ...] and/or "openapi": a server's
+                                               /openapi.json (every route it lists), "key": API key or "",
+                                               "ca_file": CA on this host for https, "body": JSON for POSTs};
+                                               read on stdin so the key is on no command line; prints
+                                               [{method, path, status, body}] (status -1: no answer)
     python -m lab.outsider exec -- CMD...      run a command inside the outsider (e.g. curl)
     python -m lab.outsider down                remove the outsider and its interfaces
 
@@ -22,9 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from ansible_collections.gb10.cluster.plugins.module_utils.firewall import parse_nmap_xml
 from lab import lab  # names, bridges, subnets of this LAB_ID
@@ -230,6 +240,66 @@ def probe(address: str, port: int, timeout: float) -> dict[str, object]:
     return json.loads(exec_in("python3", "-c", PROBE, address, str(port), str(timeout)))
 
 
+HTTP_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
+# FastAPI's own pages: served by the app but never listed in its OpenAPI document.
+FASTAPI_PAGES = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+def routes_from_openapi(doc: Mapping[str, Any]) -> list[list[str]]:
+    """Every ``[METHOD, path]`` a server's OpenAPI document lists (path parameters filled with ``x``), and
+    FastAPI's own pages, which the document leaves out."""
+    paths = doc.get("paths") if isinstance(doc, Mapping) else None
+    if not isinstance(paths, Mapping) or not paths:
+        raise ValueError("the OpenAPI document lists no paths")
+    out = []
+    for path, ops in sorted(paths.items()):
+        concrete = re.sub(r"\{[^}/]*\}", "x", str(path))
+        for method in sorted(ops or {}):
+            if str(method).lower() in HTTP_METHODS:
+                out.append([str(method).upper(), concrete])
+    out += [["GET", p] for p in FASTAPI_PAGES if p not in paths]
+    return out
+
+
+HTTP_PY = """
+import json, ssl, sys, urllib.error, urllib.request
+req = json.load(sys.stdin)
+ctx = ssl.create_default_context(cadata=req["ca"] or None) if req["base"].startswith("https:") else None
+out = []
+for method, path in req["routes"]:
+    headers = {"Content-Type": "application/json"}
+    if req["key"]:
+        headers["Authorization"] = "Bearer " + req["key"]
+    data = json.dumps(req["body"]).encode() if method in ("POST", "PUT", "PATCH") else None
+    r = urllib.request.Request(req["base"] + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(r, timeout=req["timeout"], context=ctx) as resp:
+            status, body = resp.status, resp.read(16384)
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read(16384)
+    except Exception as exc:
+        status, body = -1, repr(exc).encode()
+    out.append({"method": method, "path": path, "status": status, "body": body.decode(errors="replace")})
+print(json.dumps(out))
+"""
+
+
+def http(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Run ``request`` (see the module's usage) from inside the outsider; the key travels on stdin."""
+    routes = [list(r) for r in request.get("routes") or []]
+    if request.get("openapi"):
+        routes += routes_from_openapi(request["openapi"])
+    ca_file = str(request.get("ca_file") or "")
+    payload = {"base": str(request["base"]).rstrip("/"), "routes": routes, "key": str(request.get("key") or ""),
+               "ca": Path(ca_file).read_text() if ca_file else "", "body": request.get("body") or {},
+               "timeout": float(request.get("timeout") or 60)}
+    res = subprocess.run(["docker", "exec", "-i", NAME, "python3", "-c", HTTP_PY], input=json.dumps(payload).encode(),
+                         capture_output=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"outsider: the HTTP requests failed inside {NAME}: {res.stderr.decode(errors='replace')[-500:]}")
+    return json.loads(res.stdout)
+
+
 def down() -> None:
     lab.run("docker", "rm", "-f", NAME, capture=True, check=False)
     for _ifname, _bridge, _prefix, tag, _mtu in LINKS:
@@ -254,6 +324,7 @@ def main() -> int:
     p_probe.add_argument("address")
     p_probe.add_argument("port", type=int)
     p_probe.add_argument("--timeout", type=float, default=5.0)
+    sub.add_parser("http")
     p_exec = sub.add_parser("exec")
     p_exec.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args()
@@ -272,6 +343,8 @@ def main() -> int:
             print(json.dumps(scan(args.ports or "1-65535", args.min_rate, args.targets or targets()), indent=1))
     elif args.action == "probe":
         print(json.dumps(probe(args.address, args.port, args.timeout)))
+    elif args.action == "http":
+        print(json.dumps(http(json.load(sys.stdin)), indent=1))
     elif args.action == "exec":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:

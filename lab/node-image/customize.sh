@@ -38,5 +38,9 @@ systemctl mask systemd-udevd.service systemd-udevd-control.socket systemd-udevd-
 mkdir -p /etc/docker
 printf '{\n  "bridge": "none"\n}\n' > /etc/docker/daemon.json
 echo 'gx10-lab' > /etc/hostname
+# nginx is installed for the API proxy on the head (roles/vllm_serve configures and starts it there); on a
+# rack node it is installed by that role only, so here it starts off, without Debian's default site on :80.
+systemctl disable nginx.service >/dev/null 2>&1 || true
+rm -f /etc/nginx/sites-enabled/default
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin

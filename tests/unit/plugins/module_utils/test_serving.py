@@ -228,13 +228,31 @@ def test_native_follower_runs_under_the_head_watchdog(catalog):
     head, follower = plan["containers"]
     assert head["command"] == ["vllm", "serve", *head["args"]]
     cmd = follower["command"]
-    assert cmd[:2] == ["sh", "-c"] and cmd[5] == "http://192.168.100.11:8000/health"
+    assert cmd[:2] == ["sh", "-c"] and cmd[5] == "http://192.168.100.11:8001/health"
     assert cmd[6:8] == ["vllm", "serve"] and cmd[8:] == follower["args"]
     assert follower["argv"][-len(cmd):] == cmd
     assert "/health" not in cmd[2] and "SIGTERM" in cmd[4]
     off = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"follower_watchdog": False})
     assert off["containers"][1]["command"][:2] == ["vllm", "serve"]
     assert off["hash"] != plan["hash"]
+
+
+def test_vllm_listens_behind_the_proxy(catalog):
+    """vLLM never binds 0.0.0.0 or the API port: the proxy owns the API port (#14); vLLM listens on the
+    head's fabric address in native mode (the followers' watchdog reads it), else on 127.0.0.1."""
+    plan = serving_plan("tiny-qwen3", catalog, nodes(), PINS)
+    head = plan["containers"][0]
+    assert plan["executor"] == "native"
+    assert head["args"][-4:] == ["--host", "192.168.100.11", "--port", "8001"]
+    assert (plan["backend_host"], plan["backend_port"], plan["api_port"]) == ("192.168.100.11", 8001, 8000)
+    assert plan["endpoint"] == "http://10.77.0.11:8000/v1"
+    single = serving_plan("tiny-llama", catalog, nodes(), PINS, {"backend_port": 9100})
+    assert single["executor"] == "single"
+    assert single["containers"][0]["args"][-4:] == ["--host", "127.0.0.1", "--port", "9100"]
+    tls = serving_plan("tiny-qwen3", catalog, nodes(), PINS, {"api_tls": True})
+    assert tls["endpoint"] == "https://10.77.0.11:8000/v1" and tls["hash"] == plan["hash"]
+    for p in (plan, single, tls):
+        assert "0.0.0.0" not in " ".join(" ".join(c["argv"]) for c in p["containers"])
 
 
 def test_follower_watchdog_stops_the_follower_when_the_head_goes(tmp_path):

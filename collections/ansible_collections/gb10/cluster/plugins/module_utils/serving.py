@@ -540,7 +540,9 @@ def serving_plan(
 
     ``nodes``: ordered, each ``{host, fabric_ip, mgmt_ip, cpus, fabric, nccl_env}`` (the first is the head;
     ``nodes_from_hostvars`` builds them from the inventory).
-    ``options``: ``api_port``, ``master_port``, ``executor`` (auto|single|native|ray), ``node_count``
+    ``options``: ``api_port`` (the API proxy's), ``backend_port`` / ``backend_host`` (vLLM's, behind the
+    proxy; default api_port + 1 on the head's fabric address in native mode, else 127.0.0.1), ``api_tls``
+    (the proxy serves HTTPS: the endpoint's scheme), ``master_port``, ``executor`` (auto|single|native|ray), ``node_count``
     (``-e nodes``), ``models_dir`` (host path holding one folder per model), ``cache_dir``, ``env_files``
     (list of host paths), ``api_key_env_file``, ``cpu_threads_bind`` (auto|by_rank|<cpu list>),
     ``extra_args``, ``gpus`` / ``devices`` / ``cap_add`` (``auto``: the rack's on cuda, none on cpu),
@@ -609,6 +611,11 @@ def serving_plan(
     head = used[0]
     head_ip = _node_ip(head)
     api_port = int(opts.get("api_port", 8000))
+    # vLLM itself listens on the backend port behind the API proxy (tasks/proxy.yml), only where the proxy
+    # and the cluster reach it: the head's fabric address in native multi-node (the followers' watchdog
+    # reads its /health), else 127.0.0.1. The proxy owns api_port; backend_port 0 = api_port + 1.
+    backend_port = int(opts.get("backend_port") or api_port + 1)
+    api_scheme = "https" if opts.get("api_tls") else "http"
     master_port = int(opts.get("master_port", 29501))
     models_dir = str(opts.get("models_dir", "/srv/gb10/models"))
     cache_dir = str(opts.get("cache_dir", "/srv/gb10/cache"))
@@ -650,6 +657,7 @@ def serving_plan(
         # (ray._private.services.find_node_ids greps the process list for --node_id): it must see the
         # Ray container's processes, or Ray fails "No node info found matching attributes" (seen on the lab).
         vllm_docker["pid"] = "host"
+    backend_host = str(opts.get("backend_host") or (head_ip if mode == "native" else "127.0.0.1"))
     containers = []
     for rank, node in enumerate(used):
         node_env = dict(env)
@@ -676,11 +684,11 @@ def serving_plan(
             for key in ("RAY_NODE_IP_ADDRESS", "RAY_OVERRIDE_NODE_IP_ADDRESS"):
                 node_env.setdefault(key, head_ip)
         if role == "api":
-            args += ["--host", str(opts.get("api_host", "0.0.0.0")), "--port", str(api_port)]
+            args += ["--host", backend_host, "--port", str(backend_port)]
         watched = role == "follower" and bool(opts.get("follower_watchdog", True))
         containers.append(
             {
-                "command": (follower_command(f"http://{head_ip}:{api_port}/health", args) if watched
+                "command": (follower_command(f"http://{head_ip}:{backend_port}/health", args) if watched
                             else ["vllm", "serve", *args]),
                 "host": node["host"],
                 "rank": rank,
@@ -733,7 +741,10 @@ def serving_plan(
         "head_ip": head_ip,
         "api_host": head.get("mgmt_ip"),
         "api_port": api_port,
-        "endpoint": f"http://{head.get('mgmt_ip')}:{api_port}/v1",
+        "api_scheme": api_scheme,
+        "backend_host": backend_host,
+        "backend_port": backend_port,
+        "endpoint": f"{api_scheme}://{head.get('mgmt_ip')}:{api_port}/v1",
         "tensor_parallel_size": int(launch.get("tensor_parallel_size", 1) or 1),
         "pipeline_parallel_size": int(launch.get("pipeline_parallel_size", 1) or 1),
         "max_model_len": launch.get("max_model_len"),
