@@ -98,3 +98,14 @@ def test_unknown_owner_fails_naming_it(capsys, tmp_path):
     files = [{"path": str(tmp_path / "x"), "content": "x\n", "mode": "0644", "owner": "no-such-user-gb10"}]
     out = _run(capsys, files)
     assert out["failed"] is True and "user 'no-such-user-gb10' does not exist" in out["msg"]
+
+
+def test_validate_checks_the_new_content_before_it_replaces_the_file(capsys, tmp_path):
+    files = [{"path": str(tmp_path / "sudoers"), "content": "good\n", "mode": "0440", "owner": USER, "group": GROUP,
+              "validate": "grep -q ^good %s"}]
+    assert _run(capsys, files)["changed_paths"] == [str(tmp_path / "sudoers")]
+    files[0]["content"] = "bad\n"
+    out = _run(capsys, files)
+    assert out["failed"] is True and "fails `grep -q ^good %s` (rc 1)" in out["msg"]
+    assert (tmp_path / "sudoers").read_text() == "good\n"
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".gb10-")]

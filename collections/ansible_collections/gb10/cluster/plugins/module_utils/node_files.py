@@ -11,6 +11,7 @@ import os
 import pwd
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -24,6 +25,7 @@ class Entry:
     group: str = "root"
     state: str = "file"
     content: bytes | None = None
+    validate: str | None = None
 
 
 @dataclass
@@ -114,8 +116,12 @@ def plan(entry: Entry, current: Current, uid: int, gid: int) -> Step:
     return step
 
 
-def apply(step: Step, uid: int, gid: int) -> None:
-    """Make the path match: a new file is written to a temporary file beside it, then renamed."""
+def apply(step: Step, uid: int, gid: int, run: Callable[[str], tuple[int, str]] | None = None) -> None:
+    """Make the path match: a new file is written to a temporary file beside it, then renamed.
+
+    With `entry.validate` (a command with %s), the temporary file is checked first with `run`
+    (returns rc and output); a failed check raises ValueError and leaves the old file in place.
+    """
     entry = step.entry
     if not step.reasons:
         return
@@ -133,6 +139,13 @@ def apply(step: Step, uid: int, gid: int) -> None:
                 fh.write(entry.content or b"")
             os.chown(tmp, uid, gid)
             os.chmod(tmp, entry.mode)
+            if entry.validate:
+                if "%s" not in entry.validate or run is None:
+                    raise ValueError(f"{entry.path}: validate must contain %s (got {entry.validate!r})")
+                rc, out = run(entry.validate.replace("%s", tmp))
+                if rc != 0:
+                    raise ValueError(f"{entry.path}: the new content fails `{entry.validate}` (rc {rc}): "
+                                     f"{out.strip()}; the file is left as it was")
             os.replace(tmp, entry.path)
         except BaseException:
             if os.path.exists(tmp):

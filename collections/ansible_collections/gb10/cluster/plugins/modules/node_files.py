@@ -47,6 +47,11 @@ options:
         description: Owning group.
         type: str
         default: root
+      validate:
+        description:
+          - Command that checks the new content before it replaces the file, with C(%s) for the
+            temporary file (for example C(/usr/sbin/visudo -cf %s)). Runs only when the content changes.
+        type: str
 author:
   - gb10-cluster
 """
@@ -88,6 +93,11 @@ from ansible_collections.gb10.cluster.plugins.module_utils.node_files import (
 )
 
 
+def _run(module: AnsibleModule, cmd: str) -> tuple[int, str]:
+    rc, out, err = module.run_command(cmd, use_unsafe_shell=False)
+    return rc, (out + err)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -100,6 +110,7 @@ def main() -> None:
                     "mode": {"type": "raw", "required": True},
                     "owner": {"type": "str", "default": "root"},
                     "group": {"type": "str", "default": "root"},
+                    "validate": {"type": "str"},
                 },
             },
         },
@@ -113,12 +124,12 @@ def main() -> None:
             if spec["state"] == "file" and spec["content"] is None:
                 raise ValueError(f"{spec['path']}: a file entry needs content")
             entry = Entry(path=spec["path"], mode=parse_mode(spec["mode"]), owner=spec["owner"], group=spec["group"],
-                          state=spec["state"],
+                          state=spec["state"], validate=spec["validate"],
                           content=None if spec["content"] is None else spec["content"].encode("utf-8"))
             uid, gid = ids(entry)
             step = plan(entry, read_state(entry.path), uid, gid)
             if step.reasons and not module.check_mode:
-                apply(step, uid, gid)
+                apply(step, uid, gid, run=lambda cmd: _run(module, cmd))
         except (ValueError, KeyError, OSError) as exc:
             module.fail_json(msg=f"node_files: {exc}", changed=bool(changed_paths), changed_paths=changed_paths,
                              files=records)
