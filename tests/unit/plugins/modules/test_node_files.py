@@ -109,3 +109,17 @@ def test_validate_checks_the_new_content_before_it_replaces_the_file(capsys, tmp
     assert out["failed"] is True and "fails `grep -q ^good %s` (rc 1)" in out["msg"]
     assert (tmp_path / "sudoers").read_text() == "good\n"
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".gb10-")]
+
+
+def test_documentation_matches_the_argument_spec():
+    from pathlib import Path  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+
+    doc = yaml.safe_load(node_files_module.DOCUMENTATION)
+    yaml.safe_load(node_files_module.EXAMPLES)
+    yaml.safe_load(node_files_module.RETURN)
+    source = Path(node_files_module.__file__).read_text()
+    assert doc["module"] == "node_files"
+    for option in list(doc["options"]) + list(doc["options"]["files"]["suboptions"]):
+        assert f'"{option}"' in source, f"{option} documented but not in argument_spec"
