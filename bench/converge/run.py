@@ -4,7 +4,9 @@
 For each node count: `lab.lab down`, `lab.lab up --nodes N`, then site.yml twice through ansible-runner.
 Times come from ansible-runner's event stream (playbook_on_start to playbook_on_stats), changed counts
 from the final stats event, controller CPU seconds from the ansible-playbook process tree
-(RUSAGE_CHILDREN around each run). Results: bench/results/converge.json and converge.md.
+(RUSAGE_CHILDREN around each run), and per run the tasks per host, the load average before it and the
+slowest tasks (from one task's start event to the next). Results: bench/results/converge.json and
+converge.md.
 
     sudo .venv/bin/python -m bench.converge.run [--nodes 4 8] [--keep-lab]
 
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 TARGET_NOOP_RATIO = 0.30
 TARGET_SCALING = 2.0
+PROFILE_TOP = 15
 
 
 def lab(*args: str) -> None:
@@ -42,6 +45,7 @@ def children_cpu() -> float:
 
 
 def run_site() -> dict[str, object]:
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cpu0 = children_cpu()
         result = ansible_runner.run(
@@ -66,12 +70,30 @@ def run_site() -> dict[str, object]:
     t1 = dt.datetime.fromisoformat(stats_events[-1]["created"])
     stats = stats_events[-1]["event_data"]
     changed = sum(stats.get("changed", {}).values())
+    hosts = sorted(set(stats.get("ok", {})) | set(stats.get("skipped", {})))
     return {
         "seconds": round((t1 - t0).total_seconds(), 2),
         "controller_cpu_seconds": round(cpu, 2),
         "changed": changed,
         "tasks_ok": sum(stats.get("ok", {}).values()),
+        # Tasks per host (ok, changed and skipped: a skipped task still costs a worker per host).
+        "tasks_per_host": {h: sum(stats.get(k, {}).get(h, 0) for k in ("ok", "skipped", "failures")) for h in hosts},
+        "load_average_before": load_before,
+        "slowest_tasks": task_profile(events)[:PROFILE_TOP],
     }
+
+
+def task_profile(events: list[dict]) -> list[dict[str, object]]:
+    """Per-task wall time (from one task's start to the next task's start, or the stats), slowest first."""
+    marks = [(e["created"], e["event_data"].get("task", ""), e["event_data"].get("role", ""))
+             for e in events if e.get("event") in ("playbook_on_task_start", "playbook_on_handler_task_start")]
+    ends = [e["created"] for e in events if e.get("event") == "playbook_on_stats"]
+    out = []
+    for i, (start, task, role) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else (ends[-1] if ends else start)
+        seconds = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+        out.append({"task": f"{role} : {task}" if role else task, "seconds": round(seconds, 2)})
+    return sorted(out, key=lambda r: -float(r["seconds"]))
 
 
 def machine() -> dict[str, object]:
@@ -154,6 +176,12 @@ def main() -> int:
         )
     lines += ["", "| target | result | value |", "|---|---|---|"]
     lines += [f"| {c['check']} | {'met' if c['ok'] else 'NOT met'} | {c['value']} |" for c in checks]
+    for r in rows:
+        per_host = r["noop"]["tasks_per_host"]
+        lines += ["", f"No-op on {r['nodes']} nodes: load average before {r['noop']['load_average_before']}, "
+                  f"tasks per host {per_host}. Slowest tasks (wall s, all hosts of the task together):", "",
+                  "| task | s |", "|---|---|"]
+        lines += [f"| {t['task']} | {t['seconds']} |" for t in r["noop"]["slowest_tasks"]]
     (RESULTS / "converge.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(c["ok"] for c in checks) else 1
