@@ -35,6 +35,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.serving import (
     vllm_args,
     with_memory_args,
 )
+from lab.lab import REGISTRY_ADDR
 from tests.support.catalog import LAB_DIGEST, LAB_PINS, lab_nodes, merged_catalog
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -331,12 +332,21 @@ RAY_LAB = {"enabled": True, "container": "gb10-ray", "port": 6379, "restart_poli
 NCCL = {"debug": "INFO", "debug_subsys": "INIT,NET", "buffsize": 524288, "buffsize_min_nodes": 4, "switch": True}
 
 
+# The lab entry that names its image by tag only (lab/models/catalog.yml).
+TAG_ONLY = "tiny-llama"
+
+
 def test_the_lab_entries_moved_unchanged():
     """Out of the built-in catalog into the lab's inventory: the same settings; `lab: true` became
     `weights: {source: controller}` and the config moved to lab/models/."""
     for name, before in LAB["catalog"].items():
         now = {k: v for k, v in LAB_CATALOG[name].items() if k not in ("config", "weights", "origin")}
-        assert now == {k: v for k, v in before.items() if k not in ("config", "lab")}, name
+        then = {k: v for k, v in before.items() if k not in ("config", "lab")}
+        if name == TAG_ONLY:  # names the lab image by its release tag now (pin.yml pins it on the lab)
+            assert now.pop("image") == {"repository": f"{REGISTRY_ADDR}/gb10/vllm-cpu", "tag": "0.32.0", "digest": ""}
+            assert then.pop("image") == {"repository": "", "tag": "", "digest": ""}
+            assert then.pop("serving") == {"image_pin": "lab-vllm-cpu"} and "serving" not in now
+        assert now == then, name
         assert LAB_CATALOG[name]["weights"]["source"] == "controller"
         assert (ROOT / LAB_CATALOG[name]["config"]).read_text() == (ROOT / "lab" / "models" / Path(before["config"]).parent.name
                                                                    / "config.json").read_text()
@@ -363,7 +373,9 @@ def test_the_lab_runs_exactly_the_containers_it_ran_before(model, with_new_optio
     """The lab's CPU path: the same vLLM argv (and hash label) as before the rack settings, with the options
     the play passes now (auto GPU/RDMA, Ray, RoCE class, NCCL settings) as with the old ones."""
     opts = play_options() if with_new_options else LAB["options"]
-    plan = serving_plan(model, LAB_CATALOG, lab_nodes(), LAB["pins"], opts)
+    # tiny-llama, served by tag, runs what pin.yml pinned: the lab image under a pin of the model's own name.
+    pins = dict(LAB["pins"], **{TAG_ONLY: LAB["pins"]["lab-vllm-cpu"]})
+    plan = serving_plan(model, LAB_CATALOG, lab_nodes(), pins, opts)
     want = LAB["plans"][model]
     assert plan["hash"] == want["hash"]
     assert [{"host": c["host"], "role": c["role"], "argv": c["argv"]} for c in plan["containers"]] == want["containers"]
