@@ -514,6 +514,10 @@ def reboot(index: int) -> None:
         raise SystemExit(f"lab: no node {name}")
     log(f"rebooting {name}")
     run("docker", "restart", "--timeout", "10", name)
+    # Docker rewrites /etc/hosts at every start; a real node's keeps its own name (127.0.1.1), without
+    # which sudo warns "unable to resolve host" on every call.
+    run("docker", "exec", name, "sh", "-c",
+        f"grep -q ' gx10-{index}$' /etc/hosts || echo '127.0.1.1 gx10-{index}' >> /etc/hosts")
     plumb(index)
     log(f"{name} is booting (links up)")
 

@@ -62,6 +62,10 @@ class Clock:
     (DONE, FINISHED),  # the module's result replaced the wrapper's note
     (json.dumps({"msg": "Timeout exceeded", "failed": True, "child_pid": 7}), FINISHED),
     ("--- gb10 stage_follow: no job file ---", MISSING),
+    # sudo's warning before the file on a node that cannot resolve its own name (seen after a lab reboot)
+    ("sudo: unable to resolve host gx10-2: Temporary failure in name resolution\r\n" + DONE, FINISHED),
+    ("sudo: unable to resolve host gx10-2: Temporary failure in name resolution\n" + STARTED, RUNNING),
+    ("sudo: unable to resolve host gx10-2\n--- gb10 stage_follow: no job file ---", MISSING),
 ])
 def test_job_state_reads_the_job_file_as_async_status_does(text, state):
     assert job_state(text) == state

@@ -55,12 +55,20 @@ def job_state(text: str) -> str:
 
     The wrapper writes {"started": true, "finished": false} first and the module's result (which has
     no "started") at the end; an empty or unreadable file is a job still being written."""
-    if text.strip() == NO_JOB_FILE:
+    if text.strip().splitlines()[-1:] == [NO_JOB_FILE]:
         return MISSING
     try:
         data = json.loads(text)
     except ValueError:
-        return RUNNING
+        # With become over SSH the read runs on a terminal: a warning of sudo's ("unable to resolve host
+        # ...") can come before the file's JSON. The file itself is one JSON object.
+        start = text.find("{")
+        try:
+            data = json.loads(text[start:]) if start > 0 else None
+        except ValueError:
+            data = None
+        if data is None:
+            return RUNNING
     if not isinstance(data, dict):
         return RUNNING
     return FINISHED if "started" not in data or bool(data.get("finished")) else RUNNING
