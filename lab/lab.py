@@ -260,7 +260,13 @@ def create_node(index: int, tag: str, pubkey: str) -> None:
         f"install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh && "
         f"install -m 0600 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh_authorized_keys "
         f"/home/{ADMIN_USER}/.ssh/authorized_keys && rm /home/{ADMIN_USER}/.ssh_authorized_keys && "
-        f"grep -q ' gx10-{index}$' /etc/hosts || echo '127.0.1.1 gx10-{index}' >> /etc/hosts")
+        + own_name_in_hosts(index))
+
+
+def own_name_in_hosts(index: int) -> str:
+    """Shell: the node's own name on 127.0.1.1 in /etc/hosts, as on a real node (Docker rewrites the file
+    at every start of the container)."""
+    return f"grep -q ' gx10-{index}$' /etc/hosts || echo '127.0.1.1 gx10-{index}' >> /etc/hosts"
 
 
 def wait_ssh(index: int, key: Path, timeout: float = 120.0) -> None:
@@ -516,8 +522,7 @@ def reboot(index: int) -> None:
     run("docker", "restart", "--timeout", "10", name)
     # Docker rewrites /etc/hosts at every start; a real node's keeps its own name (127.0.1.1), without
     # which sudo warns "unable to resolve host" on every call.
-    run("docker", "exec", name, "sh", "-c",
-        f"grep -q ' gx10-{index}$' /etc/hosts || echo '127.0.1.1 gx10-{index}' >> /etc/hosts")
+    run("docker", "exec", name, "sh", "-c", own_name_in_hosts(index))
     plumb(index)
     log(f"{name} is booting (links up)")
 
