@@ -6,14 +6,17 @@ it reads the node's memory the way the serving play measures it before a launch 
 code as gb10.cluster.memory_facts: MemAvailable, capped by the tightest cgroup limit on a lab node) and,
 when it is below the host floor while the vLLM container runs, stops that container with
 `docker stop` (SIGTERM, then SIGKILL after the grace time), so the kernel's OOM killer or the GPU driver
-never has to take the host down. The reason goes to stdout (the journal) and to
+never has to take the host down. With vLLM's Ray executor a worker node runs no vLLM container: its vLLM
+worker lives in the Ray container, which then carries the label gb10.ray.model, and that container is the
+one stopped (a Ray container without the label, as with the native executor, holds no model: left alone). The reason goes to stdout (the journal) and to
 <GB10_GUARD_STATE_DIR>/stopped.json, which serve.yml reads and reports on its next run.
 
 The planner sizes vLLM so that MemAvailable stays at or above the floor at vLLM's peak; falling under
 it means something outside the plan (another process, a leak, a larger batch than planned) is eating the
 host's reserve, and the floor still leaves the room to stop cleanly.
 
-Settings (environment, /etc/gb10/memory-guard.env): GB10_GUARD_FLOOR_BYTES, GB10_GUARD_INTERVAL_S, GB10_GUARD_CONTAINER, GB10_GUARD_STOP_TIMEOUT_S, GB10_GUARD_STATE_DIR.
+Settings (environment, /etc/gb10/memory-guard.env): GB10_GUARD_FLOOR_BYTES, GB10_GUARD_INTERVAL_S,
+GB10_GUARD_CONTAINER, GB10_GUARD_RAY_CONTAINER, GB10_GUARD_STOP_TIMEOUT_S, GB10_GUARD_STATE_DIR.
 """
 from __future__ import annotations
 
@@ -49,17 +52,31 @@ def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def container_state(name: str) -> dict | None:
-    """{running, model, role} of the container, None when there is none."""
-    fmt = '{{.State.Running}} {{index .Config.Labels "gb10.serving.model"}} {{index .Config.Labels "gb10.serving.role"}}'
+def container_state(name: str, labels: str = "gb10.serving") -> dict | None:
+    """{running, model, role} of the container (its <labels>.model and <labels>.role), None when there is none."""
+    fmt = f'{{{{.State.Running}}}}|{{{{index .Config.Labels "{labels}.model"}}}}|{{{{index .Config.Labels "{labels}.role"}}}}'
     try:
         result = docker("inspect", "--format", fmt, name, timeout=30)
     except subprocess.TimeoutExpired:
         return None
     if result.returncode != 0:
         return None
-    words = (result.stdout.split() + ["", "", ""])[:3]
+    # A label the container does not carry prints as "" or "<no value>", depending on the Docker version.
+    words = [w.strip() if w.strip() != "<no value>" else "" for w in (result.stdout.strip().split("|") + ["", "", ""])[:3]]
     return {"running": words[0] == "true", "model": words[1], "role": words[2]}
+
+
+def holder(container: str, ray_container: str) -> tuple[str, dict] | None:
+    """The container that holds the model's memory on this node: the vLLM container when it runs, else a
+    running Ray container that hosts a vLLM worker (label gb10.ray.model, the Ray executor); None otherwise."""
+    state = container_state(container)
+    if state and state["running"]:
+        return container, state
+    if ray_container:
+        ray = container_state(ray_container, labels="gb10.ray")
+        if ray and ray["running"] and ray["model"]:
+            return ray_container, ray
+    return None
 
 
 def write_state(state_dir: Path, record: dict) -> None:
@@ -79,7 +96,8 @@ def main() -> int:
     env = os.environ
     floor = int(env.get("GB10_GUARD_FLOOR_BYTES", str(8 * GIB)))
     interval = float(env.get("GB10_GUARD_INTERVAL_S", "1"))
-    container = env.get("GB10_GUARD_CONTAINER", "gb10-vllm")
+    vllm_container = env.get("GB10_GUARD_CONTAINER", "gb10-vllm")
+    ray_container = env.get("GB10_GUARD_RAY_CONTAINER", "gb10-ray")
     grace = int(env.get("GB10_GUARD_STOP_TIMEOUT_S", "30"))
     state_dir = Path(env.get("GB10_GUARD_STATE_DIR", "/var/lib/gb10/memory-guard"))
     threshold = floor
@@ -89,7 +107,8 @@ def main() -> int:
     log(
         f"watching MemAvailable every {interval:g} s (now {gib(first)}"
         f"{', capped by the cgroup limit of ' + str(facts['cgroup_path']) if facts.get('cgroup_memory_limit_bytes') else ''}); "
-        f"stops {container} when it falls below the host floor, {gib(threshold)}"
+        f"stops {vllm_container}{' (or ' + ray_container + ' when it runs a vLLM worker)' if ray_container else ''} "
+        f"when it falls below the host floor, {gib(threshold)}"
     )
     while RUNNING:
         try:
@@ -99,8 +118,9 @@ def main() -> int:
             time.sleep(interval)
             continue
         if avail < threshold:
-            state = container_state(container)
-            if state and state["running"]:
+            found = holder(vllm_container, ray_container)
+            if found:
+                container, state = found
                 reason = (
                     f"MemAvailable {gib(avail)} fell below the host floor {gib(floor)}: stopped {container} ({state['model'] or 'unknown model'}, {state['role'] or 'unknown role'}) "
                     "before the host runs out of memory"

@@ -130,6 +130,9 @@ def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool, m
                 assert cmd[cmd.index("--address") + 1] == f"{head_ip}:6379", where
             serving_node = executor == "ray" and o["host"] in [h for h in hosts][: layout["nodes"]]
             assert cmd[cmd.index("--num-gpus") + 1] == ("1" if serving_node else "0"), where
+            # the node memory guard stops a Ray container only when it hosts one of the model's workers
+            labels = dict(v.split("=", 1) for v in _values(argv, "--label"))
+            assert labels.get("gb10.ray.model") == (model if serving_node else None), where
             if executor == "ray":
                 mounts = _values(argv, "--volume")
                 assert "/srv/gb10/models:/models:ro" in mounts and "/srv/gb10/cache:/root/.cache" in mounts, where

@@ -20,7 +20,7 @@ GIB = 1 << 30
 FAKE_DOCKER = """#!/bin/sh
 echo "$*" >> "$GUARD_TEST_DIR/docker.log"
 case "$1" in
-  inspect) if [ -f "$GUARD_TEST_DIR/stopped" ]; then echo "false tiny-qwen3 api"; else echo "true tiny-qwen3 api"; fi ;;
+  inspect) if [ -f "$GUARD_TEST_DIR/stopped" ]; then echo "false|tiny-qwen3|api"; else echo "true|tiny-qwen3|api"; fi ;;
   stop) touch "$GUARD_TEST_DIR/stopped"; echo gb10-vllm ;;
 esac
 """
@@ -35,10 +35,24 @@ def memory_facts(text, smi, cgroup):
 """
 
 
-def _start(tmp: Path, floor: int, lib: Path) -> subprocess.Popen:
+# A node with no vLLM container: only the Ray container, whose labels say whether it runs a vLLM worker
+# (the Ray executor: gb10.ray.model) or holds no model (the native executor).
+FAKE_DOCKER_RAY = """#!/bin/sh
+echo "$*" >> "$GUARD_TEST_DIR/docker.log"
+name=$(eval echo \\${$#})
+case "$1 $name" in
+  "inspect gb10-vllm") echo "Error: No such object: gb10-vllm" >&2; exit 1 ;;
+  "inspect gb10-ray") if [ -f "$GUARD_TEST_DIR/stopped" ]; then running=false; else running=true; fi
+                      echo "$running|$(cat "$GUARD_TEST_DIR/ray-labels")" ;;
+  "stop gb10-ray") touch "$GUARD_TEST_DIR/stopped"; echo gb10-ray ;;
+esac
+"""
+
+
+def _start(tmp: Path, floor: int, lib: Path, docker: str = FAKE_DOCKER) -> subprocess.Popen:
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").write_text(docker)
     (bin_dir / "docker").chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHONPATH=str(lib), GUARD_TEST_DIR=str(tmp),
                GB10_GUARD_FLOOR_BYTES=str(floor), GB10_GUARD_INTERVAL_S="0.05", GB10_GUARD_STATE_DIR=str(tmp / "state"))
@@ -83,7 +97,7 @@ def test_the_guard_stops_vllm_once_below_the_floor(tmp_path: Path) -> None:
     assert (record["model"], record["role"], record["stop_rc"], record["floor_bytes"]) == ("tiny-qwen3", "api", 0, GIB)
     calls = (tmp_path / "docker.log").read_text().splitlines()
     assert [c for c in calls if c.startswith("stop")] == ["stop --time 30 gb10-vllm"], calls
-    assert "watching MemAvailable every 0.05 s" in out and "stops gb10-vllm when it falls below the host floor" in out
+    assert "watching MemAvailable every 0.05 s" in out and "stops gb10-vllm (or gb10-ray when it runs a vLLM worker) when it falls below the host floor" in out
     assert "fell below the host floor 1.00 GiB" in out and "gb10-vllm stopped in" in out
 
 
@@ -96,3 +110,43 @@ def test_the_guard_reads_the_node_with_the_planners_meminfo(tmp_path: Path) -> N
         out = _finish(proc)
     record = json.loads((tmp_path / "state" / "stopped.json").read_text())
     assert 0 < record["mem_available_bytes"] < 1 << 50 and "fell below the host floor" in record["reason"], out
+
+
+def _below_floor_with_ray(tmp_path: Path, labels: str) -> str:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "meminfo.py").write_text(FAKE_MEMINFO)
+    (tmp_path / "ray-labels").write_text(labels)
+    (tmp_path / "available").write_text(str(GIB - 100 * 2**20))
+    proc = _start(tmp_path, GIB, lib, FAKE_DOCKER_RAY)
+    try:
+        deadline = time.monotonic() + 60
+        while len((tmp_path / "docker.log").read_text().splitlines() if (tmp_path / "docker.log").exists() else []) < 6:
+            assert time.monotonic() < deadline, "the guard did not look at the containers"
+            time.sleep(0.05)
+        time.sleep(0.3)
+    except BaseException:
+        _finish(proc)
+        raise
+    return _finish(proc)
+
+
+def test_with_the_ray_executor_the_guard_stops_the_ray_container_that_runs_the_worker(tmp_path: Path) -> None:
+    """A worker node under the Ray executor: no gb10-vllm, the vLLM worker is in gb10-ray (label gb10.ray.model)."""
+    out = _below_floor_with_ray(tmp_path, "tiny-qwen3|worker")
+    record = json.loads((tmp_path / "state" / "stopped.json").read_text())
+    assert record["container"] == "gb10-ray"
+    assert record["reason"].startswith("MemAvailable 0.90 GiB fell below the host floor 1.00 GiB: stopped gb10-ray (tiny-qwen3, worker)")
+    calls = (tmp_path / "docker.log").read_text().splitlines()
+    assert [c for c in calls if c.startswith("stop")] == ["stop --time 30 gb10-ray"], calls
+    assert "gb10-ray stopped in" in out
+
+
+def test_a_ray_container_without_a_model_is_left_alone(tmp_path: Path) -> None:
+    """The native executor: the Ray container holds no model (no gb10.ray.model label); stopping it would free
+    nothing, so below the floor the guard stops nothing on a node without a vLLM container."""
+    out = _below_floor_with_ray(tmp_path, "<no value>|worker")
+    assert not (tmp_path / "state" / "stopped.json").exists(), out
+    calls = (tmp_path / "docker.log").read_text().splitlines()
+    assert not [c for c in calls if c.startswith("stop")], calls
+    assert any(c.startswith("inspect") and c.endswith("gb10-ray") for c in calls), calls

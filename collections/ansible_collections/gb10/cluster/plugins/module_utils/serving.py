@@ -39,6 +39,9 @@ LABEL_HASH = "gb10.serving.hash"
 LABEL_ROLE = "gb10.serving.role"
 LABEL_RAY_HASH = "gb10.ray.hash"
 LABEL_RAY_ROLE = "gb10.ray.role"
+# On a Ray container that hosts one of the model's vLLM workers (the Ray executor): the model. The node
+# memory guard (roles/memory_guard) stops such a container on a node where no vLLM container runs.
+LABEL_RAY_MODEL = "gb10.ray.model"
 RAY_IMAGE_DOC = "docs/rack-contract.md, 'A Ray-carrying image'"
 # The rack's device options when the plan says auto (platform cuda; nothing on the CPU build).
 CUDA_GPUS = "all"
@@ -832,6 +835,8 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
                           sort_keys=True)
         container["labels"] = {LABEL_RAY_HASH: hashlib.sha256(spec.encode()).hexdigest()[:16],
                                LABEL_RAY_ROLE: "head" if is_head else "worker"}
+        if node["host"] in gpu_hosts:  # the Ray executor places one of the model's workers here
+            container["labels"][LABEL_RAY_MODEL] = model
         container["argv"] = docker_run_argv(container)
         container["command_line"] = " ".join(shlex.quote(a) for a in command)
         out["containers"].append(container)
