@@ -382,7 +382,7 @@ def test_the_lab_runs_exactly_the_containers_it_ran_before(model, with_new_optio
 
 
 def _old_ray_argv(node: dict, head: dict, image: str) -> list[str]:
-    """roles/ray_cluster/tasks/present.yml's argv before the plan built it (the lab's settings)."""
+    """The Ray container argv of roles/ray_cluster before the serving plan built it (the lab's settings)."""
     ip, head_ip = node["fabric_ip"], head["fabric_ip"]
     argv = ["docker", "run", "--detach", "--pull", "never", "--name", "gb10-ray", "--network", "host", "--ipc", "host",
             "--restart", "unless-stopped", "--shm-size", "1g", "--label", "gb10.ray.hash=OLD",
@@ -415,7 +415,7 @@ def _docker_options(argv: list[str]) -> tuple[set, str, list[str]]:
 
 
 def test_the_lab_ray_containers_are_the_ones_it_ran_before():
-    """Same options, image and command as present.yml built; only the hash label's value and --shm-size (which
+    """Same options, image and command as the role built before the plan; only the hash label's value and --shm-size (which
     Docker ignores with --ipc host) differ, and the order of the options."""
     nodes = lab_nodes()
     plan = serving_plan("tiny-qwen3", LAB_CATALOG, nodes, LAB["pins"], play_options())
