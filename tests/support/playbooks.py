@@ -17,6 +17,13 @@ import yaml
 from tests.support.catalog import lab_extra, write_extra
 
 ROOT = Path(__file__).resolve().parents[2]
+# Ray's token (roles/ray_cluster, ray_cluster_auth_token): a real inventory keeps it in the vault; the copies
+# here carry a stand-in in group_vars/all/ray_auth.yml (a test removes that file to see the refusal).
+RAY_TOKEN = "ray-test-token-" + "r" * 32
+
+
+def _ray_token(inv_dir: Path) -> None:
+    (inv_dir / "group_vars" / "all" / "ray_auth.yml").write_text(yaml.safe_dump({"ray_cluster_auth_token": RAY_TOKEN}))
 
 
 def make_inventory(tmp_path: Path, change, lab_models: bool = True) -> Path:
@@ -36,6 +43,7 @@ def make_inventory(tmp_path: Path, change, lab_models: bool = True) -> Path:
     group_all.write_text(yaml.safe_dump(settings))
     change(nodes)
     (inv_dir / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    _ray_token(inv_dir)
     return inv_dir
 
 
@@ -72,4 +80,5 @@ def offline_rack(tmp_path: Path, name: str, group_all: dict) -> Path:
     main["gb10_mgmt_subnet"] = "127.0.0.0/8"
     (inv / "group_vars/all/main.yml").write_text(yaml.safe_dump(main))
     (inv / "group_vars/all/serving.yml").write_text(yaml.safe_dump(group_all))
+    _ray_token(inv)
     return inv

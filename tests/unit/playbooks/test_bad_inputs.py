@@ -223,6 +223,25 @@ def test_good_serve_request_gets_to_the_preflight(tmp_path: Path, monkeypatch: p
     assert tasks_on_nodes == {"Preflight | Wait for SSH (short)", "Preflight | Every node answered"}
 
 
+@pytest.mark.parametrize(("token", "said"), [(None, "not set"), ("short-token", "shorter than 32 characters")])
+def test_serve_refuses_to_start_ray_without_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      token: str | None, said: str) -> None:
+    """Ray runs only with its token authentication (issue 14): without ray_cluster_auth_token, or with a short
+    one, serve.yml stops before any host, in one sentence naming the Ray nodes and how to make a token."""
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    inv = _inventory(tmp_path, lambda nodes: None, {"vllm_serve_api_key": API_KEY,
+                                                    "gb10_image_pins": {"lab-vllm-cpu": LAB_PIN}})
+    (inv / "group_vars" / "all" / "ray_auth.yml").unlink()
+    if token:
+        (inv / "group_vars" / "all" / "ray_auth.yml").write_text(yaml.safe_dump({"ray_cluster_auth_token": token}))
+    result = run_playbook(tmp_path, "serve.yml", inv, {"model": "tiny-qwen3", "gb10_preflight_timeout": 2})
+    assert result.status == "failed"
+    msg = _failure_message(result)
+    assert msg.startswith(f"tiny-qwen3 starts Ray on gx10-1, gx10-2, gx10-3, gx10-4, but ray_cluster_auth_token is {said}"), msg
+    assert "openssl rand -hex 32" in msg and "ansible-vault" in msg
+    assert _touched(result) == {"localhost"}
+
+
 def _only_the_inventory_check(result) -> bool:
     """Every task event on a node comes from the inventory check, a play with `connection: local` whose
     tasks run on the control machine: no node was contacted."""

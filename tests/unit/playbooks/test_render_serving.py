@@ -98,6 +98,13 @@ def check_contract(objs: list[dict], model: str, inventory: str, pinned: bool, m
         assert env["VLLM_HOST_IP"] == env["RAY_NODE_IP_ADDRESS"] == ip, where
         assert env["RAY_memory_monitor_refresh_ms"] == "0", where
         assert "NCCL_IB_GID_INDEX" not in env, where
+        # Ray's token authentication: every container that runs Ray or talks to it (the Ray containers, and
+        # vLLM's with the Ray executor) reads the token from the root-only file, never from argv or env
+        talks_to_ray = o["name"] == "gb10-ray" or executor == "ray"
+        assert (env.get("RAY_AUTH_MODE"), env.get("RAY_AUTH_TOKEN_PATH")) == (
+            ("token", "/etc/gb10/ray-auth/token") if talks_to_ray else (None, None)), where
+        assert ("/etc/gb10/ray-auth:/etc/gb10/ray-auth:ro" in _values(argv, "--volume")) is talks_to_ray, where
+        assert "RAY_AUTH_TOKEN" not in env, where
         # the env file the argv passes says nothing else (same function as nccl_env)
         assert list(o["env_files"]) == ["/etc/gb10/serving.env"], where
         assert o["env_files"]["/etc/gb10/serving.env"].items() <= env.items(), where

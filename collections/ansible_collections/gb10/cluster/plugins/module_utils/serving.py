@@ -61,6 +61,9 @@ RAY_DEFAULTS: dict[str, Any] = {
     "shm_size": "",
     "start_args": ["--disable-usage-stats"],
     "head_args": ["--include-dashboard=false"],
+    # Ray's token authentication: the node folder that holds the token file (roles/ray_cluster writes it
+    # from the vault); empty: none (the plan's older option sets).
+    "auth_dir": "",
 }
 
 # Catalog launch key -> vLLM flag. Booleans become --flag / --no-flag.
@@ -504,6 +507,15 @@ def _node_ip(node: Mapping[str, Any]) -> str:
     return str(fabric.get("node_ip") or node.get("fabric_ip") or node.get("mgmt_ip") or "")
 
 
+def _ray_auth(ray_opts: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Ray's token authentication (Ray >= 2.52, RAY_AUTH_MODE=token) for a container that runs Ray or talks
+    to it: the environment naming the token file, and the read-only mount of its folder. Never the token."""
+    folder = str(ray_opts.get("auth_dir") or "").rstrip("/")
+    if not folder:
+        return {}, []
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": f"{folder}/token"}, [f"{folder}:{folder}:ro"]
+
+
 def _ray_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     ray = dict(RAY_DEFAULTS)
     given = opts.get("ray")
@@ -686,6 +698,7 @@ def serving_plan(
             # fails "No node info found matching attributes: ''". The rack's environment sets the same.
             for key in ("RAY_NODE_IP_ADDRESS", "RAY_OVERRIDE_NODE_IP_ADDRESS"):
                 node_env.setdefault(key, head_ip)
+            node_env.update(_ray_auth(ray_opts)[0])  # the driver connects to the Ray cluster with its token
         if role == "api":
             args += ["--host", backend_host, "--port", str(backend_port)]
         watched = role == "follower" and bool(opts.get("follower_watchdog", True))
@@ -701,7 +714,8 @@ def serving_plan(
                 "env": dict(sorted(node_env.items())),
                 "args": args,
                 "mounts": [f"{models_dir}/{model}:{model_dir_in}:ro", f"{cache_dir}:/root/.cache"]
-                + ([f"{ray_opts['tmp']}:/tmp/ray"] if mode == "ray" and ray_opts.get("tmp") else []),
+                + ([f"{ray_opts['tmp']}:/tmp/ray"] if mode == "ray" and ray_opts.get("tmp") else [])
+                + (_ray_auth(ray_opts)[1] if mode == "ray" else []),
             }
         )
     spec_hash = hashlib.sha256(
@@ -777,7 +791,8 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
     head_ip = _node_ip(head)
     out: dict[str, Any] = {"enabled": False, "reason": "", "head": head["host"],
                            "address": f"{head_ip}:{ray_opts['port']}", "gpu_hosts": [], "tmp": str(ray_opts["tmp"]),
-                           "container": str(ray_opts["container"]), "containers": [], "by_host": {}}
+                           "container": str(ray_opts["container"]), "containers": [], "by_host": {},
+                           "auth_token_file": _ray_auth(ray_opts)[0].get("RAY_AUTH_TOKEN_PATH", "")}
     if not ray_opts["enabled"]:
         out["reason"] = "Ray is not started (serve_ray is false)."
         return out
@@ -815,7 +830,9 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
             env.update(model_env)  # the workers' node-local environment (vLLM copies only some of the driver's)
         env.update({"RAY_NODE_IP_ADDRESS": ip, "RAY_OVERRIDE_NODE_IP_ADDRESS": ip, "VLLM_HOST_IP": ip})
         env.update(fabric_env(node))
-        mounts = [f"{ray_opts['tmp']}:/tmp/ray"]
+        auth_env, auth_mounts = _ray_auth(ray_opts)
+        env.update(auth_env)
+        mounts = [f"{ray_opts['tmp']}:/tmp/ray", *auth_mounts]
         if mode == "ray":
             mounts += [f"{models_dir}:/models:ro", f"{cache_dir}:/root/.cache"]
         container = {
