@@ -4,10 +4,12 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.gb10.cluster.plugins.module_utils.switch_state import (
-    any_changed,
     backups_beyond,
+    compare,
     differs,
+    export_name,
     export_offsets,
+    exports_beyond,
     normalise,
 )
 
@@ -75,11 +77,17 @@ def test_find_and_modify_shape():
     assert differs(queues, [{"traffic-class": 6, "schedule": "high-priority-group"}], "traffic-class") is True
 
 
-def test_any_changed():
-    assert any_changed([{}, {"changed": False}, {"skipped": True}]) is False
-    assert any_changed([{"changed": True}]) is True
-    assert any_changed([{"changed": False, "results": [{"changed": False}, {"changed": True}]}]) is True
-    assert any_changed(["x", None]) is False
+def test_compare_names_each_set_of_entries():
+    rows = {"interface ethernet": ETHERNET, "tool mac-server": [{"allowed-interface-list": "none"}]}
+    specs = [{"name": "l2mtu", "path": "interface ethernet", "keys": "default-name",
+              "data": [{"default-name": "qsfp56-dd-1-1", "l2mtu": 9216}]},
+             {"name": "unused", "path": "interface ethernet", "keys": "default-name",
+              "data": [{"default-name": "qsfp56-dd-1-5", "disabled": True}]},
+             {"name": "mac_telnet", "path": "tool mac-server", "keys": [], "data": [{"allowed-interface-list": "none"}]},
+             {"name": "not read", "path": "ip service", "keys": "name", "data": [{"name": "ssh"}]}]
+    assert compare(rows, specs) == {"l2mtu": False, "unused": True, "mac_telnet": False, "not read": True}
+    with pytest.raises(ValueError):
+        compare(rows, [{"path": "user", "data": []}])
 
 
 def test_export_offsets():
@@ -103,3 +111,14 @@ def test_backups_beyond_keeps_the_newest_and_ignores_other_files():
     assert backups_beyond(files, 3) == []
     with pytest.raises(ValueError):
         backups_beyond(files, 0)
+
+
+def test_exports_on_the_controller():
+    assert export_name("crs804", "gb10-backup-20260101T000000Z") == "crs804-20260101T000000Z.rsc"
+    names = ["crs804-20260102T000000Z.rsc", "crs804-20260101T000000Z.rsc", "crs804-20260103T000000Z.rsc",
+             "crs804b-20260101T000000Z.rsc", "crs804-notes.rsc", "crs804-20260101T000000Z.rsc.bak"]
+    assert exports_beyond(names, "crs804", 2) == ["crs804-20260101T000000Z.rsc"]
+    assert exports_beyond(names, "crs804", 5) == []
+    assert exports_beyond(["a.b-20260101T000000Z.rsc", "axb-20260101T000000Z.rsc"], "a.b", 1) == []
+    with pytest.raises(ValueError):
+        exports_beyond(names, "crs804", 0)

@@ -2,8 +2,8 @@
 
 The switch role reads every RouterOS path it configures in one API session (the module
 gb10.cluster.switch_read, ``read_paths`` below) and runs a write task (community.routeros.api_modify or
-api_find_and_modify) only when ``differs`` says the entries it would write are not already on the
-switch. ``differs`` is conservative: whatever it cannot prove equal (a missing entry, a missing
+api_find_and_modify) only when ``differs`` (through ``compare``, in the same module run) says the
+entries it would write are not already on the switch. ``differs`` is conservative: whatever it cannot prove equal (a missing entry, a missing
 property, two candidate entries, a value in another form) counts as different, and the write task then
 runs and decides for itself exactly as before. A no-op converge skips the module runs; a real change
 still goes through community.routeros.
@@ -79,17 +79,17 @@ def differs(rows: Any, data: Any, keys: str | Sequence[str] | None = None) -> bo
     return False
 
 
-def any_changed(results: Iterable[Any]) -> bool:
-    """Whether any of the registered task results (plain or looped) reports a change."""
-    for result in results:
-        if not isinstance(result, Mapping):
-            continue
-        if result.get("changed"):
-            return True
-        for item in result.get("results") or []:
-            if isinstance(item, Mapping) and item.get("changed"):
-                return True
-    return False
+def compare(rows: Mapping[str, Any], specs: Iterable[Any]) -> dict[str, bool]:
+    """``differs`` for each spec ``{name, path, data, keys}`` against ``rows`` (path -> rows): name -> bool.
+
+    A spec whose path was not read counts as different.
+    """
+    out: dict[str, bool] = {}
+    for spec in specs:
+        if not isinstance(spec, Mapping) or not spec.get("name"):
+            raise ValueError(f"a comparison needs a name, a path and data: {spec!r}")
+        out[str(spec["name"])] = differs(rows.get(str(spec.get("path", ""))), spec.get("data"), spec.get("keys"))
+    return out
 
 
 def read_paths(api: Any, paths: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
@@ -129,4 +129,18 @@ def backups_beyond(files: Iterable[Any], keep: int) -> list[dict[str, Any]]:
                   key=lambda f: str(f["name"]))
     if keep < 1:
         raise ValueError("keep must be at least 1")
+    return ours[:-keep] if len(ours) > keep else []
+
+
+def export_name(host: str, backup_name: str) -> str:
+    """The export's file name on the controller: ``<host>-<UTC stamp>.rsc`` for ``gb10-backup-<UTC stamp>``."""
+    return f"{host}-{re.sub(r'^gb10-backup-', '', backup_name)}.rsc"
+
+
+def exports_beyond(names: Iterable[str], host: str, keep: int) -> list[str]:
+    """The exports of ``host`` on the controller (``<host>-<UTC stamp>.rsc``) beyond the newest ``keep``."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    pattern = re.compile(rf"^{re.escape(host)}-[0-9]{{8}}T[0-9]{{6}}Z[.]rsc$")
+    ours = sorted(n for n in names if pattern.match(str(n)))
     return ours[:-keep] if len(ours) > keep else []

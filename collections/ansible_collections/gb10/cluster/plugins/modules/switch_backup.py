@@ -11,7 +11,9 @@ description:
     C(/export file=<name>), find C(<name>.rsc) in C(/file), read it back in 32 KiB chunks
     (C(/file/read)), remove it from the switch, C(/system/backup/save name=<name>) (with O(binary)),
     then remove the binary backups C(gb10-backup-<UTC stamp>.backup) beyond the newest O(keep).
-  - Returns the export text; the caller writes it on the controller.
+  - Writes the export on the controller (where the module runs, as every RouterOS API module does) as
+    O(dest_dir)/C(<host>-<UTC stamp>.rsc), mode 0600, in a folder of mode 0700, and removes the
+    exports of O(host) there beyond the newest O(keep).
   - Reported as unchanged (the backups are a by-product, not configuration). Not run in check mode.
   - Connects like the community.routeros API modules (librouteros, TLS on 8729 by default).
 extends_documentation_fragment:
@@ -34,9 +36,13 @@ options:
     type: int
     default: 10
   host:
-    description: The switch's inventory name, for the messages.
+    description: The switch's inventory name, in the export's file name and the messages.
     type: str
-    default: the switch
+    required: true
+  dest_dir:
+    description: The folder on the controller for the exports (created with mode 0700).
+    type: path
+    required: true
 author:
   - gb10-cluster
 """
@@ -51,15 +57,22 @@ EXAMPLES = r"""
     name: gb10-backup-20260101T000000Z
     binary_password: "{{ switch_backup_password }}"
     keep: 10
+    host: crs804
+    dest_dir: /srv/gb10/inventory/switch-backups
   register: backup
   no_log: true
 """
 
 RETURN = r"""
-export:
-  description: The C(/export) text.
+export_path:
+  description: Where the export was written on the controller.
   returned: success
   type: str
+removed_exports:
+  description: The exports removed from O(dest_dir) (paths).
+  returned: success
+  type: list
+  elements: str
 removed:
   description: The binary backups removed from the switch (names).
   returned: success
@@ -67,6 +80,7 @@ removed:
   elements: str
 """
 
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -74,7 +88,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gb10.cluster.plugins.module_utils.switch_state import (
     BACKUP_CHUNK,
     backups_beyond,
+    export_name,
     export_offsets,
+    exports_beyond,
 )
 
 try:
@@ -99,7 +115,8 @@ def main() -> None:
         binary=dict(type="bool", default=True),
         binary_password=dict(type="str", default="", no_log=True),
         keep=dict(type="int", default=10),
-        host=dict(type="str", default="the switch"),
+        host=dict(type="str", required=True),
+        dest_dir=dict(type="path", required=True),
     )
     spec.update(api_argument_spec())
     module = AnsibleModule(argument_spec=spec, supports_check_mode=False)
@@ -110,7 +127,13 @@ def main() -> None:
     p = module.params
     if p["keep"] < 1:
         module.fail_json(msg=f"keep is {p['keep']} for {p['host']}; keep at least 1 backup.")
-    name, host = p["name"], p["host"]
+    name, host, dest_dir = p["name"], p["host"], p["dest_dir"]
+    writable = "; check that the folder is writable (switch_backup_dir)."
+    try:  # before anything is sent to the switch
+        os.makedirs(dest_dir, mode=0o700, exist_ok=True)
+        os.chmod(dest_dir, 0o700)
+    except OSError as exc:
+        module.fail_json(msg=f"the backup folder {dest_dir} for {host} cannot be used: {exc}{writable}")
     api = create_api(module)
     step = "/export"
     try:
@@ -138,7 +161,18 @@ def main() -> None:
         module.fail_json(msg=f"backing up {host} failed at {step}: {exc}")
     finally:
         api.close()
-    module.exit_json(changed=False, export="".join(chunks), removed=[str(r["name"]) for r in old])
+    path = os.path.join(dest_dir, export_name(host, name))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("".join(chunks))
+        os.chmod(path, 0o600)
+        gone = [os.path.join(dest_dir, n) for n in exports_beyond(os.listdir(dest_dir), host, p["keep"])]
+        for old_path in gone:
+            os.remove(old_path)
+    except OSError as exc:
+        module.fail_json(msg=f"keeping the export of {host} in {dest_dir} failed: {exc}{writable}")
+    module.exit_json(changed=False, export_path=path, removed=[str(r["name"]) for r in old], removed_exports=gone)
 
 
 if __name__ == "__main__":

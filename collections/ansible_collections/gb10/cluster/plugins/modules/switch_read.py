@@ -12,6 +12,8 @@ description:
     (its C(msg)), keyed by path.
   - One module run instead of one C(community.routeros.api) run per path; the switch role reads the
     paths it configures once and skips a write task whose entries are already on the switch.
+  - With O(compare), also says for each named set of entries whether writing it could change anything
+    (False only when every entry and property is already there, as the switch prints it).
   - Read-only; runs in check mode too and always reports C(changed=false).
   - Connects like the community.routeros API modules (librouteros, TLS on 8729 by default).
 extends_documentation_fragment:
@@ -22,6 +24,15 @@ options:
     type: list
     elements: str
     required: true
+  compare:
+    description:
+      - Entries to compare with what was read, each C({name, path, data, keys}); C(data) is what a write
+        task would send (api_modify's C(data), or api_find_and_modify's C(find) merged with its C(values)),
+        C(keys) the properties that identify an entry (none for a path with a single entry).
+      - A path named here is read even when it is not in O(paths).
+    type: list
+    elements: dict
+    default: []
 author:
   - gb10-cluster
 """
@@ -38,11 +49,29 @@ EXAMPLES = r"""
       - interface bridge port
   register: switch_rows
   # switch_rows.rows['interface bridge port'] is a list of dicts (.id, interface, bridge, hw, ...)
+
+- name: Is the MAC server already off?
+  gb10.cluster.switch_read:
+    hostname: 192.168.1.2
+    username: "{{ switch_api_username }}"
+    password: "{{ switch_api_password }}"
+    tls: true
+    paths: []
+    compare:
+      - name: mac_telnet
+        path: tool mac-server
+        data: [{allowed-interface-list: none}]
+  register: switch_state
+  # switch_state.differs.mac_telnet is false when nothing would change
 """
 
 RETURN = r"""
 rows:
   description: Path -> its rows (dicts, with C(.id) where the path has identifiers).
+  returned: success
+  type: dict
+differs:
+  description: Name -> whether writing that O(compare) entry's data could change anything.
   returned: success
   type: dict
 """
@@ -51,7 +80,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gb10.cluster.plugins.module_utils.switch_state import read_paths
+from ansible_collections.gb10.cluster.plugins.module_utils.switch_state import compare, read_paths
 
 try:
     from ansible_collections.community.routeros.plugins.module_utils.api import (
@@ -70,24 +99,35 @@ except ImportError:  # pragma: no cover - the ansible bundle ships community.rou
 
 
 def main() -> None:
-    spec = dict(paths=dict(type="list", elements="str", required=True))
+    spec = dict(paths=dict(type="list", elements="str", required=True),
+                compare=dict(type="list", elements="dict", default=[]))
     spec.update(api_argument_spec())
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     if not HAS_COLLECTION:
         module.fail_json(msg="community.routeros is not installed (it comes with the ansible bundle)",
                          exception=COLLECTION_ERR)
     check_has_library(module)
+    paths = list(module.params["paths"])
+    for spec in module.params["compare"]:
+        if not spec.get("name") or not spec.get("path"):
+            module.fail_json(msg=f"a comparison needs a name, a path and data: {spec!r}")
+        if str(spec["path"]) not in paths:
+            paths.append(str(spec["path"]))
     api = create_api(module)
     path = ""
     try:
         rows = {}
-        for path in module.params["paths"]:
+        for path in paths:
             rows.update(read_paths(api, [path]))
     except Exception as exc:  # librouteros raises its own error classes
         module.fail_json(msg=f"reading /{path.replace(' ', '/')} failed: {exc}")
     finally:
         api.close()
-    module.exit_json(changed=False, rows=rows)
+    try:
+        differs = compare(rows, module.params["compare"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, rows=rows, differs=differs)
 
 
 if __name__ == "__main__":
