@@ -6,6 +6,9 @@
     check_state.py --state-dir DIR --dump         print a JSON snapshot (for check mode)
     check_state.py --state-dir DIR --break        change the configuration by hand (for the restore):
                                                   identity "broken", qsfp56-dd-1-1 back to mtu 1500
+    check_state.py --state-dir DIR --drift        change one property in four places switch.yml writes
+                                                  (mtu of qsfp56-dd-1-1, telnet enabled, MAC ping on,
+                                                  queue 3 low-priority-group): a run must put them back
 
 It trusts DIR/cert.pem, the lab CA or the simulator's self-signed certificate (lab/routeros_sim/tls.py).
 """
@@ -161,6 +164,7 @@ def main() -> int:
     parser.add_argument("--admin", default="disabled", help="disabled, or renamed:NAME")
     parser.add_argument("--dump", action="store_true")
     parser.add_argument("--break", dest="breakit", action="store_true")
+    parser.add_argument("--drift", action="store_true")
     args = parser.parse_args()
     api = api_for(args.state_dir)
     if args.breakit:
@@ -168,6 +172,19 @@ def main() -> int:
         port = next(r for r in api.path("interface", "ethernet") if r["default-name"] == "qsfp56-dd-1-1")
         api.path("interface", "ethernet").update(**{".id": port[".id"], "mtu": 1500})
         print("identity broken, qsfp56-dd-1-1 mtu 1500")
+        return 0
+    if args.drift:
+        eth = api.path("interface", "ethernet")
+        port = next(r for r in eth if r["default-name"] == "qsfp56-dd-1-1")
+        eth.update(**{".id": port[".id"], "mtu": 1500})
+        service = api.path("ip", "service")
+        telnet = next(r for r in service if r["name"] == "telnet")
+        service.update(**{".id": telnet[".id"], "disabled": False})
+        api.path("tool", "mac-server", "ping").update(enabled=True)
+        queues = api.path("interface", "ethernet", "switch", "qos", "tx-manager", "queue")
+        queue = next(r for r in queues if int(r["traffic-class"]) == 3)
+        queues.update(**{".id": queue[".id"], "schedule": "low-priority-group"})
+        print("qsfp56-dd-1-1 mtu 1500, telnet enabled, MAC ping on, queue 3 low-priority-group")
         return 0
     if args.dump:
         print(json.dumps(dump(api), sort_keys=True, default=str))
