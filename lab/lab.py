@@ -377,6 +377,11 @@ def write_inventory(count: int, key: Path) -> None:
     if LAB_ID != 0:
         # One Prometheus per control machine (its /etc/prometheus): only the default lab runs it.
         group_all["monitoring_enabled"] = False
+    else:
+        # The lab's timers, short so that the default scenario's alert check (a paused node must fire
+        # GB10NodeDown) waits seconds, not the production defaults (15s scrapes, 1m alerts).
+        group_all["monitoring_scrape_interval"] = "5s"
+        group_all["monitoring_alert_for"] = "15s"
     group_gx10 = {
         "ansible_user": ADMIN_USER,
         "ansible_become": True,
