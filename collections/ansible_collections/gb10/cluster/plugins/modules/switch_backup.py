@@ -81,10 +81,8 @@ removed:
 """
 
 import os
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.gb10.cluster.plugins.module_utils.routeros_module import connect, routeros_module
 from ansible_collections.gb10.cluster.plugins.module_utils.switch_state import (
     BACKUP_CHUNK,
     backups_beyond,
@@ -92,21 +90,6 @@ from ansible_collections.gb10.cluster.plugins.module_utils.switch_state import (
     export_offsets,
     exports_beyond,
 )
-
-try:
-    from ansible_collections.community.routeros.plugins.module_utils.api import (
-        api_argument_spec,
-        check_has_library,
-        create_api,
-    )
-    HAS_COLLECTION = True
-    COLLECTION_ERR = ""
-except ImportError:  # pragma: no cover - the ansible bundle ships community.routeros
-    HAS_COLLECTION = False
-    COLLECTION_ERR = traceback.format_exc()
-
-    def api_argument_spec():  # type: ignore[no-redef]
-        return {}
 
 
 def main() -> None:
@@ -118,12 +101,7 @@ def main() -> None:
         host=dict(type="str", required=True),
         dest_dir=dict(type="path", required=True),
     )
-    spec.update(api_argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=False)
-    if not HAS_COLLECTION:
-        module.fail_json(msg="community.routeros is not installed (it comes with the ansible bundle)",
-                         exception=COLLECTION_ERR)
-    check_has_library(module)
+    module = routeros_module(spec, supports_check_mode=False)
     p = module.params
     if p["keep"] < 1:
         module.fail_json(msg=f"keep is {p['keep']} for {p['host']}; keep at least 1 backup.")
@@ -134,7 +112,7 @@ def main() -> None:
         os.chmod(dest_dir, 0o700)
     except OSError as exc:
         module.fail_json(msg=f"the backup folder {dest_dir} for {host} cannot be used: {exc}{writable}")
-    api = create_api(module)
+    api = connect(module)
     step = "/export"
     try:
         tuple(api.path()("export", file=name))

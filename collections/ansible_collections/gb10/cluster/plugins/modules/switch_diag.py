@@ -94,26 +94,9 @@ raw:
 """
 
 import time
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.gb10.cluster.plugins.module_utils.routeros_module import connect, routeros_module
 from ansible_collections.gb10.cluster.plugins.module_utils.switch_diag import classify, report, should_bounce
-
-try:
-    from ansible_collections.community.routeros.plugins.module_utils.api import (
-        api_argument_spec,
-        check_has_library,
-        create_api,
-    )
-    HAS_COLLECTION = True
-    COLLECTION_ERR = ""
-except ImportError:  # pragma: no cover - the ansible bundle ships community.routeros
-    HAS_COLLECTION = False
-    COLLECTION_ERR = traceback.format_exc()
-
-    def api_argument_spec():  # type: ignore[no-redef]
-        return {}
 
 
 def _rows_by_name(rows):
@@ -138,13 +121,8 @@ def main() -> None:
         bounce=dict(type="bool", default=False),
         bounce_wait=dict(type="int", default=10),
     )
-    spec.update(api_argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not HAS_COLLECTION:
-        module.fail_json(msg="community.routeros is not installed (it comes with the ansible bundle)",
-                         exception=COLLECTION_ERR)
-    check_has_library(module)
-    api = create_api(module)
+    module = routeros_module(spec, supports_check_mode=True)
+    api = connect(module)
     p = module.params
     try:
         version = str(list(api.path("system", "resource"))[0].get("version", ""))

@@ -76,44 +76,22 @@ differs:
   type: dict
 """
 
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.gb10.cluster.plugins.module_utils.routeros_module import connect, routeros_module
 from ansible_collections.gb10.cluster.plugins.module_utils.switch_state import compare, read_paths
-
-try:
-    from ansible_collections.community.routeros.plugins.module_utils.api import (
-        api_argument_spec,
-        check_has_library,
-        create_api,
-    )
-    HAS_COLLECTION = True
-    COLLECTION_ERR = ""
-except ImportError:  # pragma: no cover - the ansible bundle ships community.routeros
-    HAS_COLLECTION = False
-    COLLECTION_ERR = traceback.format_exc()
-
-    def api_argument_spec():  # type: ignore[no-redef]
-        return {}
 
 
 def main() -> None:
     spec = dict(paths=dict(type="list", elements="str", required=True),
                 compare=dict(type="list", elements="dict", default=[]))
-    spec.update(api_argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not HAS_COLLECTION:
-        module.fail_json(msg="community.routeros is not installed (it comes with the ansible bundle)",
-                         exception=COLLECTION_ERR)
-    check_has_library(module)
+    module = routeros_module(spec, supports_check_mode=True)
     paths = list(module.params["paths"])
     for spec in module.params["compare"]:
         if not spec.get("name") or not spec.get("path"):
             module.fail_json(msg=f"a comparison needs a name, a path and data: {spec!r}")
         if str(spec["path"]) not in paths:
             paths.append(str(spec["path"]))
-    api = create_api(module)
+    api = connect(module)
     path = ""
     try:
         rows = {}
