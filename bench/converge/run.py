@@ -123,6 +123,9 @@ def main() -> int:
         print(f"converge: fresh lab with {n} nodes", flush=True)
         lab("down")
         lab("up", "--nodes", str(n))
+        # As `make lab-up`: the switch simulator and its vaulted credentials (site.yml's switch play).
+        subprocess.run([str(ROOT / "lab" / "switch-sim.sh"), "start"], cwd=ROOT, check=True)
+        lab("switch-vault")
         first = run_site()
         print(f"converge: {n} nodes first run {first}", flush=True)
         noop = run_site()
@@ -136,6 +139,7 @@ def main() -> int:
         })
     if not args.keep_lab:
         lab("down")
+        subprocess.run([str(ROOT / "lab" / "switch-sim.sh"), "stop"], cwd=ROOT, check=False)
     by_n = {r["nodes"]: r for r in rows}
     checks = []
     for r in rows:
