@@ -109,3 +109,18 @@ def test_written_as_to_nice_json_writes_it():
 
     daemon = {"log-opts": {"max-size": "100m", "max-file": "3"}, "insecure-registries": ["r:5000"], "a": [1, "é"]}
     assert daemon_text(daemon) == to_nice_json(daemon, indent=2) + "\n"
+
+
+def test_documentation_matches_the_argument_spec():
+    from pathlib import Path
+
+    import yaml
+
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    yaml.safe_load(module.EXAMPLES)
+    returned = yaml.safe_load(module.RETURN)
+    source = Path(module.__file__).read_text()
+    assert doc["module"] == "serving_image_state"
+    for option in doc["options"]:
+        assert f'"{option}"' in source, f"{option} documented but not in argument_spec"
+    assert set(returned) == {"daemon_changed", "image_id", "images"}
