@@ -44,15 +44,20 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_site() -> dict[str, object]:
-    load_before = os.getloadavg()
+def run_playbook(playbook: str, extravars: dict[str, object] | None = None,
+                 cmdline: str | None = None) -> tuple[list[dict], float, list[str], list[dict]]:
+    """One playbook of the repository on the lab inventory, through ansible-runner, with the environment the
+    Makefile gives (ANSIBLE_VAULT_PASSWORD_FILE): (events, controller CPU seconds, start times, stats events).
+    Exits with the first failures when it did not succeed."""
     with tempfile.TemporaryDirectory() as tmp:
         cpu0 = children_cpu()
         result = ansible_runner.run(
             private_data_dir=tmp,
             project_dir=str(ROOT),
-            playbook=str(ROOT / "site.yml"),
+            playbook=str(ROOT / playbook),
             inventory=str(ROOT / "inventory" / "lab"),
+            extravars=extravars or {},
+            cmdline=cmdline,
             envvars={
                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
                 "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -65,7 +70,13 @@ def run_site() -> dict[str, object]:
     stats_events = [e for e in events if e.get("event") == "playbook_on_stats"]
     if result.status != "successful" or not starts or not stats_events:
         failed = [e["event_data"].get("res", {}).get("msg") for e in events if e.get("event") == "runner_on_failed"]
-        raise SystemExit(f"converge: site.yml did not succeed ({result.status}): {failed[:3]}")
+        raise SystemExit(f"bench: {playbook} did not succeed ({result.status}): {failed[:3]}")
+    return events, cpu, starts, stats_events
+
+
+def run_site() -> dict[str, object]:
+    load_before = os.getloadavg()
+    events, cpu, starts, stats_events = run_playbook("site.yml")
     t0 = dt.datetime.fromisoformat(starts[0])
     t1 = dt.datetime.fromisoformat(stats_events[-1]["created"])
     stats = stats_events[-1]["event_data"]

@@ -17,13 +17,9 @@ import argparse
 import datetime as dt
 import json
 import os
-import sys
-import tempfile
 from pathlib import Path
 
-import ansible_runner
-
-from bench.converge.run import children_cpu, machine, task_profile
+from bench.converge.run import machine, run_playbook, task_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "serving" / "results"
@@ -33,30 +29,8 @@ PROFILE_TOP = 12
 
 def run_serve(model: str, extra_files: list[str]) -> dict[str, object]:
     load_before = os.getloadavg()
-    cmdline = " ".join(f"-e {f}" for f in extra_files)
-    with tempfile.TemporaryDirectory() as tmp:
-        cpu0 = children_cpu()
-        result = ansible_runner.run(
-            private_data_dir=tmp,
-            project_dir=str(ROOT),
-            playbook=str(ROOT / "serve.yml"),
-            inventory=str(ROOT / "inventory" / "lab"),
-            extravars={"model": model},
-            cmdline=cmdline or None,
-            envvars={
-                "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-                "ANSIBLE_VAULT_PASSWORD_FILE": os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE", ""),
-                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            },
-            quiet=True,
-        )
-        cpu = children_cpu() - cpu0
-        events = list(result.events)
-    starts = [e["created"] for e in events if e.get("event") == "playbook_on_start"]
-    stats_events = [e for e in events if e.get("event") == "playbook_on_stats"]
-    if result.status != "successful" or not starts or not stats_events:
-        failed = [e["event_data"].get("res", {}).get("msg") for e in events if e.get("event") == "runner_on_failed"]
-        raise SystemExit(f"overhead: serve.yml did not succeed ({result.status}): {failed[:3]}")
+    cmdline = " ".join(f"-e {f}" for f in extra_files) or None
+    events, cpu, starts, stats_events = run_playbook("serve.yml", {"model": model}, cmdline)
     stats = stats_events[-1]["event_data"]
     changed = {h: n for h, n in stats.get("changed", {}).items() if n}
     if any(h != "localhost" for h in changed):
