@@ -107,6 +107,13 @@ def task_profile(events: list[dict]) -> list[dict[str, object]]:
     return sorted(out, key=lambda r: -float(r["seconds"]))
 
 
+def write_results(folder: Path, name: str, record: dict[str, object], lines: list[str]) -> None:
+    """<folder>/<name>.json (the record) and <name>.md (the lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
 def machine() -> dict[str, object]:
     mem_kib = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")))
     return {
@@ -171,8 +178,6 @@ def main() -> int:
         "rows": rows,
         "checks": checks,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "converge.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Converge benchmark (`bench/converge/run.py`)",
         "",
@@ -197,7 +202,7 @@ def main() -> int:
                   f"tasks per host {per_host}. Slowest tasks (wall s, all hosts of the task together):", "",
                   "| task | s |", "|---|---|"]
         lines += [f"| {t['task']} | {t['seconds']} |" for t in r["noop"]["slowest_tasks"]]
-    (RESULTS / "converge.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "converge", report, lines)
     print("\n".join(lines))
     return 0 if all(c["ok"] for c in checks) else 1
 

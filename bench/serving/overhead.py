@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 from pathlib import Path
 
-from bench.converge.run import machine, run_playbook, task_profile
+from bench.converge.run import machine, run_playbook, task_profile, write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "serving" / "results"
@@ -71,8 +70,6 @@ def main() -> int:
         "target_seconds": TARGET_SECONDS,
         "met": best <= TARGET_SECONDS,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "overhead.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# serve.yml's own overhead on the lab (`bench/serving/overhead.py`)",
         "",
@@ -93,7 +90,7 @@ def main() -> int:
         *[f"| {t['task']} | {t['seconds']} |" for t in min(runs, key=lambda r: r["seconds"])["slowest_tasks"]],
         "",
     ]
-    (RESULTS / "overhead.md").write_text("\n".join(lines))
+    write_results(RESULTS, "overhead", record, lines)
     print(f"overhead: best {best} s (target {TARGET_SECONDS} s); {RESULTS / 'overhead.md'}")
     return 0
 
