@@ -44,15 +44,20 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_site() -> dict[str, object]:
-    load_before = os.getloadavg()
+def run_playbook(playbook: str, extravars: dict[str, object] | None = None,
+                 cmdline: str | None = None) -> tuple[list[dict], float, list[str], list[dict]]:
+    """One playbook of the repository on the lab inventory, through ansible-runner, with the environment the
+    Makefile gives (ANSIBLE_VAULT_PASSWORD_FILE): (events, controller CPU seconds, start times, stats events).
+    Exits with the first failures when it did not succeed."""
     with tempfile.TemporaryDirectory() as tmp:
         cpu0 = children_cpu()
         result = ansible_runner.run(
             private_data_dir=tmp,
             project_dir=str(ROOT),
-            playbook=str(ROOT / "site.yml"),
+            playbook=str(ROOT / playbook),
             inventory=str(ROOT / "inventory" / "lab"),
+            extravars=extravars or {},
+            cmdline=cmdline,
             envvars={
                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
                 "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -65,7 +70,13 @@ def run_site() -> dict[str, object]:
     stats_events = [e for e in events if e.get("event") == "playbook_on_stats"]
     if result.status != "successful" or not starts or not stats_events:
         failed = [e["event_data"].get("res", {}).get("msg") for e in events if e.get("event") == "runner_on_failed"]
-        raise SystemExit(f"converge: site.yml did not succeed ({result.status}): {failed[:3]}")
+        raise SystemExit(f"bench: {playbook} did not succeed ({result.status}): {failed[:3]}")
+    return events, cpu, starts, stats_events
+
+
+def run_site() -> dict[str, object]:
+    load_before = os.getloadavg()
+    events, cpu, starts, stats_events = run_playbook("site.yml")
     t0 = dt.datetime.fromisoformat(starts[0])
     t1 = dt.datetime.fromisoformat(stats_events[-1]["created"])
     stats = stats_events[-1]["event_data"]
@@ -96,6 +107,13 @@ def task_profile(events: list[dict]) -> list[dict[str, object]]:
     return sorted(out, key=lambda r: -float(r["seconds"]))
 
 
+def write_results(folder: Path, name: str, record: dict[str, object], lines: list[str]) -> None:
+    """<folder>/<name>.json (the record) and <name>.md (the lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
 def machine() -> dict[str, object]:
     mem_kib = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")))
     return {
@@ -123,6 +141,9 @@ def main() -> int:
         print(f"converge: fresh lab with {n} nodes", flush=True)
         lab("down")
         lab("up", "--nodes", str(n))
+        # As `make lab-up`: the switch simulator and its vaulted credentials (site.yml's switch play).
+        subprocess.run([str(ROOT / "lab" / "switch-sim.sh"), "start"], cwd=ROOT, check=True)
+        lab("switch-vault")
         first = run_site()
         print(f"converge: {n} nodes first run {first}", flush=True)
         noop = run_site()
@@ -136,6 +157,7 @@ def main() -> int:
         })
     if not args.keep_lab:
         lab("down")
+        subprocess.run([str(ROOT / "lab" / "switch-sim.sh"), "stop"], cwd=ROOT, check=False)
     by_n = {r["nodes"]: r for r in rows}
     checks = []
     for r in rows:
@@ -156,8 +178,6 @@ def main() -> int:
         "rows": rows,
         "checks": checks,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "converge.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Converge benchmark (`bench/converge/run.py`)",
         "",
@@ -182,7 +202,7 @@ def main() -> int:
                   f"tasks per host {per_host}. Slowest tasks (wall s, all hosts of the task together):", "",
                   "| task | s |", "|---|---|"]
         lines += [f"| {t['task']} | {t['seconds']} |" for t in r["noop"]["slowest_tasks"]]
-    (RESULTS / "converge.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "converge", report, lines)
     print("\n".join(lines))
     return 0 if all(c["ok"] for c in checks) else 1
 

@@ -83,6 +83,10 @@ VARIANTS = {
                r"""> /opt/vllm/bin/vllm && chmod 0755 /opt/vllm/bin/vllm"""],
 }
 PINS_DIR = STATE / "pins"
+# Where the lab registry keeps its images (on the host, shared by every lab: a blob is stored once).
+REGISTRY_ROOT = Path(os.environ.get("LAB_REGISTRY_ROOT", "/var/lib/docker-registry"))
+# `prepush`: a registry of its own on the host's loopback, over the same storage.
+PREPUSH_ADDR = "127.0.0.1:5999"
 # Host pip settings worth passing into the chroot (local wheel mirrors make the build faster).
 PIP_DIRS = ("/opt/wheels", "/opt/pypi", "/opt/pypi-more", "/etc/xdg/pip")
 
@@ -154,7 +158,7 @@ def registry() -> None:
     config.write_text(
         "# Written by lab/serving/lab_serving.py: the lab's control-side registry.\n"
         "version: 0.1\nlog:\n  level: warn\n  fields:\n    service: gb10-lab-registry\n"
-        "storage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\n  delete:\n    enabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {REGISTRY_ROOT}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: {REGISTRY_ADDR}\n"
     )
     # The host has no init system of its own: run the registry as a daemon, pid in lab/.state.
@@ -170,10 +174,10 @@ def registry() -> None:
     raise SystemExit(f"lab-serving: the registry did not answer on {REGISTRY_ADDR}; see {STATE / 'registry.log'}")
 
 
-def extra_registry(name: str, addr: str) -> Path:
-    """Start (idempotent) a second plain registry ``name`` on ``addr`` with its own storage and access log
-    (lab/.state/serving/<name>/); bench/pull and molecule/mirror use one as the rack's "upstream" and count
-    the blob GETs in its log. Returns the log's path."""
+def extra_registry(name: str, addr: str, root: Path | None = None) -> Path:
+    """Start (idempotent) a second plain registry ``name`` on ``addr`` with its own storage (or ``root``) and
+    access log (lab/.state/serving/<name>/); bench/pull and molecule/mirror use one as the rack's "upstream"
+    and count the blob GETs in its log. Returns the log's path."""
     state = STATE / name
     state.mkdir(parents=True, exist_ok=True)
     logfile = state / "access.log"
@@ -186,7 +190,7 @@ def extra_registry(name: str, addr: str) -> Path:
     config.write_text(
         f"# Written by lab/serving/lab_serving.py: the lab registry {name}.\n"
         f"version: 0.1\nlog:\n  level: warn\n  fields:\n    service: gb10-lab-{name}\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {state / 'storage'}\n  delete:\n    enabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root or state / 'storage'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: {addr}\n"
     )
     with open(logfile, "ab") as logf:
@@ -568,6 +572,24 @@ def variants(base: str) -> dict[str, dict[str, str]]:
     return pins
 
 
+def prepush() -> None:
+    """A head start for CI (tests/run-all.sh runs it in the background, after the image build, while other
+    stages run): the lab image and its variants go into the lab registry's storage (REGISTRY_ROOT) through
+    a registry of its own on the host's loopback (PREPUSH_ADDR), so that the serve scenario's `all` finds
+    every blob stored and its cached manifests, and only writes manifests and pins. Nothing is written to
+    the inventory. Run as: LAB_REGISTRY_ADDR=127.0.0.1:5999 python -m lab.serving.lab_serving prepush"""
+    if REGISTRY_ADDR != PREPUSH_ADDR:
+        raise SystemExit(f"lab-serving: prepush runs with LAB_REGISTRY_ADDR={PREPUSH_ADDR} (got {REGISTRY_ADDR})")
+    extra_registry("prepush", PREPUSH_ADDR, root=REGISTRY_ROOT)
+    try:
+        tag = build()
+        push(tag, write=False)
+        variants(tag)
+    finally:
+        stop_extra_registry("prepush")
+    log(f"prepushed {tag} and its variants into {REGISTRY_ROOT}")
+
+
 # --------------------------------------------------------------------------------------------- models
 def models() -> None:
     """Tiny lab models: each lab entry's config (lab/models/catalog.yml) plus a local tokenizer."""
@@ -666,7 +688,7 @@ def tls() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["registry", "build", "push", "variants", "models", "secrets", "tls", "all", "tag",
-                                           "stop-registry", "vault-pass"])
+                                           "stop-registry", "vault-pass", "prepush"])
     args = parser.parse_args()
     if args.action == "tag":
         print(image_tag())
@@ -685,6 +707,8 @@ def main() -> int:
         tag_release(push(build()))
     elif args.action == "variants":
         variants(build())
+    elif args.action == "prepush":
+        prepush()
     elif args.action == "models":
         models()
     elif args.action == "secrets":

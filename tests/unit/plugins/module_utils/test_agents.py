@@ -14,6 +14,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.agents import (
     API_KEY_ENV,
     AgentConfigError,
     agent_files,
+    file_entries,
 )
 from tests.support.catalog import merged_catalog
 
@@ -160,3 +161,14 @@ def test_mistakes_are_one_sentence(catalog, endpoint, env, needle):
     with pytest.raises(AgentConfigError) as exc:
         agent_files("gpt-oss-120b", catalog["gpt-oss-120b"], endpoint, api_key_env=env)
     assert len(exc.value.errors) == 1 and needle in exc.value.errors[0]
+
+
+def test_file_entries_write_every_folder_before_its_files():
+    files = {"README.md": "r", "a/b/c.json": "{}", "a/d.toml": "x = 1", "e/f.yml": "---"}
+    entries = file_entries("/inv/agents/m/", files)
+    paths = [e["path"] for e in entries]
+    assert paths[:4] == ["/inv/agents/m", "/inv/agents/m/a", "/inv/agents/m/a/b", "/inv/agents/m/e"]
+    assert all(e["state"] == "directory" and e["mode"] == "0755" for e in entries[:4])
+    assert {e["path"]: e["content"] for e in entries[4:]} == {f"/inv/agents/m/{k}": v for k, v in files.items()}
+    assert all(e["state"] == "file" and e["mode"] == "0644" for e in entries[4:])
+    assert file_entries("", files) == []

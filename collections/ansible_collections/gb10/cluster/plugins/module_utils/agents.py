@@ -270,8 +270,9 @@ def readme(s: Mapping[str, Any], warnings: list[str]) -> str:
 
 def agent_files(model: str, entry: Mapping[str, Any], endpoint: str, max_model_len: Any = None,
                 api_key_env: str = API_KEY_ENV, folder: str = "") -> dict[str, Any]:
-    """``{files: {path relative to folder: content}, warnings: [...], settings: {...}}`` for one catalog
-    entry. Raises AgentConfigError."""
+    """``{files: {path relative to folder: content}, warnings: [...], settings: {...}, entries: [...]}`` for
+    one catalog entry (``entries``: the same files as gb10.cluster.node_files entries under ``folder``).
+    Raises AgentConfigError."""
     s = agent_settings(model, entry, endpoint, max_model_len, api_key_env, folder)
     warnings = agent_warnings(s)
     files = {
@@ -281,4 +282,23 @@ def agent_files(model: str, entry: Mapping[str, Any], endpoint: str, max_model_l
         "codex/config.toml": codex_toml(s),
         **aider_files(s),
     }
-    return {"files": dict(sorted(files.items())), "warnings": warnings, "settings": s}
+    files = dict(sorted(files.items()))
+    return {"files": files, "warnings": warnings, "settings": s, "entries": file_entries(folder, files)}
+
+
+def file_entries(folder: str, files: Mapping[str, str]) -> list[dict[str, str]]:
+    """gb10.cluster.node_files entries that write ``files`` under ``folder``: every folder first (0755,
+    parents before children), then the files (0644). Empty without a folder."""
+    root = str(folder or "").rstrip("/")
+    if not root:
+        return []
+    dirs: set[str] = set()
+    for rel in files:
+        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        while parent:
+            dirs.add(parent)
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+    entries = [{"path": root, "state": "directory", "mode": "0755"}]
+    entries += [{"path": f"{root}/{d}", "state": "directory", "mode": "0755"} for d in sorted(dirs)]
+    entries += [{"path": f"{root}/{rel}", "state": "file", "mode": "0644", "content": text} for rel, text in files.items()]
+    return entries
