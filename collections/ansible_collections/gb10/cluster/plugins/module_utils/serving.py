@@ -52,6 +52,8 @@ RAY_DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "container": "gb10-ray",
     "port": 6379,
+    # Ray's Prometheus metrics on every node (ray start --metrics-export-port); 0: none pinned.
+    "metrics_port": 8080,
     "restart_policy": "unless-stopped",
     "env_files": ["/etc/gb10/serving.env"],
     "env": {"RAY_memory_monitor_refresh_ms": "0", "RAY_DEDUP_LOGS": "0"},
@@ -820,6 +822,9 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
         command += (["--head", "--port", str(ray_opts["port"])] + [str(a) for a in ray_opts.get("head_args") or []]
                     if is_head else ["--address", f"{head_ip}:{ray_opts['port']}"])
         command += start_args
+        metrics_port = int(ray_opts.get("metrics_port") or 0)
+        if metrics_port > 0 and not any(a.startswith("--metrics-export-port") for a in start_args):
+            command += ["--metrics-export-port", str(metrics_port)]
         # The rack always says how many GPUs vLLM may use here; the CPU build only with the Ray executor
         # (a lab shim that lets vLLM's CPU build use Ray counts workers as GPUs), so the lab's native
         # Ray containers stay as they were.
