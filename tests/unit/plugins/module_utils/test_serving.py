@@ -451,6 +451,21 @@ def test_ray_metrics_export_port(metrics_port, start_args, want):
         assert sum(a.startswith("--metrics-export-port") for a in cmd) == (1 if metrics_port else 0)
 
 
+@pytest.mark.parametrize(("metrics_port", "words"), [
+    (8000, "ray_cluster_metrics_port 8000 is also vllm_serve_api_port;"),
+    (8001, "ray_cluster_metrics_port 8001 is also vllm_serve_backend_port;"),
+    (6379, "ray_cluster_metrics_port 6379 is also ray_cluster_port;"),
+    (70000, "ray_cluster_metrics_port is 70000; use a TCP port"),
+    ("eighty", "ray_cluster_metrics_port is 'eighty'; use a TCP port"),
+])
+def test_ray_metrics_port_must_be_its_own(metrics_port, words):
+    """A metrics port that another serving port already uses would stop Ray's agent or vLLM: refused in one sentence."""
+    with pytest.raises(ServingError) as err:
+        serving_plan("tiny-qwen3", LAB_CATALOG, lab_nodes(), LAB["pins"],
+                     play_options(ray=dict(RAY_LAB, metrics_port=metrics_port)))
+    assert any(words in e for e in err.value.errors), err.value.errors
+
+
 def sample_nodes(name="sample"):
     hosts = yaml.safe_load((ROOT / f"inventory/{name}/hosts.yml").read_text())["all"]["children"]["gx10"]["hosts"]
     group = yaml.safe_load((ROOT / f"inventory/{name}/group_vars/all/main.yml").read_text())
