@@ -51,7 +51,7 @@ def test_every_node_is_scraped() -> None:
 def test_the_rack_alert_rules_are_loaded() -> None:
     groups = api("/api/v1/rules")["data"]["groups"]
     names = {r["name"] for g in groups for r in g["rules"]}
-    assert {"GB10NodeDown", "GB10TwinDown", "GB10MemAvailableUnderFloor", "GB10VllmDown"} <= names
+    assert {"GB10NodeDown", "GB10TwinDown", "GB10MemAvailableUnderFloor", "GB10VllmDown", "GB10RayNodeDown"} <= names
 
 
 def test_node_down_alert_fires() -> None:

@@ -325,7 +325,7 @@ LAB = json.loads((ROOT / "tests/unit/fixtures/serving/lab-before-rack.json").rea
 # they must plan what the fixture's catalog (recorded when they were built in) planned.
 LAB_CATALOG = merged_catalog()
 SWITCH_DEFAULTS = yaml.safe_load((ROOT / "roles/switch/defaults/main.yml").read_text())
-RAY_LAB = {"enabled": True, "container": "gb10-ray", "port": 6379, "restart_policy": "unless-stopped",
+RAY_LAB = {"enabled": True, "container": "gb10-ray", "port": 6379, "metrics_port": 8080, "restart_policy": "unless-stopped",
            "env_files": ["/etc/gb10/serving.env"], "env": {"RAY_memory_monitor_refresh_ms": "0", "RAY_DEDUP_LOGS": "0"},
            "ulimits": ["memlock=8388608", "nofile=20000:20000"], "ipc": "host", "shm_size": "", "tmp": "/var/lib/gb10/ray",
            "start_args": ["--disable-usage-stats"], "head_args": ["--include-dashboard=false"]}
@@ -396,6 +396,11 @@ def _old_ray_argv(node: dict, head: dict, image: str) -> list[str]:
     return argv + ["--disable-usage-stats"]
 
 
+# The one change since: Ray's metrics on a fixed port on every node (ray_cluster_metrics_port, scraped by
+# roles/monitoring's ray job).
+RAY_METRICS = ["--metrics-export-port", "8080"]
+
+
 def _docker_options(argv: list[str]) -> tuple[set, str, list[str]]:
     """(options as a set, with '--opt=value' and '--opt value' alike; the image; the command)."""
     takes_value = {"--name", "--network", "--ipc", "--restart", "--shm-size", "--label", "--volume", "--ulimit",
@@ -422,10 +427,43 @@ def test_the_lab_ray_containers_are_the_ones_it_ran_before():
     assert [c["host"] for c in plan["ray"]["containers"]] == [n["host"] for n in nodes]
     for node, c in zip(nodes, plan["ray"]["containers"]):
         new_opts, new_image, new_cmd = _docker_options(c["argv"])
-        old_opts, old_image, old_cmd = _docker_options(_old_ray_argv(node, nodes[0], plan["image_ref"]))
+        old_opts, old_image, old_cmd = _docker_options(_old_ray_argv(node, nodes[0], plan["image_ref"]) + RAY_METRICS)
         strip = {("--label", "gb10.ray.hash=OLD"), ("--shm-size", "1g")}
         assert new_opts - {("--label", f"gb10.ray.hash={c['labels']['gb10.ray.hash']}")} == old_opts - strip
         assert (new_image, new_cmd) == (old_image, old_cmd)
+
+
+@pytest.mark.parametrize(("metrics_port", "start_args", "want"), [
+    (9300, ["--disable-usage-stats"], ["--metrics-export-port", "9300"]),
+    (0, ["--disable-usage-stats"], []),
+    (8080, ["--metrics-export-port=9400"], []),  # the operator's own flag wins, never twice
+])
+def test_ray_metrics_export_port(metrics_port, start_args, want):
+    """Every Ray container (head and workers) exports its metrics on ray_cluster_metrics_port; 0 pins none."""
+    ray = dict(RAY_LAB, metrics_port=metrics_port, start_args=start_args)
+    plan = serving_plan("tiny-qwen3", LAB_CATALOG, lab_nodes(), LAB["pins"], play_options(ray=ray))
+    assert len(plan["ray"]["containers"]) == len(lab_nodes())
+    for c in plan["ray"]["containers"]:
+        cmd = c["command"]
+        got = cmd[cmd.index("--metrics-export-port"):cmd.index("--metrics-export-port") + 2] \
+            if "--metrics-export-port" in cmd else []
+        assert got == want
+        assert sum(a.startswith("--metrics-export-port") for a in cmd) == (1 if metrics_port else 0)
+
+
+@pytest.mark.parametrize(("metrics_port", "words"), [
+    (8000, "ray_cluster_metrics_port 8000 is also vllm_serve_api_port;"),
+    (8001, "ray_cluster_metrics_port 8001 is also vllm_serve_backend_port;"),
+    (6379, "ray_cluster_metrics_port 6379 is also ray_cluster_port;"),
+    (70000, "ray_cluster_metrics_port is 70000; use a TCP port"),
+    ("eighty", "ray_cluster_metrics_port is 'eighty'; use a TCP port"),
+])
+def test_ray_metrics_port_must_be_its_own(metrics_port, words):
+    """A metrics port that another serving port already uses would stop Ray's agent or vLLM: refused in one sentence."""
+    with pytest.raises(ServingError) as err:
+        serving_plan("tiny-qwen3", LAB_CATALOG, lab_nodes(), LAB["pins"],
+                     play_options(ray=dict(RAY_LAB, metrics_port=metrics_port)))
+    assert any(words in e for e in err.value.errors), err.value.errors
 
 
 def sample_nodes(name="sample"):

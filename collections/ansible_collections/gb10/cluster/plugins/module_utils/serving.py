@@ -52,6 +52,8 @@ RAY_DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "container": "gb10-ray",
     "port": 6379,
+    # Ray's Prometheus metrics on every node (ray start --metrics-export-port); 0: none pinned.
+    "metrics_port": 8080,
     "restart_policy": "unless-stopped",
     "env_files": ["/etc/gb10/serving.env"],
     "env": {"RAY_memory_monitor_refresh_ms": "0", "RAY_DEDUP_LOGS": "0"},
@@ -516,6 +518,22 @@ def _ray_auth(ray_opts: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": f"{folder}/token"}, [f"{folder}:{folder}:ro"]
 
 
+def ray_metrics_port_errors(ray_opts: Mapping[str, Any], taken: Mapping[str, int]) -> list[str]:
+    """ray_cluster_metrics_port: 0 (Ray's random port) or a TCP port that no other serving port uses."""
+    raw = ray_opts.get("metrics_port") or 0
+    try:
+        port = int(raw)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 <= port <= 65535:
+        return [f"ray_cluster_metrics_port is {raw!r}; use a TCP port (1-65535, default 8080) or 0 for none."]
+    clash = [name for name, used in taken.items() if port and used == port]
+    if clash:
+        return [f"ray_cluster_metrics_port {port} is also {', '.join(clash)}; give Ray's metrics a port of their own "
+                "(default 8080)."]
+    return []
+
+
 def _ray_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     ray = dict(RAY_DEFAULTS)
     given = opts.get("ray")
@@ -632,6 +650,12 @@ def serving_plan(
     backend_port = int(opts.get("backend_port") or api_port + 1)
     api_scheme = "https" if opts.get("api_tls") else "http"
     master_port = int(opts.get("master_port", 29501))
+    if ray_opts["enabled"]:
+        errors += ray_metrics_port_errors(ray_opts, {"vllm_serve_api_port": api_port, "vllm_serve_backend_port": backend_port,
+                                                     "vllm_serve_master_port": master_port,
+                                                     "ray_cluster_port": int(ray_opts["port"])})
+        if errors:
+            raise ServingError(errors)
     models_dir = str(opts.get("models_dir", "/srv/gb10/models"))
     cache_dir = str(opts.get("cache_dir", "/srv/gb10/cache"))
     devices = _devices(platform, opts)
@@ -820,6 +844,9 @@ def _ray_plan(model: str, mode: str, platform: str, nodes: Sequence[Mapping[str,
         command += (["--head", "--port", str(ray_opts["port"])] + [str(a) for a in ray_opts.get("head_args") or []]
                     if is_head else ["--address", f"{head_ip}:{ray_opts['port']}"])
         command += start_args
+        metrics_port = int(ray_opts.get("metrics_port") or 0)
+        if metrics_port > 0 and not any(a.startswith("--metrics-export-port") for a in start_args):
+            command += ["--metrics-export-port", str(metrics_port)]
         # The rack always says how many GPUs vLLM may use here; the CPU build only with the Ray executor
         # (a lab shim that lets vLLM's CPU build use Ray counts workers as GPUs), so the lab's native
         # Ray containers stay as they were.
