@@ -12,6 +12,9 @@ command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v tc >/dev/null 2>&1 || need+=(iproute2)
 # nft -c checks the firewall role's rendered rules in the unit tests.
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+# promtool checks the monitoring role's rendered configuration and alert rules in the unit tests (Debian's
+# prometheus package: the monitoring role installs the same one on the control machine, this host, later).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # The control-side registry the lab's nodes pull the vLLM image from (lab/serving).
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 if [ "${#need[@]}" -gt 0 ]; then
