@@ -650,12 +650,11 @@ def serving_plan(
     backend_port = int(opts.get("backend_port") or api_port + 1)
     api_scheme = "https" if opts.get("api_tls") else "http"
     master_port = int(opts.get("master_port", 29501))
-    if ray_opts["enabled"]:
-        errors += ray_metrics_port_errors(ray_opts, {"vllm_serve_api_port": api_port, "vllm_serve_backend_port": backend_port,
+    port_errors = ray_metrics_port_errors(ray_opts, {"vllm_serve_api_port": api_port, "vllm_serve_backend_port": backend_port,
                                                      "vllm_serve_master_port": master_port,
-                                                     "ray_cluster_port": int(ray_opts["port"])})
-        if errors:
-            raise ServingError(errors)
+                                                     "ray_cluster_port": int(ray_opts["port"])}) if ray_opts["enabled"] else []
+    if port_errors:
+        raise ServingError(port_errors)
     models_dir = str(opts.get("models_dir", "/srv/gb10/models"))
     cache_dir = str(opts.get("cache_dir", "/srv/gb10/cache"))
     devices = _devices(platform, opts)

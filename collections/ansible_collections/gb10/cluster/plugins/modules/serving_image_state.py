@@ -57,7 +57,6 @@ images:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -69,35 +68,27 @@ from ansible_collections.gb10.cluster.plugins.module_utils.docker_state import (
     parse_image_list,
     repository,
 )
+from ansible_collections.gb10.cluster.plugins.module_utils.node_files import Entry, apply, ids, plan, read_state
 
 
 def _daemon(module: AnsibleModule, path: str, registries: list[str]) -> tuple[bool, dict[str, str]]:
+    """Merge ``registries`` into daemon.json; rewrite it (root:root 0644, atomically: node_files' apply) only
+    when the merged object differs from what the file holds, whatever the file's formatting."""
+    current = read_state(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            before = f.read()
-    except FileNotFoundError:
-        before = None
-    try:
-        merged = merge_insecure(parse_daemon_json(before, path), registries)
-    except DaemonJsonError as exc:
+        before = parse_daemon_json(None if current.content is None else current.content.decode("utf-8"), path)
+        merged = merge_insecure(before, registries)
+    except (DaemonJsonError, UnicodeDecodeError) as exc:
         module.fail_json(msg=str(exc))
-    after = daemon_text(merged)
-    if before is not None and parse_daemon_json(before, path) == merged:
+    if current.exists and before == merged:
         return False, {}
+    entry = Entry(path=path, mode=0o644, content=daemon_text(merged).encode("utf-8"))
+    uid, gid = ids(entry)
+    step = plan(entry, current, uid, gid)
     if not module.check_mode:
-        folder = os.path.dirname(path) or "."
-        os.makedirs(folder, mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".daemon.json.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(after)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except OSError:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    return True, {"before_header": path, "after_header": path, "before": before or "", "after": after}
+        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+        apply(step, uid, gid)
+    return True, {"before_header": path, "after_header": path, "before": step.before, "after": step.after}
 
 
 def main() -> None:
