@@ -22,8 +22,10 @@ without re-reading it. Standard library only (runs with the node's python3).
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
+import mmap
 import os
 import queue
 import resource
@@ -251,9 +253,22 @@ class StageError(Exception):
     """A copy that cannot go on: one sentence naming this node, the peer and the cause."""
 
 
+# Sockets block in the kernel with SO_RCVTIMEO/SO_SNDTIMEO instead of Python's timeouts: one recv with
+# MSG_WAITALL takes a whole frame in one system call (a Python timeout makes the socket non-blocking
+# underneath: a poll and a partial recv per 64 KiB or so), and sendfile/sendall block until there is room.
+IO_TIMEOUT = 600
+
+
+def _kernel_timeouts(sock: socket.socket, seconds: float = IO_TIMEOUT) -> None:
+    sock.settimeout(None)
+    tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no data for 600 s (timed out)"
+    if isinstance(exc, (TimeoutError, BlockingIOError)):  # BlockingIOError: SO_RCVTIMEO/SO_SNDTIMEO ran out
+        return f"no data for {IO_TIMEOUT} s (timed out)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
@@ -277,7 +292,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def _recv_into(sock: socket.socket, view: memoryview) -> None:
     got = 0
     while got < len(view):
-        n = sock.recv_into(view[got:])
+        n = sock.recv_into(view[got:], 0, socket.MSG_WAITALL)  # whole frame in one call (a signal may cut it)
         if not n:
             raise ConnectionError("the peer closed the connection mid-frame")
         got += n
@@ -296,13 +311,14 @@ def _recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
 
 def _sendfile(sock: socket.socket, fd: int, offset: int, length: int) -> None:
     """The kernel copies ``length`` bytes of ``fd`` at ``offset`` to the socket (no pass through Python).
-    A socket with a timeout is non-blocking underneath: wait for room, up to that timeout."""
+    A socket with a Python timeout is non-blocking underneath: wait for room, up to that timeout (the
+    chain's sockets block in the kernel instead, see _kernel_timeouts)."""
     end = offset + length
     while offset < end:
         try:
             sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
         except BlockingIOError:
-            if not select.select([], [sock], [], sock.gettimeout())[1]:
+            if sock.gettimeout() is None or not select.select([], [sock], [], sock.gettimeout())[1]:
                 raise TimeoutError("timed out") from None
             continue
         if sent == 0:
@@ -330,7 +346,7 @@ def _connect(addr: str, timeout: float | None = None) -> socket.socket:
     while True:
         try:
             sock = socket.create_connection(_addr(addr), timeout=30)
-            sock.settimeout(600)
+            _kernel_timeouts(sock)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError:
@@ -396,12 +412,38 @@ def _open_for_write(root: Path, entry: dict[str, Any], handles: dict[str, Binary
     return handles[rel]
 
 
+# Direct I/O: a relay writes whole aligned frames with O_DIRECT from its page-aligned receive buffers,
+# so the bytes are not copied a second time (into the page cache) and fsync has nothing left to write
+# back; the frame is then forwarded from the same buffer. A file system without O_DIRECT (or a frame
+# that is not aligned: a file's last one, small test chunks) takes the buffered path (pwrite, page cache).
+DIRECT_ALIGN = 4096
+
+
+def _open_direct(path: Path) -> int | None:
+    """A second descriptor of the file with O_DIRECT, or None where the file system does not have it."""
+    try:
+        return os.open(path, os.O_WRONLY | getattr(os, "O_DIRECT", 0)) if hasattr(os, "O_DIRECT") else None
+    except OSError:
+        return None
+
+
+def _aligned_buffer(n: int) -> memoryview:
+    """A page-aligned buffer (anonymous mmap) that O_DIRECT can write from."""
+    return memoryview(mmap.mmap(-1, max(n, 1)))
+
+
 def _write_at(root: Path, fh: BinaryIO, data: memoryview, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (pwrite: lanes share the file without seeking)."""
-    fd = fh.fileno()
+    _write_fd(fh.fileno(), data, offset)
+
+
+def _write_fd(fd: int, data: memoryview, offset: int) -> None:
     done = 0
     while done < len(data):
-        done += os.pwrite(fd, data[done:], offset + done)
+        n = os.pwrite(fd, data[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
 
 
 def _disk_full_message(root: Path, written: int, total: int, err: OSError) -> str:
@@ -479,7 +521,7 @@ class _Lane:
             raise StageError(f"{r.name}: no upstream node connected to {self.listen} within {r.timeout:.0f} s"
                              f" ({_why(exc)}); the node before it in the chain did not start or cannot reach it") from exc
         self.peer = addr[0]
-        self.up.settimeout(600)
+        _kernel_timeouts(self.up)
         if self.nxt:
             try:
                 self.down = _connect(self.nxt)
@@ -500,7 +542,7 @@ class _Lane:
         n = hash_threads()
         free: queue.Queue[memoryview] = queue.Queue()
         for _ in range(HASH_DEPTH * n):
-            free.put(memoryview(bytearray(FRAME_BYTES)))
+            free.put(_aligned_buffer(FRAME_BYTES))
         works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]] = [queue.Queue() for _ in range(n)]
         hashers = [threading.Thread(target=self._hash, args=(w, free), daemon=True) for w in works]
         for t in hashers:
@@ -542,7 +584,7 @@ class _Lane:
                 n = int(header["length"])
                 buf = free.get()
                 if n > len(buf):
-                    buf = memoryview(bytearray(n))
+                    buf = _aligned_buffer(n)
                 view = buf[:n]
                 try:
                     _recv_into(self.up, view)
@@ -581,6 +623,7 @@ class _Relay:
         self.prog = Progress(progress, 0, "relay")
         self.check = ChunkCheck(manifest)
         self.handles: dict[str, BinaryIO] = {}
+        self.direct: dict[str, int | None] = {}  # O_DIRECT descriptor per file (None: buffered only)
         self.lock = threading.Lock()
         self.error: str | None = None  # this node's write error (the chain goes on without its copy)
         self.next_error: str | None = None  # the next node was lost (this node's copy goes on)
@@ -603,16 +646,46 @@ class _Relay:
                 pass
         lane.down = None
 
+    def _direct_fd(self, rel: str) -> int | None:
+        with self.lock:
+            if rel not in self.direct:
+                self.direct[rel] = _open_direct(self.root / rel)
+            return self.direct[rel]
+
+    def _no_direct(self, rel: str) -> None:
+        with self.lock:
+            fd = self.direct.get(rel)
+            self.direct[rel] = None
+        if fd is not None:
+            os.close(fd)
+
     def take(self, lane: _Lane, header: dict[str, Any], view: memoryview) -> bool:
-        """Write a frame and forward it; whether it reached this node's file (then it is hashed)."""
+        """Write a frame and forward it; whether it reached this node's file (then it is hashed).
+
+        ``view`` starts a page-aligned buffer: an aligned frame is written with O_DIRECT and forwarded
+        from that buffer; any other from the page cache by sendfile after a buffered pwrite."""
         rel, offset = header["path"], int(header["offset"])
         source: tuple[int, int] | memoryview = view
+        written = False
         if self.error is None:
             try:
                 with self.lock:
                     fh = _open_for_write(self.root, self.files[rel], self.handles)
-                _write_at(self.root, fh, view, offset)
-                source = (fh.fileno(), offset)
+                direct = None
+                if offset % DIRECT_ALIGN == 0 and len(view) % DIRECT_ALIGN == 0:
+                    direct = self._direct_fd(rel)
+                if direct is not None:
+                    try:
+                        _write_fd(direct, view, offset)
+                    except OSError as exc:
+                        if exc.errno != errno.EINVAL:  # EINVAL: this file system refuses O_DIRECT here
+                            raise
+                        self._no_direct(rel)
+                        direct = None
+                if direct is None:
+                    _write_at(self.root, fh, view, offset)
+                    source = (fh.fileno(), offset)
+                written = True
                 with self.lock:
                     self.written += len(view)
             except OSError as exc:
@@ -621,10 +694,14 @@ class _Relay:
                 self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
         lane.forward(header, source)
         self.prog.add(len(view))
-        return isinstance(source, tuple)
+        return written
 
     def finish(self) -> dict[str, Any]:
         """Flush, set exact sizes, and check what the stream did not verify; this node's result."""
+        for fd in self.direct.values():
+            if fd is not None:
+                os.close(fd)  # the fsync below (same file) makes what it wrote durable
+        self.direct.clear()
         for fh in self.handles.values():
             try:
                 fh.flush()
