@@ -259,7 +259,8 @@ class StageError(Exception):
 IO_TIMEOUT = 600
 
 
-def _kernel_timeouts(sock: socket.socket, seconds: float = IO_TIMEOUT) -> None:
+def _kernel_timeouts(sock: socket.socket, seconds: float | None = None) -> None:
+    seconds = IO_TIMEOUT if seconds is None else seconds
     sock.settimeout(None)
     tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
