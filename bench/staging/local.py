@@ -74,7 +74,7 @@ def plain(work: Path) -> dict[str, float]:
     return {"wall_s": sent["wall_s"], "sender_cpu_s": sent["cpu_s"], "receiver_cpu_s": _last_json(out)["cpu_s"]}
 
 
-def relay(work: Path, hops: int) -> dict[str, float]:
+def relay(work: Path, hops: int, tool: Path) -> dict[str, float]:
     manifest = work / "src" / ".gb10-stage" / "manifest.json"
     ports = [_port() for _ in range(hops)]
     procs = []
@@ -82,12 +82,12 @@ def relay(work: Path, hops: int) -> dict[str, float]:
         dst = work / f"dst-{'ab'[k]}"
         _fresh(dst)
         nxt = ["--next", f"127.0.0.1:{ports[k + 1]}"] if k + 1 < hops else []
-        procs.append(subprocess.Popen([sys.executable, str(TOOL), "relay", str(dst), str(manifest), "--listen",
+        procs.append(subprocess.Popen([sys.executable, str(tool), "relay", str(dst), str(manifest), "--listen",
                                        f"127.0.0.1:{ports[k]}", *nxt, "--timeout", "120", "--name", f"r{k}"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     time.sleep(0.3)  # the relays bind; the sender retries its connect meanwhile
     need = work / "need.json"
-    res = subprocess.run([sys.executable, str(TOOL), "send", str(work / "src"), str(manifest), "--next",
+    res = subprocess.run([sys.executable, str(tool), "send", str(work / "src"), str(manifest), "--next",
                           f"127.0.0.1:{ports[0]}", "--need", str(need), "--name", "src"], capture_output=True)
     sent = _last_json(res.stdout)
     for p in procs:
@@ -104,7 +104,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", default="/var/tmp/gb10-stage-local")
     ap.add_argument("--only", action="append", help="plain, tail, middle (default: all)")
+    ap.add_argument("--tool", default=str(TOOL), help="the gb10_stage.py to measure (e.g. an older one)")
     args = ap.parse_args()
+    tool = Path(args.tool)
     work = Path(args.dir)
     src = work / "src"
     payload = src / "payload.bin"
@@ -113,12 +115,12 @@ def main() -> int:
         with payload.open("wb") as f:
             for _ in range(args.mib):
                 f.write(os.urandom(1 << 20))
-    subprocess.run([sys.executable, str(TOOL), "manifest", str(src), "--chunk-bytes", str(64 << 20)],
+    subprocess.run([sys.executable, str(tool), "manifest", str(src), "--chunk-bytes", str(64 << 20)],
                    check=True, capture_output=True)
     manifest = json.loads((src / ".gb10-stage" / "manifest.json").read_text())
     (work / "need.json").write_text(json.dumps([[f["path"], i] for f in manifest["files"]
                                                 for i in range(len(f["chunks"]))]))
-    methods = {"plain": lambda: plain(work), "tail": lambda: relay(work, 1), "middle": lambda: relay(work, 2)}
+    methods = {"plain": lambda: plain(work), "tail": lambda: relay(work, 1, tool), "middle": lambda: relay(work, 2, tool)}
     names = args.only or list(methods)
     runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     gib = (args.mib << 20) / GIB

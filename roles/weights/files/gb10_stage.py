@@ -536,10 +536,12 @@ class _Lane:
             self.error = exc
 
     def _run(self) -> None:
-        # Hashing runs in threads of their own, behind the receive/write/forward loop: hashlib releases
-        # the GIL, so on a node with free cores the hash costs no time on the wire. Chunks are independent
-        # hashes: chunk i goes to hasher i % n (its frames stay in order), so n cores hash at once, which
-        # a 200G link needs (one core hashes about 2 GB/s). HASH_DEPTH frames in flight per hasher.
+        # The receive loop only receives a frame into a page-aligned buffer and forwards it from there;
+        # writing it (O_DIRECT when aligned) and hashing it run in worker threads behind the loop: pwrite
+        # and hashlib release the GIL, so on a node with free cores neither costs time on the wire. Chunks
+        # are independent hashes: chunk i goes to worker i % n (its frames stay in order), so n cores hash
+        # at once, which a 200G link needs (one core hashes about 2 GB/s). HASH_DEPTH frames in flight
+        # per worker.
         n = hash_threads()
         free: queue.Queue[memoryview] = queue.Queue()
         for _ in range(HASH_DEPTH * n):
@@ -564,10 +566,11 @@ class _Lane:
             if item is None:
                 return
             rel, offset, view, buf = item
-            if view is None:
-                check.bad(rel, offset)
-            else:
+            assert view is not None
+            if self.relay.write(rel, offset, view):
                 check.add(rel, offset, view)
+            else:
+                check.bad(rel, offset)
             free.put(buf)
 
     def _loop(self, free: queue.Queue[memoryview],
@@ -592,9 +595,10 @@ class _Lane:
                 except OSError as exc:
                     raise StageError(f"{r.name}: the stream from {self.peer} (the node before it in the chain) broke"
                                      f" after {_iec(r.prog.done)} of {_iec(r.prog.total)}: {_why(exc)}") from exc
-                written = r.take(self, header, view)
+                self.forward(header, view)
+                r.prog.add(n)
                 offset = int(header["offset"])
-                works[(offset // r.check.chunk_bytes) % len(works)].put((header["path"], offset, view if written else None, buf))
+                works[(offset // r.check.chunk_bytes) % len(works)].put((header["path"], offset, view, buf))
             else:
                 if kind == "start":
                     r.started(header)
@@ -602,17 +606,15 @@ class _Lane:
                 if kind == "end":
                     return
 
-    def forward(self, header: dict[str, Any], source: tuple[int, int] | memoryview | None) -> None:
-        """Send a frame on to the next node: its data from this node's file (fd, offset) by sendfile, or
-        from memory when this node could not write it."""
+    def forward(self, header: dict[str, Any], data: memoryview | None) -> None:
+        """Send a frame on to the next node, its data from the buffer it was received into (before this
+        node writes it: the next hop does not wait for this node's disk)."""
         if self.down is None:
             return
         try:
             self.down.sendall(_header(header))
-            if isinstance(source, tuple):
-                _sendfile(self.down, source[0], source[1], int(header["length"]))
-            elif source is not None:
-                self.down.sendall(source)
+            if data is not None:
+                self.down.sendall(data)
         except OSError as exc:
             self.relay.lost_next(self, exc, f"forwarding failed after {_iec(self.relay.prog.done)}")
 
@@ -660,42 +662,38 @@ class _Relay:
         if fd is not None:
             os.close(fd)
 
-    def take(self, lane: _Lane, header: dict[str, Any], view: memoryview) -> bool:
-        """Write a frame and forward it; whether it reached this node's file (then it is hashed).
+    def write(self, rel: str, offset: int, view: memoryview) -> bool:
+        """Write a frame into this node's copy; whether it got there (then it is hashed).
 
-        ``view`` starts a page-aligned buffer: an aligned frame is written with O_DIRECT and forwarded
-        from that buffer; any other from the page cache by sendfile after a buffered pwrite."""
-        rel, offset = header["path"], int(header["offset"])
-        source: tuple[int, int] | memoryview = view
-        written = False
-        if self.error is None:
-            try:
-                with self.lock:
-                    fh = _open_for_write(self.root, self.files[rel], self.handles)
-                direct = None
-                if offset % DIRECT_ALIGN == 0 and len(view) % DIRECT_ALIGN == 0:
-                    direct = self._direct_fd(rel)
-                if direct is not None:
-                    try:
-                        _write_fd(direct, view, offset)
-                    except OSError as exc:
-                        if exc.errno != errno.EINVAL:  # EINVAL: this file system refuses O_DIRECT here
-                            raise
-                        self._no_direct(rel)
-                        direct = None
-                if direct is None:
-                    _write_at(self.root, fh, view, offset)
-                    source = (fh.fileno(), offset)
-                written = True
-                with self.lock:
-                    self.written += len(view)
-            except OSError as exc:
-                with self.lock:
-                    self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
-                self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
-        lane.forward(header, source)
-        self.prog.add(len(view))
-        return written
+        ``view`` starts a page-aligned buffer: an aligned frame is written with O_DIRECT (no copy into
+        the page cache, nothing left for fsync to write back); any other by a buffered pwrite. After a
+        failed write (disk full) this node writes nothing more; the chain goes on."""
+        if self.error is not None:
+            return False
+        try:
+            with self.lock:
+                fh = _open_for_write(self.root, self.files[rel], self.handles)
+            direct = None
+            if offset % DIRECT_ALIGN == 0 and len(view) % DIRECT_ALIGN == 0:
+                direct = self._direct_fd(rel)
+            if direct is not None:
+                try:
+                    _write_fd(direct, view, offset)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:  # EINVAL: this file system refuses O_DIRECT here
+                        raise
+                    self._no_direct(rel)
+                    direct = None
+            if direct is None:
+                _write_at(self.root, fh, view, offset)
+            with self.lock:
+                self.written += len(view)
+            return True
+        except OSError as exc:
+            with self.lock:
+                self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
+            self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
+            return False
 
     def finish(self) -> dict[str, Any]:
         """Flush, set exact sizes, and check what the stream did not verify; this node's result."""
