@@ -763,6 +763,7 @@ def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: st
         lanes = [_Lane(r, i, a, n) for i, (a, n) in enumerate(zip(listens, nexts))]
         for lane, server in zip(lanes, servers):
             lane.accept(server)
+        t_stream = time.monotonic()
         threads = [threading.Thread(target=lane.run, daemon=True) for lane in lanes[1:]]
         for t in threads:
             t.start()
@@ -773,7 +774,12 @@ def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: st
             if lane.error is not None:
                 raise lane.error if isinstance(lane.error, StageError) else StageError(
                     f"{me}: the copy from {lane.peer} failed: {_why(lane.error)}")
+        t_finish = time.monotonic()
         result = r.finish()
+        # where this node's time went: the stream (receive, forward, write, hash) and the finish (fsync,
+        # sizes, the check of what the stream did not verify); the bench reads them
+        result["stream_s"] = round(t_finish - t_stream, 3)
+        result["finish_s"] = round(time.monotonic() - t_finish, 3)
         results = [result]
         head = lanes[0]
         if head.down is not None:
