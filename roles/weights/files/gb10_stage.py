@@ -631,6 +631,7 @@ class _Relay:
         self.error: str | None = None  # this node's write error (the chain goes on without its copy)
         self.next_error: str | None = None  # the next node was lost (this node's copy goes on)
         self.written = 0
+        self.write_s = 0.0  # time spent in write calls (all workers): the disk's share of the stream
 
     def started(self, header: dict[str, Any]) -> None:
         with self.lock:
@@ -670,6 +671,7 @@ class _Relay:
         failed write (disk full) this node writes nothing more; the chain goes on."""
         if self.error is not None:
             return False
+        t0 = time.monotonic()
         try:
             with self.lock:
                 fh = _open_for_write(self.root, self.files[rel], self.handles)
@@ -688,6 +690,7 @@ class _Relay:
                 _write_at(self.root, fh, view, offset)
             with self.lock:
                 self.written += len(view)
+                self.write_s += time.monotonic() - t0
             return True
         except OSError as exc:
             with self.lock:
@@ -780,6 +783,7 @@ def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: st
         # sizes, the check of what the stream did not verify); the bench reads them
         result["stream_s"] = round(t_finish - t_stream, 3)
         result["finish_s"] = round(time.monotonic() - t_finish, 3)
+        result["write_s"] = round(r.write_s, 3)
         results = [result]
         head = lanes[0]
         if head.down is not None:
