@@ -49,6 +49,8 @@ READ_BLOCK = 1 << 20
 HASH_DEPTH = 8
 # Hashing threads per lane: up to this many, and one fewer than the node's cores.
 HASH_THREADS = 8
+# Writing threads per lane: writes in flight (they wait for the disk, not for a core).
+WRITERS = 4
 
 
 def hash_threads(cpus: int | None = None) -> int:
@@ -504,6 +506,23 @@ class ChunkCheck:
             self.result[key] = False
 
 
+class _Frame:
+    """A received frame on its way to the writers and the hashers; its buffer is free once both are done."""
+
+    __slots__ = ("buf", "offset", "pending", "rel", "view")
+    _lock = threading.Lock()
+
+    def __init__(self, rel: str, offset: int, view: memoryview, buf: memoryview) -> None:
+        self.rel, self.offset, self.view, self.buf, self.pending = rel, offset, view, buf, 2
+
+    def done(self, free: queue.Queue[memoryview]) -> None:
+        with self._lock:
+            self.pending -= 1
+            last = self.pending == 0
+        if last:
+            free.put(self.buf)
+
+
 class _Lane:
     """One upstream -> this node -> downstream stream of a relay."""
 
@@ -537,44 +556,53 @@ class _Lane:
 
     def _run(self) -> None:
         # The receive loop only receives a frame into a page-aligned buffer and forwards it from there;
-        # writing it (O_DIRECT when aligned) and hashing it run in worker threads behind the loop: pwrite
-        # and hashlib release the GIL, so on a node with free cores neither costs time on the wire. Chunks
-        # are independent hashes: chunk i goes to worker i % n (its frames stay in order), so n cores hash
-        # at once, which a 200G link needs (one core hashes about 2 GB/s). HASH_DEPTH frames in flight
-        # per worker.
+        # writer threads write it (O_DIRECT when aligned) and hasher threads hash it, both behind the
+        # loop: pwrite and hashlib release the GIL, so on a node with free cores neither costs time on
+        # the wire. WRITERS writes in flight: one O_DIRECT write at a time waits for the disk each
+        # frame (measured on the lab: the disk's time then was most of the stream's). Chunks are
+        # independent hashes: chunk i goes to hasher i % n (its frames stay in order), so n cores hash
+        # at once, which a 200G link needs (one core hashes about 2 GB/s). A buffer goes back to the
+        # free list when both its write and its hash are done.
         n = hash_threads()
         free: queue.Queue[memoryview] = queue.Queue()
-        for _ in range(HASH_DEPTH * n):
+        for _ in range(HASH_DEPTH * (n + WRITERS)):
             free.put(_aligned_buffer(FRAME_BYTES))
-        works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]] = [queue.Queue() for _ in range(n)]
-        hashers = [threading.Thread(target=self._hash, args=(w, free), daemon=True) for w in works]
-        for t in hashers:
+        works: list[queue.Queue[_Frame | None]] = [queue.Queue() for _ in range(n)]
+        writes: queue.Queue[_Frame | None] = queue.Queue()
+        threads = [threading.Thread(target=self._hash, args=(w, free), daemon=True) for w in works]
+        threads += [threading.Thread(target=self._write, args=(writes, free), daemon=True) for _ in range(WRITERS)]
+        for t in threads:
             t.start()
         try:
-            self._loop(free, works)
+            self._loop(free, works, writes)
         finally:
             for w in works:
                 w.put(None)
-            for t in hashers:
+            for _ in range(WRITERS):
+                writes.put(None)
+            for t in threads:
                 t.join()
 
-    def _hash(self, work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None],
-              free: queue.Queue[memoryview]) -> None:
+    def _hash(self, work: queue.Queue[_Frame | None], free: queue.Queue[memoryview]) -> None:
         check = self.relay.check
         while True:
-            item = work.get()
-            if item is None:
+            frame = work.get()
+            if frame is None:
                 return
-            rel, offset, view, buf = item
-            assert view is not None
-            if self.relay.write(rel, offset, view):
-                check.add(rel, offset, view)
-            else:
-                check.bad(rel, offset)
-            free.put(buf)
+            check.add(frame.rel, frame.offset, frame.view)
+            frame.done(free)
 
-    def _loop(self, free: queue.Queue[memoryview],
-              works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]]) -> None:
+    def _write(self, work: queue.Queue[_Frame | None], free: queue.Queue[memoryview]) -> None:
+        while True:
+            frame = work.get()
+            if frame is None:
+                return
+            if not self.relay.write(frame.rel, frame.offset, frame.view):
+                self.relay.check.bad(frame.rel, frame.offset)  # its bytes are not on this node's disk
+            frame.done(free)
+
+    def _loop(self, free: queue.Queue[memoryview], works: list[queue.Queue[_Frame | None]],
+              writes: queue.Queue[_Frame | None]) -> None:
         r = self.relay
         assert self.up is not None
         while True:
@@ -598,7 +626,9 @@ class _Lane:
                 self.forward(header, view)
                 r.prog.add(n)
                 offset = int(header["offset"])
-                works[(offset // r.check.chunk_bytes) % len(works)].put((header["path"], offset, view, buf))
+                frame = _Frame(header["path"], offset, view, buf)
+                writes.put(frame)
+                works[(offset // r.check.chunk_bytes) % len(works)].put(frame)
             else:
                 if kind == "start":
                     r.started(header)
@@ -627,6 +657,7 @@ class _Relay:
         self.check = ChunkCheck(manifest)
         self.handles: dict[str, BinaryIO] = {}
         self.direct: dict[str, int | None] = {}  # O_DIRECT descriptor per file (None: buffered only)
+        self.retired: list[int] = []  # O_DIRECT descriptors no longer used, closed by finish()
         self.lock = threading.Lock()
         self.error: str | None = None  # this node's write error (the chain goes on without its copy)
         self.next_error: str | None = None  # the next node was lost (this node's copy goes on)
@@ -657,11 +688,13 @@ class _Relay:
             return self.direct[rel]
 
     def _no_direct(self, rel: str) -> None:
+        """This file is written buffered from now on. Its O_DIRECT descriptor stays open until finish():
+        other writers may be using it (their write fails the same way and they fall back too)."""
         with self.lock:
             fd = self.direct.get(rel)
             self.direct[rel] = None
-        if fd is not None:
-            os.close(fd)
+            if fd is not None:
+                self.retired.append(fd)
 
     def write(self, rel: str, offset: int, view: memoryview) -> bool:
         """Write a frame into this node's copy; whether it got there (then it is hashed).
@@ -700,10 +733,11 @@ class _Relay:
 
     def finish(self) -> dict[str, Any]:
         """Flush, set exact sizes, and check what the stream did not verify; this node's result."""
-        for fd in self.direct.values():
+        for fd in [*self.direct.values(), *self.retired]:
             if fd is not None:
                 os.close(fd)  # the fsync below (same file) makes what it wrote durable
         self.direct.clear()
+        self.retired.clear()
         for fh in self.handles.values():
             try:
                 fh.flush()
