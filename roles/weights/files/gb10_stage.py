@@ -658,6 +658,7 @@ class _Relay:
         self.handles: dict[str, BinaryIO] = {}
         self.direct: dict[str, int | None] = {}  # O_DIRECT descriptor per file (None: buffered only)
         self.retired: list[int] = []  # O_DIRECT descriptors no longer used, closed by finish()
+        self.write_exc: OSError | None = None
         self.lock = threading.Lock()
         self.error: str | None = None  # this node's write error (the chain goes on without its copy)
         self.next_error: str | None = None  # the next node was lost (this node's copy goes on)
@@ -727,12 +728,16 @@ class _Relay:
             return True
         except OSError as exc:
             with self.lock:
-                self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
+                if self.error is None:
+                    self.error = _disk_full_message(self.root, self.written, self.prog.total, exc)
+                    self.write_exc = exc  # finish() says it again with what the other writers got written
             self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
             return False
 
     def finish(self) -> dict[str, Any]:
         """Flush, set exact sizes, and check what the stream did not verify; this node's result."""
+        if self.write_exc is not None:  # every writer is done now: the bytes written are final
+            self.error = _disk_full_message(self.root, self.written, self.prog.total, self.write_exc)
         for fd in [*self.direct.values(), *self.retired]:
             if fd is not None:
                 os.close(fd)  # the fsync below (same file) makes what it wrote durable
