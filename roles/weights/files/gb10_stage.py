@@ -330,8 +330,10 @@ def _sendfile(sock: socket.socket, fd: int, offset: int, length: int) -> None:
 
 
 def _send_chunk(sock: socket.socket, header: dict[str, Any], fd: int, offset: int, length: int) -> None:
-    """One chunk frame from the source: its header, then ``length`` bytes of the file by sendfile."""
-    sock.sendall(_header(header))
+    """One chunk frame from the source: its header, then ``length`` bytes of the file by sendfile.
+    MSG_MORE: the header leaves in the same segment as the data (with TCP_NODELAY it would otherwise be
+    a packet of its own, one more per frame for both ends to process)."""
+    sock.sendall(_header(header), socket.MSG_MORE)
     _sendfile(sock, fd, offset, length)
 
 
@@ -642,9 +644,11 @@ class _Lane:
         if self.down is None:
             return
         try:
-            self.down.sendall(_header(header))
-            if data is not None:
+            if data is not None:  # MSG_MORE: header and data in one segment (see _send_chunk)
+                self.down.sendall(_header(header), socket.MSG_MORE)
                 self.down.sendall(data)
+            else:
+                self.down.sendall(_header(header))
         except OSError as exc:
             self.relay.lost_next(self, exc, f"forwarding failed after {_iec(self.relay.prog.done)}")
 
