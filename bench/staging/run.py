@@ -199,7 +199,8 @@ def relay_run(source: int, targets: list[int], lanes: int) -> dict[str, Any]:
         raise SystemExit(f"the relay chain did not complete: {res.get('results')}")
     cpu = {f"gx10-{source}": res["cpu_s"]} | {r["node"]: r.get("cpu_s", 0.0) for r in res["results"]}
     return {"elapsed_s": res["elapsed_s"], "wall_s": res["wall_s"], "bytes": res["bytes"], "cpu_s": cpu,
-            "verified_in_stream": [r.get("verified_in_stream") for r in res["results"]]}
+            "verified_in_stream": [r.get("verified_in_stream") for r in res["results"]],
+            "node_s": {r["node"]: [r.get("stream_s"), r.get("finish_s"), r.get("write_s")] for r in res["results"]}}
 
 
 def _median(xs: list[float]) -> float:

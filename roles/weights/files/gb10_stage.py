@@ -22,8 +22,10 @@ without re-reading it. Standard library only (runs with the node's python3).
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
+import mmap
 import os
 import queue
 import resource
@@ -47,6 +49,8 @@ READ_BLOCK = 1 << 20
 HASH_DEPTH = 8
 # Hashing threads per lane: up to this many, and one fewer than the node's cores.
 HASH_THREADS = 8
+# Writing threads per lane: writes in flight (they wait for the disk, not for a core).
+WRITERS = 4
 
 
 def hash_threads(cpus: int | None = None) -> int:
@@ -251,9 +255,23 @@ class StageError(Exception):
     """A copy that cannot go on: one sentence naming this node, the peer and the cause."""
 
 
+# Sockets block in the kernel with SO_RCVTIMEO/SO_SNDTIMEO instead of Python's timeouts: one recv with
+# MSG_WAITALL takes a whole frame in one system call (a Python timeout makes the socket non-blocking
+# underneath: a poll and a partial recv per 64 KiB or so), and sendfile/sendall block until there is room.
+IO_TIMEOUT = 600
+
+
+def _kernel_timeouts(sock: socket.socket, seconds: float | None = None) -> None:
+    seconds = IO_TIMEOUT if seconds is None else seconds
+    sock.settimeout(None)
+    tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no data for 600 s (timed out)"
+    if isinstance(exc, (TimeoutError, BlockingIOError)):  # BlockingIOError: SO_RCVTIMEO/SO_SNDTIMEO ran out
+        return f"no data for {IO_TIMEOUT} s (timed out)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
@@ -277,7 +295,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def _recv_into(sock: socket.socket, view: memoryview) -> None:
     got = 0
     while got < len(view):
-        n = sock.recv_into(view[got:])
+        n = sock.recv_into(view[got:], 0, socket.MSG_WAITALL)  # whole frame in one call (a signal may cut it)
         if not n:
             raise ConnectionError("the peer closed the connection mid-frame")
         got += n
@@ -296,13 +314,14 @@ def _recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
 
 def _sendfile(sock: socket.socket, fd: int, offset: int, length: int) -> None:
     """The kernel copies ``length`` bytes of ``fd`` at ``offset`` to the socket (no pass through Python).
-    A socket with a timeout is non-blocking underneath: wait for room, up to that timeout."""
+    A socket with a Python timeout is non-blocking underneath: wait for room, up to that timeout (the
+    chain's sockets block in the kernel instead, see _kernel_timeouts)."""
     end = offset + length
     while offset < end:
         try:
             sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
         except BlockingIOError:
-            if not select.select([], [sock], [], sock.gettimeout())[1]:
+            if sock.gettimeout() is None or not select.select([], [sock], [], sock.gettimeout())[1]:
                 raise TimeoutError("timed out") from None
             continue
         if sent == 0:
@@ -311,8 +330,10 @@ def _sendfile(sock: socket.socket, fd: int, offset: int, length: int) -> None:
 
 
 def _send_chunk(sock: socket.socket, header: dict[str, Any], fd: int, offset: int, length: int) -> None:
-    """One chunk frame from the source: its header, then ``length`` bytes of the file by sendfile."""
-    sock.sendall(_header(header))
+    """One chunk frame from the source: its header, then ``length`` bytes of the file by sendfile.
+    MSG_MORE: the header leaves in the same segment as the data (with TCP_NODELAY it would otherwise be
+    a packet of its own, one more per frame for both ends to process)."""
+    sock.sendall(_header(header), socket.MSG_MORE)
     _sendfile(sock, fd, offset, length)
 
 
@@ -330,7 +351,7 @@ def _connect(addr: str, timeout: float | None = None) -> socket.socket:
     while True:
         try:
             sock = socket.create_connection(_addr(addr), timeout=30)
-            sock.settimeout(600)
+            _kernel_timeouts(sock)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError:
@@ -396,12 +417,38 @@ def _open_for_write(root: Path, entry: dict[str, Any], handles: dict[str, Binary
     return handles[rel]
 
 
+# Direct I/O: a relay writes whole aligned frames with O_DIRECT from its page-aligned receive buffers,
+# so the bytes are not copied a second time (into the page cache) and fsync has nothing left to write
+# back; the frame is then forwarded from the same buffer. A file system without O_DIRECT (or a frame
+# that is not aligned: a file's last one, small test chunks) takes the buffered path (pwrite, page cache).
+DIRECT_ALIGN = 4096
+
+
+def _open_direct(path: Path) -> int | None:
+    """A second descriptor of the file with O_DIRECT, or None where the file system does not have it."""
+    try:
+        return os.open(path, os.O_WRONLY | getattr(os, "O_DIRECT", 0)) if hasattr(os, "O_DIRECT") else None
+    except OSError:
+        return None
+
+
+def _aligned_buffer(n: int) -> memoryview:
+    """A page-aligned buffer (anonymous mmap) that O_DIRECT can write from."""
+    return memoryview(mmap.mmap(-1, max(n, 1)))
+
+
 def _write_at(root: Path, fh: BinaryIO, data: memoryview, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (pwrite: lanes share the file without seeking)."""
-    fd = fh.fileno()
+    _write_fd(fh.fileno(), data, offset)
+
+
+def _write_fd(fd: int, data: memoryview, offset: int) -> None:
     done = 0
     while done < len(data):
-        done += os.pwrite(fd, data[done:], offset + done)
+        n = os.pwrite(fd, data[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
 
 
 def _disk_full_message(root: Path, written: int, total: int, err: OSError) -> str:
@@ -461,6 +508,23 @@ class ChunkCheck:
             self.result[key] = False
 
 
+class _Frame:
+    """A received frame on its way to the writers and the hashers; its buffer is free once both are done."""
+
+    __slots__ = ("buf", "offset", "pending", "rel", "view")
+    _lock = threading.Lock()
+
+    def __init__(self, rel: str, offset: int, view: memoryview, buf: memoryview) -> None:
+        self.rel, self.offset, self.view, self.buf, self.pending = rel, offset, view, buf, 2
+
+    def done(self, free: queue.Queue[memoryview]) -> None:
+        with self._lock:
+            self.pending -= 1
+            last = self.pending == 0
+        if last:
+            free.put(self.buf)
+
+
 class _Lane:
     """One upstream -> this node -> downstream stream of a relay."""
 
@@ -479,7 +543,7 @@ class _Lane:
             raise StageError(f"{r.name}: no upstream node connected to {self.listen} within {r.timeout:.0f} s"
                              f" ({_why(exc)}); the node before it in the chain did not start or cannot reach it") from exc
         self.peer = addr[0]
-        self.up.settimeout(600)
+        _kernel_timeouts(self.up)
         if self.nxt:
             try:
                 self.down = _connect(self.nxt)
@@ -493,42 +557,54 @@ class _Lane:
             self.error = exc
 
     def _run(self) -> None:
-        # Hashing runs in threads of their own, behind the receive/write/forward loop: hashlib releases
-        # the GIL, so on a node with free cores the hash costs no time on the wire. Chunks are independent
-        # hashes: chunk i goes to hasher i % n (its frames stay in order), so n cores hash at once, which
-        # a 200G link needs (one core hashes about 2 GB/s). HASH_DEPTH frames in flight per hasher.
+        # The receive loop only receives a frame into a page-aligned buffer and forwards it from there;
+        # writer threads write it (O_DIRECT when aligned) and hasher threads hash it, both behind the
+        # loop: pwrite and hashlib release the GIL, so on a node with free cores neither costs time on
+        # the wire. WRITERS writes in flight: one O_DIRECT write at a time waits for the disk each
+        # frame (measured on the lab: the disk's time then was most of the stream's). Chunks are
+        # independent hashes: chunk i goes to hasher i % n (its frames stay in order), so n cores hash
+        # at once, which a 200G link needs (one core hashes about 2 GB/s). A buffer goes back to the
+        # free list when both its write and its hash are done.
         n = hash_threads()
         free: queue.Queue[memoryview] = queue.Queue()
-        for _ in range(HASH_DEPTH * n):
-            free.put(memoryview(bytearray(FRAME_BYTES)))
-        works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]] = [queue.Queue() for _ in range(n)]
-        hashers = [threading.Thread(target=self._hash, args=(w, free), daemon=True) for w in works]
-        for t in hashers:
+        for _ in range(HASH_DEPTH * (n + WRITERS)):
+            free.put(_aligned_buffer(FRAME_BYTES))
+        works: list[queue.Queue[_Frame | None]] = [queue.Queue() for _ in range(n)]
+        writes: queue.Queue[_Frame | None] = queue.Queue()
+        threads = [threading.Thread(target=self._hash, args=(w, free), daemon=True) for w in works]
+        threads += [threading.Thread(target=self._write, args=(writes, free), daemon=True) for _ in range(WRITERS)]
+        for t in threads:
             t.start()
         try:
-            self._loop(free, works)
+            self._loop(free, works, writes)
         finally:
             for w in works:
                 w.put(None)
-            for t in hashers:
+            for _ in range(WRITERS):
+                writes.put(None)
+            for t in threads:
                 t.join()
 
-    def _hash(self, work: queue.Queue[tuple[str, int, memoryview | None, memoryview] | None],
-              free: queue.Queue[memoryview]) -> None:
+    def _hash(self, work: queue.Queue[_Frame | None], free: queue.Queue[memoryview]) -> None:
         check = self.relay.check
         while True:
-            item = work.get()
-            if item is None:
+            frame = work.get()
+            if frame is None:
                 return
-            rel, offset, view, buf = item
-            if view is None:
-                check.bad(rel, offset)
-            else:
-                check.add(rel, offset, view)
-            free.put(buf)
+            check.add(frame.rel, frame.offset, frame.view)
+            frame.done(free)
 
-    def _loop(self, free: queue.Queue[memoryview],
-              works: list[queue.Queue[tuple[str, int, memoryview | None, memoryview] | None]]) -> None:
+    def _write(self, work: queue.Queue[_Frame | None], free: queue.Queue[memoryview]) -> None:
+        while True:
+            frame = work.get()
+            if frame is None:
+                return
+            if not self.relay.write(frame.rel, frame.offset, frame.view):
+                self.relay.check.bad(frame.rel, frame.offset)  # its bytes are not on this node's disk
+            frame.done(free)
+
+    def _loop(self, free: queue.Queue[memoryview], works: list[queue.Queue[_Frame | None]],
+              writes: queue.Queue[_Frame | None]) -> None:
         r = self.relay
         assert self.up is not None
         while True:
@@ -542,16 +618,19 @@ class _Lane:
                 n = int(header["length"])
                 buf = free.get()
                 if n > len(buf):
-                    buf = memoryview(bytearray(n))
+                    buf = _aligned_buffer(n)
                 view = buf[:n]
                 try:
                     _recv_into(self.up, view)
                 except OSError as exc:
                     raise StageError(f"{r.name}: the stream from {self.peer} (the node before it in the chain) broke"
                                      f" after {_iec(r.prog.done)} of {_iec(r.prog.total)}: {_why(exc)}") from exc
-                written = r.take(self, header, view)
+                self.forward(header, view)
+                r.prog.add(n)
                 offset = int(header["offset"])
-                works[(offset // r.check.chunk_bytes) % len(works)].put((header["path"], offset, view if written else None, buf))
+                frame = _Frame(header["path"], offset, view, buf)
+                writes.put(frame)
+                works[(offset // r.check.chunk_bytes) % len(works)].put(frame)
             else:
                 if kind == "start":
                     r.started(header)
@@ -559,17 +638,17 @@ class _Lane:
                 if kind == "end":
                     return
 
-    def forward(self, header: dict[str, Any], source: tuple[int, int] | memoryview | None) -> None:
-        """Send a frame on to the next node: its data from this node's file (fd, offset) by sendfile, or
-        from memory when this node could not write it."""
+    def forward(self, header: dict[str, Any], data: memoryview | None) -> None:
+        """Send a frame on to the next node, its data from the buffer it was received into (before this
+        node writes it: the next hop does not wait for this node's disk)."""
         if self.down is None:
             return
         try:
-            self.down.sendall(_header(header))
-            if isinstance(source, tuple):
-                _sendfile(self.down, source[0], source[1], int(header["length"]))
-            elif source is not None:
-                self.down.sendall(source)
+            if data is not None:  # MSG_MORE: header and data in one segment (see _send_chunk)
+                self.down.sendall(_header(header), socket.MSG_MORE)
+                self.down.sendall(data)
+            else:
+                self.down.sendall(_header(header))
         except OSError as exc:
             self.relay.lost_next(self, exc, f"forwarding failed after {_iec(self.relay.prog.done)}")
 
@@ -581,10 +660,14 @@ class _Relay:
         self.prog = Progress(progress, 0, "relay")
         self.check = ChunkCheck(manifest)
         self.handles: dict[str, BinaryIO] = {}
+        self.direct: dict[str, int | None] = {}  # O_DIRECT descriptor per file (None: buffered only)
+        self.retired: list[int] = []  # O_DIRECT descriptors no longer used, closed by finish()
+        self.write_exc: OSError | None = None
         self.lock = threading.Lock()
         self.error: str | None = None  # this node's write error (the chain goes on without its copy)
         self.next_error: str | None = None  # the next node was lost (this node's copy goes on)
         self.written = 0
+        self.write_s = 0.0  # time spent in write calls (all workers): the disk's share of the stream
 
     def started(self, header: dict[str, Any]) -> None:
         with self.lock:
@@ -603,28 +686,67 @@ class _Relay:
                 pass
         lane.down = None
 
-    def take(self, lane: _Lane, header: dict[str, Any], view: memoryview) -> bool:
-        """Write a frame and forward it; whether it reached this node's file (then it is hashed)."""
-        rel, offset = header["path"], int(header["offset"])
-        source: tuple[int, int] | memoryview = view
-        if self.error is None:
-            try:
-                with self.lock:
-                    fh = _open_for_write(self.root, self.files[rel], self.handles)
+    def _direct_fd(self, rel: str) -> int | None:
+        with self.lock:
+            if rel not in self.direct:
+                self.direct[rel] = _open_direct(self.root / rel)
+            return self.direct[rel]
+
+    def _no_direct(self, rel: str) -> None:
+        """This file is written buffered from now on. Its O_DIRECT descriptor stays open until finish():
+        other writers may be using it (their write fails the same way and they fall back too)."""
+        with self.lock:
+            fd = self.direct.get(rel)
+            self.direct[rel] = None
+            if fd is not None:
+                self.retired.append(fd)
+
+    def write(self, rel: str, offset: int, view: memoryview) -> bool:
+        """Write a frame into this node's copy; whether it got there (then it is hashed).
+
+        ``view`` starts a page-aligned buffer: an aligned frame is written with O_DIRECT (no copy into
+        the page cache, nothing left for fsync to write back); any other by a buffered pwrite. After a
+        failed write (disk full) this node writes nothing more; the chain goes on."""
+        if self.error is not None:
+            return False
+        t0 = time.monotonic()
+        try:
+            with self.lock:
+                fh = _open_for_write(self.root, self.files[rel], self.handles)
+            direct = None
+            if offset % DIRECT_ALIGN == 0 and len(view) % DIRECT_ALIGN == 0:
+                direct = self._direct_fd(rel)
+            if direct is not None:
+                try:
+                    _write_fd(direct, view, offset)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:  # EINVAL: this file system refuses O_DIRECT here
+                        raise
+                    self._no_direct(rel)
+                    direct = None
+            if direct is None:
                 _write_at(self.root, fh, view, offset)
-                source = (fh.fileno(), offset)
-                with self.lock:
-                    self.written += len(view)
-            except OSError as exc:
-                with self.lock:
-                    self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
-                self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
-        lane.forward(header, source)
-        self.prog.add(len(view))
-        return isinstance(source, tuple)
+            with self.lock:
+                self.written += len(view)
+                self.write_s += time.monotonic() - t0
+            return True
+        except OSError as exc:
+            with self.lock:
+                if self.error is None:
+                    self.error = _disk_full_message(self.root, self.written, self.prog.total, exc)
+                    self.write_exc = exc  # finish() says it again with what the other writers got written
+            self.prog.add(0, final=True, state="write failed", extra={"error": self.error})
+            return False
 
     def finish(self) -> dict[str, Any]:
         """Flush, set exact sizes, and check what the stream did not verify; this node's result."""
+        if self.write_exc is not None:  # every writer is done now: the bytes written are final
+            self.error = _disk_full_message(self.root, self.written, self.prog.total, self.write_exc)
+        for fd in [*self.direct.values(), *self.retired]:
+            if fd is not None:
+                os.close(fd)  # the fsync below (same file) makes what it wrote durable
+        self.direct.clear()
+        self.retired.clear()
         for fh in self.handles.values():
             try:
                 fh.flush()
@@ -687,6 +809,7 @@ def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: st
         lanes = [_Lane(r, i, a, n) for i, (a, n) in enumerate(zip(listens, nexts))]
         for lane, server in zip(lanes, servers):
             lane.accept(server)
+        t_stream = time.monotonic()
         threads = [threading.Thread(target=lane.run, daemon=True) for lane in lanes[1:]]
         for t in threads:
             t.start()
@@ -697,7 +820,13 @@ def relay(root: Path, manifest: dict[str, Any], listen: str | list[str], nxt: st
             if lane.error is not None:
                 raise lane.error if isinstance(lane.error, StageError) else StageError(
                     f"{me}: the copy from {lane.peer} failed: {_why(lane.error)}")
+        t_finish = time.monotonic()
         result = r.finish()
+        # where this node's time went: the stream (receive, forward, write, hash) and the finish (fsync,
+        # sizes, the check of what the stream did not verify); the bench reads them
+        result["stream_s"] = round(t_finish - t_stream, 3)
+        result["finish_s"] = round(time.monotonic() - t_finish, 3)
+        result["write_s"] = round(r.write_s, 3)
         results = [result]
         head = lanes[0]
         if head.down is not None:
