@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.gb10.cluster.plugins.module_utils.cx7 import discover, gid_to_ipv4, parse_port_state
+from ansible_collections.gb10.cluster.plugins.module_utils.cx7 import (
+    discover,
+    gid_to_ipv4,
+    networkmanager_view,
+    parse_active_state,
+    parse_port_state,
+)
 from ansible_collections.gb10.cluster.plugins.modules import cx7_facts as cx7_facts_module
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sysfs"
@@ -125,4 +131,67 @@ def test_cx7_facts_docs_parse_and_match_the_options():
     doc = yaml.safe_load(cx7_facts_module.DOCUMENTATION)
     yaml.safe_load(cx7_facts_module.EXAMPLES)
     yaml.safe_load(cx7_facts_module.RETURN)
-    assert set(doc["options"]) == {"sysfs_root", "interfaces"}
+    assert set(doc["options"]) == {"sysfs_root", "interfaces", "networkmanager", "netplan_file"}
+
+
+def test_parse_active_state():
+    assert parse_active_state("ActiveState=active\n") == "active"
+    assert parse_active_state("Id=NetworkManager.service\nActiveState=inactive\n") == "inactive"
+    assert parse_active_state("") == ""
+
+
+def test_networkmanager_view_reports_the_netplan_file_only_when_asked():
+    assert networkmanager_view("active", {"a": "gb10-cx7-a"}, "/etc/netplan/40-cx7.yaml", True) == {
+        "nm_active_state": "active", "nm_connections": {"a": "gb10-cx7-a"}, "netplan_file_exists": True}
+    assert networkmanager_view("", {}, None, False)["netplan_file_exists"] is None
+
+
+def _fake_node(monkeypatch, active_state, connections, nmcli=True):
+    """systemctl and nmcli as the module would find them on a node: the commands it ran are returned."""
+    calls = []
+
+    def run_command(self, args, **_kwargs):
+        calls.append(args)
+        if args[1] == "show":
+            return 0, f"ActiveState={active_state}\n", ""
+        return 0, connections.get(args[-1], "") + "\n", ""
+
+    bins = {"systemctl": "/bin/systemctl", **({"nmcli": "/usr/bin/nmcli"} if nmcli else {})}
+    monkeypatch.setattr("ansible.module_utils.basic.AnsibleModule.run_command", run_command)
+    monkeypatch.setattr("ansible.module_utils.basic.AnsibleModule.get_bin_path",
+                        lambda self, name, *a, **k: bins.get(name))
+    return calls
+
+
+def test_module_reads_networkmanager_and_the_profile_each_present_twin_runs(capsys, monkeypatch, tmp_path):
+    netplan = tmp_path / "40-cx7.yaml"
+    netplan.write_text("network: {}\n")
+    calls = _fake_node(monkeypatch, "active", {"enp1s0f1np1": "gb10-cx7-enp1s0f1np1", "enP2p1s0f1np1": "Wired connection 1"})
+    code, out = _run_module(capsys, {"sysfs_root": str(FIXTURES / "gx10_cabled"), "interfaces": TWINS,
+                                     "networkmanager": True, "netplan_file": str(netplan), "_ansible_check_mode": True})
+    assert code == 0 and out["changed"] is False
+    cx7 = out["ansible_facts"]["gb10_cx7"]
+    assert cx7["nm_active_state"] == "active"
+    assert cx7["nm_connections"] == {"enp1s0f1np1": "gb10-cx7-enp1s0f1np1", "enP2p1s0f1np1": "Wired connection 1"}
+    assert cx7["netplan_file_exists"] is True
+    assert [c[1:] for c in calls if c[0].endswith("nmcli")] == [
+        ["--get-values", "GENERAL.CONNECTION", "device", "show", twin] for twin in TWINS]
+
+
+def test_module_asks_nmcli_nothing_while_networkmanager_does_not_run(capsys, monkeypatch, tmp_path):
+    calls = _fake_node(monkeypatch, "inactive", {"enp1s0f1np1": "x"})
+    code, out = _run_module(capsys, {"sysfs_root": str(FIXTURES / "gx10_cabled"), "interfaces": TWINS,
+                                     "networkmanager": True, "netplan_file": str(tmp_path / "absent.yaml")})
+    cx7 = out["ansible_facts"]["gb10_cx7"]
+    assert code == 0
+    assert cx7["nm_active_state"] == "inactive" and cx7["nm_connections"] == {}
+    assert cx7["netplan_file_exists"] is False
+    assert all(not c[0].endswith("nmcli") for c in calls)
+
+
+def test_module_without_networkmanager_runs_no_command(capsys, monkeypatch):
+    calls = _fake_node(monkeypatch, "active", {})
+    code, out = _run_module(capsys, {"sysfs_root": str(FIXTURES / "gx10_hotplug"), "interfaces": TWINS})
+    assert code == 0 and calls == []
+    assert out["ansible_facts"]["gb10_cx7"]["nm_active_state"] == ""
+    assert out["ansible_facts"]["gb10_cx7"]["netplan_file_exists"] is None

@@ -183,3 +183,28 @@ def discover(sysfs_root: str = "/sys", interfaces: list[str] | None = None) -> d
         "present": bool(by_netdev),
         "ibdev2netdev": [rec["ibdev2netdev"] for rec in devices],
     }
+
+
+def parse_active_state(text: str) -> str:
+    """The value of `systemctl show -p ActiveState <unit>` output (``ActiveState=active``); '' when absent."""
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "ActiveState":
+            return value.strip()
+    return ""
+
+
+def networkmanager_view(active_state: str, connections: dict[str, str], netplan_file: str | None,
+                        netplan_exists: bool) -> dict[str, Any]:
+    """What the cx7_fabric role reads about NetworkManager, added to the CX7 facts.
+
+    ``nm_active_state``: NetworkManager.service's ActiveState (the backend choice); ``nm_connections``:
+    the connection each requested twin runs now ('' for none, read only while NetworkManager is
+    active); ``netplan_file_exists``: whether the twins' netplan file is there (it would give them a
+    second profile), null when no file was asked about.
+    """
+    return {
+        "nm_active_state": active_state,
+        "nm_connections": dict(connections),
+        "netplan_file_exists": netplan_exists if netplan_file else None,
+    }

@@ -23,6 +23,16 @@ options:
       - Root of the sysfs tree to read. Tests point it at a fixture tree.
     type: path
     default: /sys
+  networkmanager:
+    description:
+      - Also read NetworkManager.service's active state (C(systemctl show)) and, while it is active, the
+        connection each interface of O(interfaces) runs now (C(nmcli --get-values GENERAL.CONNECTION
+        device show)). The cx7_fabric role reads them here to spare a module run per node.
+    type: bool
+    default: false
+  netplan_file:
+    description: A file whose existence is reported as C(netplan_file_exists) (the twins' netplan file).
+    type: path
   interfaces:
     description:
       - Netdevs to report in C(gb10_cx7.interfaces) whether or not they have an RDMA device (the
@@ -94,11 +104,24 @@ ansible_facts:
           description: The lines C(ibdev2netdev) would print.
           type: list
           elements: str
+        nm_active_state:
+          description: ActiveState of NetworkManager.service with O(networkmanager); '' otherwise or when unknown.
+          type: str
+        nm_connections:
+          description:
+            - With O(networkmanager) and NetworkManager active, the connection each existing interface of
+              O(interfaces) runs now ('' for none); empty otherwise.
+          type: dict
+        netplan_file_exists:
+          description: Whether O(netplan_file) exists; null when not given.
+          type: bool
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gb10.cluster.plugins.module_utils.cx7 import discover
+from ansible_collections.gb10.cluster.plugins.module_utils.cx7 import discover, networkmanager_view, parse_active_state
 
 
 def main() -> None:
@@ -106,10 +129,27 @@ def main() -> None:
         argument_spec={
             "sysfs_root": {"type": "path", "default": "/sys"},
             "interfaces": {"type": "list", "elements": "str", "default": []},
+            "networkmanager": {"type": "bool", "default": False},
+            "netplan_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
     facts = discover(module.params["sysfs_root"], module.params["interfaces"])
+    active = ""
+    connections: dict[str, str] = {}
+    if module.params["networkmanager"]:
+        systemctl = module.get_bin_path("systemctl")
+        if systemctl:
+            rc, out, _err = module.run_command([systemctl, "show", "-p", "ActiveState", "NetworkManager.service"])
+            active = parse_active_state(out) if rc == 0 else ""
+        nmcli = module.get_bin_path("nmcli") if active == "active" else None
+        if nmcli:
+            for name, info in facts["interfaces"].items():
+                if info.get("exists"):
+                    rc, out, _err = module.run_command([nmcli, "--get-values", "GENERAL.CONNECTION", "device", "show", name])
+                    connections[name] = out.strip() if rc == 0 else ""
+    netplan = module.params["netplan_file"]
+    facts.update(networkmanager_view(active, connections, netplan, bool(netplan) and os.path.exists(netplan)))
     module.exit_json(changed=False, ansible_facts={"gb10_cx7": facts})
 
 
