@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.gb10.cluster.plugins.module_utils.weights_staged import stat_map, staged, tree_stat
+from ansible_collections.gb10.cluster.plugins.module_utils.weights_staged import staged, stat_map, tree_stat
 from roles.weights.files import gb10_stage as stage  # the staging tool that writes manifest.json and complete.json
 
 CHUNK = 1000
@@ -120,8 +120,7 @@ def test_the_hugging_face_download(tmp_path):
 
 
 def test_the_download_stamp_is_the_download_tools():
-    from roles.weights.files import gb10_hf_fetch
-
     from ansible_collections.gb10.cluster.plugins.module_utils import weights_staged
+    from roles.weights.files import gb10_hf_fetch
     assert (gb10_hf_fetch.STAGE_DIR, gb10_hf_fetch.COMPLETE) == (weights_staged.STAGE_DIR, weights_staged.HF_COMPLETE)
     assert (stage.STAGE_DIR, stage.MANIFEST_VERSION) == (weights_staged.STAGE_DIR, weights_staged.MANIFEST_VERSION)
