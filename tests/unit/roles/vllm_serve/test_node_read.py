@@ -14,12 +14,20 @@ ARGV = yaml.safe_load((ROOT / "roles" / "vllm_serve" / "vars" / "main.yml").read
 
 # What the role's Jinja gives as arguments 1..6 (the Go templates, the Ray container, the two files).
 PS_FMT = '{{.Label "gb10.serving.model"}} {{.Label "gb10.serving.hash"}} {{.Label "gb10.serving.role"}} {{.State}}'
+# The script checks the real path of Debian's default site (this machine's, in the test).
+DEFAULT_SITE = Path("/etc/nginx/sites-enabled/default").exists()
 RAY_FMT = '{{.State.Status}} {{index .Config.Labels "gb10.ray.hash"}}'
 
 
-def _docker(tmp_path: Path, ps_rc: int = 0, vllm: bool = True, ray: bool = True) -> Path:
+def _docker(tmp_path: Path, ps_rc: int = 0, vllm: bool = True, ray: bool = True, nginx: bool = True) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    # dpkg-query and systemctl as on a head with nginx installed, enabled and running (or without nginx).
+    (bin_dir / "dpkg-query").write_text("#!/bin/sh\n" + ("printf 'install ok installed\\n'\n" if nginx else "exit 1\n"))
+    (bin_dir / "systemctl").write_text("#!/bin/sh\n" + ('[ "$1" = is-enabled ] && echo enabled\n[ "$1" = is-active ] && echo active\nexit 0\n'
+                                                      if nginx else 'echo not-found; exit 4\n'))
+    for tool in ("dpkg-query", "systemctl"):
+        (bin_dir / tool).chmod(0o755)
     script = f"""#!/bin/sh
 case "$1" in
   ps) [ "$5" = '--format' ] && [ "$6" = '{PS_FMT}' ] || {{ echo "bad ps args: $*" >&2; exit 9; }}
@@ -54,16 +62,18 @@ def test_a_serving_head_with_ray_a_guard_stop_and_the_record(tmp_path):
     assert state["ray"] == {"gx10-1": "running r9"}
     assert state["guard"]["results"][0]["stdout"] == '{"reason": "MemAvailable below the floor"}'
     assert state["record"] == {"gx10-1": '{"hash": "abc123", "image": "x@sha256:1"}'}
+    assert state["proxy"] == {"gx10-1": {"installed": True, "default_site": DEFAULT_SITE, "enabled": True, "active": True}}
 
 
 def test_an_empty_node_and_a_node_outside_ray(tmp_path):
-    bin_dir = _docker(tmp_path, vllm=False, ray=False)
+    bin_dir = _docker(tmp_path, vllm=False, ray=False, nginx=False)
     got = _read(tmp_path, bin_dir, "gx10-3", "")
     assert got["rc"] == 0, got["stderr"]
     state = serving_node_reads({"results": [got]})
     assert state["ps"]["results"][0]["stdout"] == "" and state["restarts"] == {}
     assert state["ray"] == {"gx10-3": ""} and state["record"] == {}
     assert state["guard"]["results"][0]["stdout"] == ""
+    assert state["proxy"] == {"gx10-3": {"installed": False, "default_site": DEFAULT_SITE, "enabled": False, "active": False}}
 
 
 def test_docker_down_fails_the_read(tmp_path):

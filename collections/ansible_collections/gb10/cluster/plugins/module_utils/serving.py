@@ -1218,20 +1218,23 @@ def phase_lost_message(phase: Sequence[Mapping[str, Any]], nodes: Sequence[Mappi
 
 
 NODE_READ_MARK = "#gb10-read#"
-NODE_READ_SECTIONS = ("ps", "restarts", "ray", "guard", "record")
+NODE_READ_SECTIONS = ("ps", "restarts", "ray", "guard", "record", "proxy")
 
 
 def node_reads(result: Any) -> dict[str, Any]:
     """Split the one read per node of roles/vllm_serve/tasks/current.yml (a registered loop over the
-    nodes, each item's stdout five sections separated by NODE_READ_MARK lines: the vLLM container
+    nodes, each item's stdout six sections separated by NODE_READ_MARK lines: the vLLM container
     (``docker ps``), its restart count, the Ray container (``docker inspect``), the memory guard's
-    stopped.json and the record of what serves (deployment.json, on the head only)) into what the
-    separate reads registered before:
+    stopped.json, the record of what serves (deployment.json, on the head only) and the API proxy's
+    nginx) into what the separate reads registered before:
 
     ``ps`` and ``guard``: {'results': [{'item': host, 'rc': 0, 'stdout': text}, ...]} (the nodes that
     answered, in order); ``restarts``: {host: count} (nodes with a vLLM container); ``ray``: {host:
-    'status hash'} ('' when the node has no Ray container); ``record``: {host: text} (nodes that have one)."""
-    out: dict[str, Any] = {"ps": {"results": []}, "guard": {"results": []}, "restarts": {}, "ray": {}, "record": {}}
+    'status hash'} ('' when the node has no Ray container); ``record``: {host: text} (nodes that have one);
+    ``proxy``: {host: {'installed', 'default_site', 'enabled', 'active'}} (booleans: the nginx package is
+    installed, Debian's default site is enabled, the service is enabled, it is active)."""
+    out: dict[str, Any] = {"ps": {"results": []}, "guard": {"results": []}, "restarts": {}, "ray": {}, "record": {},
+                           "proxy": {}}
     for item in (dict(result or {}).get("results") or []):
         if item.get("unreachable") or item.get("failed") or "stdout" not in item:
             continue
@@ -1246,4 +1249,7 @@ def node_reads(result: Any) -> dict[str, Any]:
         out["ray"][host] = text["ray"].strip()
         if text["record"].strip():
             out["record"][host] = text["record"].strip()
+        proxy = [line.strip() for line in text["proxy"].splitlines()]
+        out["proxy"][host] = {"installed": "install ok installed" in proxy, "default_site": "default-site" in proxy,
+                              "enabled": "enabled=enabled" in proxy, "active": "active=active" in proxy}
     return out
