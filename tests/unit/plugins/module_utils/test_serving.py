@@ -753,3 +753,31 @@ def test_memory_args_leave_the_cpu_build_alone(catalog):
     out = with_memory_args(plan, {"kv_cache_memory_bytes": 1 << 30, "gpu_memory_utilization": 0.92})
     assert out["containers"] == plan["containers"], "the CPU build sizes its pool from VLLM_CPU_KVCACHE_SPACE"
     assert filters.serving_memory_args(plan, {}) == plan
+
+
+def test_node_reads_splits_the_one_read_per_node():
+    from ansible_collections.gb10.cluster.plugins.module_utils.serving import NODE_READ_MARK, node_reads
+
+    m = f"\n{NODE_READ_MARK}\n"
+    result = {"results": [
+        {"item": "gx10-1", "rc": 0, "stdout": f"tiny abc api running{m}2{m}running r1{m}{{\"reason\": \"low\"}}{m}{{\"hash\": \"abc\"}}"
+                                              f"{m}install ok installed\nenabled=enabled\nactive=active\n"},
+        {"item": "gx10-2", "rc": 0, "stdout": f"tiny abc worker running{m}0{m}running r1{m}{m}"},
+        {"item": "gx10-3", "rc": 0, "stdout": f"{m}{m}{m}{m}"},  # nothing there
+        {"item": "gx10-4", "unreachable": True, "msg": "ssh: connect timed out"},
+    ]}
+    got = node_reads(result)
+    assert got["ps"]["results"] == [{"item": "gx10-1", "rc": 0, "stdout": "tiny abc api running"},
+                                    {"item": "gx10-2", "rc": 0, "stdout": "tiny abc worker running"},
+                                    {"item": "gx10-3", "rc": 0, "stdout": ""}]
+    assert got["restarts"] == {"gx10-1": 2, "gx10-2": 0}
+    assert got["ray"] == {"gx10-1": "running r1", "gx10-2": "running r1", "gx10-3": ""}
+    assert [r["stdout"] for r in got["guard"]["results"]] == ['{"reason": "low"}', "", ""]
+    assert got["record"] == {"gx10-1": '{"hash": "abc"}'}
+    assert got["proxy"]["gx10-1"] == {"installed": True, "default_site": False, "enabled": True, "active": True}
+    assert got["proxy"]["gx10-3"] == {"installed": False, "default_site": False, "enabled": False, "active": False}
+    # The guard's filter reads the split as it read the separate `cat` loop.
+    from ansible_collections.gb10.cluster.plugins.filter.calibration import guard_stops
+    assert guard_stops(got["guard"]) == [{"reason": "low", "node": "gx10-1"}]
+    assert node_reads({}) == {"ps": {"results": []}, "guard": {"results": []}, "restarts": {}, "ray": {}, "record": {},
+                              "proxy": {}}

@@ -134,6 +134,10 @@ def lost_message(hosts: Any, nodes: Any, step: Any = "") -> str:
     return _H.lost_message([str(h) for h in hosts or []], list(nodes or []), str(step))
 
 
+def serving_node_reads(result: Any) -> dict[str, Any]:
+    return _H.node_reads(result)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -149,4 +153,5 @@ class FilterModule:
             "serving_memory": serving_memory,
             "serving_memory_args": serving_memory_args,
             "catalog_layout": catalog_layout,
+            "serving_node_reads": serving_node_reads,
         }

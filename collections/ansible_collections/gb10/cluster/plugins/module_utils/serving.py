@@ -1215,3 +1215,41 @@ def phase_lost_message(phase: Sequence[Mapping[str, Any]], nodes: Sequence[Mappi
     message is the one a guard right after that step would have given."""
     step, hosts = first_lost(phase)
     return lost_message(hosts, nodes, step) if hosts else ""
+
+
+NODE_READ_MARK = "#gb10-read#"
+NODE_READ_SECTIONS = ("ps", "restarts", "ray", "guard", "record", "proxy")
+
+
+def node_reads(result: Any) -> dict[str, Any]:
+    """Split the one read per node of roles/vllm_serve/tasks/current.yml (a registered loop over the
+    nodes, each item's stdout six sections separated by NODE_READ_MARK lines: the vLLM container
+    (``docker ps``), its restart count, the Ray container (``docker inspect``), the memory guard's
+    stopped.json, the record of what serves (deployment.json, on the head only) and the API proxy's
+    nginx) into what the separate reads registered before:
+
+    ``ps`` and ``guard``: {'results': [{'item': host, 'rc': 0, 'stdout': text}, ...]} (the nodes that
+    answered, in order); ``restarts``: {host: count} (nodes with a vLLM container); ``ray``: {host:
+    'status hash'} ('' when the node has no Ray container); ``record``: {host: text} (nodes that have one);
+    ``proxy``: {host: {'installed', 'default_site', 'enabled', 'active'}} (booleans: the nginx package is
+    installed, Debian's default site is enabled, the service is enabled, it is active)."""
+    out: dict[str, Any] = {"ps": {"results": []}, "guard": {"results": []}, "restarts": {}, "ray": {}, "record": {},
+                           "proxy": {}}
+    for item in (dict(result or {}).get("results") or []):
+        if item.get("unreachable") or item.get("failed") or "stdout" not in item:
+            continue
+        host = str(item.get("item"))
+        parts = str(item.get("stdout") or "").split(NODE_READ_MARK)
+        parts += [""] * (len(NODE_READ_SECTIONS) - len(parts))
+        text = dict(zip(NODE_READ_SECTIONS, (p.strip("\n") for p in parts)))
+        out["ps"]["results"].append({"item": host, "rc": 0, "stdout": text["ps"].strip()})
+        out["guard"]["results"].append({"item": host, "rc": 0, "stdout": text["guard"].strip()})
+        if text["restarts"].strip().isdigit():
+            out["restarts"][host] = int(text["restarts"].strip())
+        out["ray"][host] = text["ray"].strip()
+        if text["record"].strip():
+            out["record"][host] = text["record"].strip()
+        proxy = [line.strip() for line in text["proxy"].splitlines()]
+        out["proxy"][host] = {"installed": "install ok installed" in proxy, "default_site": "default-site" in proxy,
+                              "enabled": "enabled=enabled" in proxy, "active": "active=active" in proxy}
+    return out
