@@ -14,25 +14,17 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import ansible_runner
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[4]
+from tests.support.weights_nodes import NODES, ROOT, free_port, local_nodes
+
 PACED = Path(__file__).resolve().parent / "paced_python.py"
 MODEL = "paced-tiny"
 CHUNK = 1024
-NODES = ["gx10-1", "gx10-2", "gx10-3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model(tmp_path: Path, chunks: int) -> Path:
@@ -64,44 +56,18 @@ def _kill_leftovers(tag: str) -> None:
 @pytest.fixture
 def chain(tmp_path):
     """Inventory, playbook and environment of a three-node chain on this machine."""
-    port = _free_port()
-    nodes_root = tmp_path / "nodes"
-    hosts = {}
-    for i, name in enumerate(NODES, start=1):
-        hosts[name] = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "weights_fabric_ip": f"127.0.0.{10 + i}",
-            "weights_dir": str(nodes_root / name / "models"),
-            "weights_tool": str(nodes_root / name / "lib" / "gb10_stage.py"),
-        }
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"nodes": {"hosts": hosts}}}}))
-    playbook = tmp_path / "stage.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Stage a model folder with the weights role",
-        "hosts": "nodes",
-        "gather_facts": False,
-        "any_errors_fatal": True,
-        "roles": [{"role": "weights", "vars": {
-            "weights_model": MODEL, "weights_source": "controller",
-            "weights_source_dir": str(tmp_path / "controller" / MODEL),
-            "weights_chunk_bytes": CHUNK, "weights_port": port,
-            "weights_progress_interval": 0, "weights_timeout": 900}}],
-    }]))
     shim = tmp_path / "bin" / "python3"
     shim.parent.mkdir()
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{PACED}" "$@"\n')
     shim.chmod(0o755)
-    env = {
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_ASYNC_DIR": str(tmp_path / "async"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "PATH": f"{shim.parent}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "GB10_PACED_DIRS": ":".join(str(nodes_root / n / "models" / MODEL) for n in NODES),
-    }
-    yield {"tmp": tmp_path, "inventory": inventory, "playbook": playbook, "env": env, "nodes": nodes_root}
+    path = f"{shim.parent}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    nodes = local_nodes(tmp_path, 10, {
+        "weights_model": MODEL, "weights_source": "controller",
+        "weights_source_dir": str(tmp_path / "controller" / MODEL),
+        "weights_chunk_bytes": CHUNK, "weights_port": free_port(),
+        "weights_progress_interval": 0, "weights_timeout": 900}, path)
+    nodes["env"]["GB10_PACED_DIRS"] = ":".join(str(nodes["nodes"] / n / "models" / MODEL) for n in NODES)
+    yield nodes
     _kill_leftovers(str(tmp_path))
 
 

@@ -9,24 +9,16 @@ leaves every node with the control machine's bytes.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
 import ansible_runner
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[4]
+from tests.support.weights_nodes import NODES, ROOT, free_port, local_nodes
+
 MODEL = "noop-tiny"
 CHUNK = 1024
-NODES = ["gx10-1", "gx10-2", "gx10-3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -35,35 +27,12 @@ def lab(tmp_path):
     src.mkdir(parents=True)
     (src / "model-1.safetensors").write_bytes(bytes(range(256)) * 40)  # 10 chunks
     (src / "config.json").write_text('{"model_type": "noop"}\n')
-    nodes_root = tmp_path / "nodes"
-    hosts = {name: {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "weights_fabric_ip": f"127.0.0.{20 + i}",
-        "weights_dir": str(nodes_root / name / "models"),
-        "weights_tool": str(nodes_root / name / "lib" / "gb10_stage.py"),
-    } for i, name in enumerate(NODES, start=1)}
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"nodes": {"hosts": hosts}}}}))
-    playbook = tmp_path / "stage.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Stage a model folder with the weights role",
-        "hosts": "nodes",
-        "gather_facts": False,
-        "any_errors_fatal": True,
-        "roles": [{"role": "weights", "vars": {
-            "weights_model": MODEL, "weights_source": "controller", "weights_source_dir": str(src),
-            "weights_chunk_bytes": CHUNK, "weights_port": _free_port(),
-            "weights_progress_interval": 0, "weights_timeout": 300}}],
-    }]))
-    env = {
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_ASYNC_DIR": str(tmp_path / "async"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-    }
-    return {"tmp": tmp_path, "src": src, "nodes": nodes_root, "inventory": inventory, "playbook": playbook, "env": env}
+    path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    nodes = local_nodes(tmp_path, 20, {
+        "weights_model": MODEL, "weights_source": "controller", "weights_source_dir": str(src),
+        "weights_chunk_bytes": CHUNK, "weights_port": free_port(),
+        "weights_progress_interval": 0, "weights_timeout": 300}, path)
+    return {**nodes, "src": src}
 
 
 def _run(lab):
