@@ -150,11 +150,13 @@ def write_stamp(root: Path, manifest: dict[str, Any]) -> None:
                                              "time": time.time()}))
 
 
-def status(root: Path, manifest: dict[str, Any], known: dict[tuple[str, int], bool] | None = None) -> dict[str, Any]:
+def status(root: Path, manifest: dict[str, Any], known: dict[tuple[str, int], bool] | None = None,
+           stamp: bool = True) -> dict[str, Any]:
     """Chunks this node lacks: {'complete', 'need': [[path, index], ...], 'need_bytes', 'have_bytes'}.
 
     ``known`` holds chunks already checked (by a relay, as it received them: hashed on the way in, so
-    a fresh copy is verified without reading it back); only the others are read from disk."""
+    a fresh copy is verified without reading it back); only the others are read from disk. A complete
+    copy gets its stamp unless ``stamp`` is false (a relay whose writes failed never stamps)."""
     if not known and stamped_complete(root, manifest):
         return {"complete": True, "need": [], "need_bytes": 0, "have_bytes": manifest["total_bytes"], "stamped": True}
     known = known or {}
@@ -181,7 +183,7 @@ def status(root: Path, manifest: dict[str, Any], known: dict[tuple[str, int], bo
                     need.append([f["path"], i])
                     need_bytes += sizes[i]
     complete = not need and all((root / f["path"]).stat().st_size == f["size"] for f in manifest["files"])
-    if complete:
+    if complete and stamp:
         write_stamp(root, manifest)
     return {"complete": complete, "need": need, "need_bytes": need_bytes,
             "have_bytes": manifest["total_bytes"] - need_bytes, "stamped": False}
@@ -478,6 +480,8 @@ class ChunkCheck:
         self.chunk_bytes = manifest["chunk_bytes"]
         self.open: dict[tuple[str, int], list[Any]] = {}
         self.result: dict[tuple[str, int], bool] = {}
+        # Chunks a writer could not write: never verified, whichever of writer and hasher ends first.
+        self.failed: set[tuple[str, int]] = set()
         self.lock = threading.Lock()
 
     def add(self, path: str, offset: int, data: memoryview) -> None:
@@ -498,13 +502,14 @@ class ChunkCheck:
         if state[1] >= size:
             with self.lock:
                 self.open.pop(key, None)
-                self.result[key] = state[1] == size and state[0].hexdigest() == entry["chunks"][index]
+                self.result[key] = (key not in self.failed and state[1] == size
+                                    and state[0].hexdigest() == entry["chunks"][index])
 
     def bad(self, path: str, offset: int) -> None:
         """A chunk whose bytes did not reach the disk (a failed write) is not verified."""
         key = (path, offset // self.chunk_bytes)
         with self.lock:
-            self.open.pop(key, None)
+            self.failed.add(key)
             self.result[key] = False
 
 
@@ -767,7 +772,7 @@ class _Relay:
             except OSError as exc:
                 self.error = self.error or _disk_full_message(self.root, self.written, self.prog.total, exc)
         self.prog.add(0, final=True, state="verifying")
-        mine = status(self.root, self.manifest, known=self.check.result)
+        mine = status(self.root, self.manifest, known=self.check.result, stamp=self.error is None)
         result = {"node": self.name, "complete": mine["complete"] and self.error is None,
                   "need_bytes": mine["need_bytes"], "verified_in_stream": sum(self.check.result.values())}
         if self.error is not None:

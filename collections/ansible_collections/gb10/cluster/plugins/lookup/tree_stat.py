@@ -22,7 +22,7 @@ author:
 EXAMPLES = r"""
 - name: The folder as it is now
   ansible.builtin.debug:
-    msg: "{{ lookup('gb10.cluster.tree_stat', '/srv/models/tiny-qwen3') }}"
+    msg: "{{ lookup('gb10.cluster.tree_stat', '/srv/models/gpt-oss-120b') }}"
 """
 
 RETURN = r"""

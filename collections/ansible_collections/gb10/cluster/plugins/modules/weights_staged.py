@@ -37,8 +37,8 @@ author:
 EXAMPLES = r"""
 - name: Staged already?
   gb10.cluster.weights_staged:
-    dir: /srv/gb10/models/tiny-qwen3
-    source: "{{ lookup('gb10.cluster.tree_stat', '/srv/models/tiny-qwen3') if inventory_hostname == ansible_play_hosts[0] else omit }}"
+    dir: /srv/gb10/models/gpt-oss-120b
+    source: "{{ lookup('gb10.cluster.tree_stat', '/srv/models/gpt-oss-120b') if inventory_hostname == ansible_play_hosts[0] else omit }}"
   register: weights_staged_state
 """
 
