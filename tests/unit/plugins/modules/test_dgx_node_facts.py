@@ -12,9 +12,9 @@ from ansible_collections.gb10.cluster.plugins.module_utils.dgx_node import (
     bounding_capabilities,
     dgx_facts,
     has_capability,
-    parse_systemctl_show,
     present_paths,
 )
+from ansible_collections.gb10.cluster.plugins.module_utils.systemctl import parse_show
 from ansible_collections.gb10.cluster.plugins.modules import dgx_node_facts as dgx_node_facts_module
 
 # PID 1 of a GB10 (every capability) and of a lab node (Docker's default set: no CAP_SYS_RESOURCE).
@@ -91,7 +91,7 @@ def test_unreadable_capabilities_mean_no_capability():
 
 
 def test_systemctl_show_and_present_paths(tmp_path):
-    assert parse_systemctl_show("ActiveState=inactive\nnoise\nUnitFileState=masked\n") == {
+    assert parse_show("ActiveState=inactive\nnoise\nUnitFileState=masked\n") == {
         "ActiveState": "inactive", "UnitFileState": "masked"}
     (tmp_path / "b").write_text("")
     assert present_paths(str(tmp_path), ["/a", "/b"]) == ["/b"]

@@ -21,6 +21,8 @@ import ipaddress
 import os
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils.systemctl import parse_show
+
 ROCE_V2 = "RoCE v2"
 
 
@@ -187,11 +189,7 @@ def discover(sysfs_root: str = "/sys", interfaces: list[str] | None = None) -> d
 
 def parse_active_state(text: str) -> str:
     """The value of `systemctl show -p ActiveState <unit>` output (``ActiveState=active``); '' when absent."""
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "ActiveState":
-            return value.strip()
-    return ""
+    return parse_show(text).get("ActiveState", "")
 
 
 def networkmanager_view(active_state: str, connections: dict[str, str], netplan_file: str | None,

@@ -13,6 +13,8 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils.systemctl import parse_show
+
 NVIDIA_PATHS = ("/dev/nvidia0", "/proc/driver/nvidia")
 # CAP_SYS_RESOURCE is capability 24: Docker needs it to raise memlock/nofile in new containers.
 CAP_SYS_RESOURCE = 24
@@ -42,16 +44,6 @@ def has_capability(capbnd: int | None, capability: int) -> bool:
     return capbnd is not None and bool((capbnd >> capability) & 1)
 
 
-def parse_systemctl_show(text: str) -> dict[str, str]:
-    """`systemctl show -p A,B unit` output (KEY=value lines) as a dict; lines without '=' are ignored."""
-    result: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            result[key.strip()] = value.strip()
-    return result
-
-
 def read_text(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
@@ -78,7 +70,7 @@ def dgx_facts(
     daemon_text = read_text(_under(root, daemon_json))
     status = read_text(_under(root, "/proc/1/status")) or ""
     capbnd = bounding_capabilities(status)
-    chrony = parse_systemctl_show(chrony_show)
+    chrony = parse_show(chrony_show)
     groups = sorted({g.gr_name for g in grp.getgrall()}) if group_names is None else sorted(set(group_names))
     return {
         "nvidia_paths": present_paths(root, NVIDIA_PATHS),
