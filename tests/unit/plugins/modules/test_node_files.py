@@ -123,3 +123,119 @@ def test_documentation_matches_the_argument_spec():
     assert doc["module"] == "node_files"
     for option in list(doc["options"]) + list(doc["options"]["files"]["suboptions"]):
         assert f'"{option}"' in source, f"{option} documented but not in argument_spec"
+
+
+# --- services: a fake systemctl on PATH keeps one unit's state in a JSON file and logs every call.
+FAKE_SYSTEMCTL = """#!/usr/bin/env python3
+import json, os, sys
+state_file = os.environ["FAKE_SYSTEMD_STATE"]
+units = json.load(open(state_file))
+with open(state_file + ".log", "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+verb, name = sys.argv[1], sys.argv[-1]
+if verb == "daemon-reload":
+    sys.exit(0)
+unit = units.get(name)
+if verb == "show":
+    if unit is None:
+        print("LoadState=not-found\\nActiveState=inactive\\nUnitFileState=")
+    else:
+        print(f"LoadState=loaded\\nActiveState={unit['active']}\\nUnitFileState={unit['file']}")
+    sys.exit(0)
+if unit is None:
+    print(f"Unit {name} not found.", file=sys.stderr)
+    sys.exit(5)
+if unit.get("broken") and verb in ("start", "restart"):
+    print(f"Job for {name} failed.", file=sys.stderr)
+    sys.exit(1)
+unit.update({"enable": {"file": "enabled"}, "disable": {"file": "disabled"}, "start": {"active": "active"},
+             "restart": {"active": "active"}, "stop": {"active": "inactive"}}[verb])
+json.dump(units, open(state_file, "w"))
+"""
+
+
+@pytest.fixture()
+def systemd(tmp_path, monkeypatch):
+    """A fake systemctl first on PATH; returns (set units, calls made)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (bin_dir / "systemctl").chmod(0o755)
+    state = tmp_path / "units.json"
+    state.write_text("{}")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMD_STATE", str(state))
+
+    def units(value=None):
+        if value is not None:
+            state.write_text(json.dumps(value))
+        return json.loads(state.read_text())
+
+    def calls():
+        log = tmp_path / "units.json.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return [line for line in lines if not line.startswith("show ")]
+
+    return units, calls
+
+
+def _run_services(capsys, files, services, check=False):
+    args = {"files": files, "services": services, "_ansible_check_mode": check}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        node_files_module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+GUARD = {"name": "guard.service", "state": "started", "enabled": True}
+
+
+def test_service_is_started_and_enabled_then_left_alone(capsys, tmp_path, systemd):
+    units, calls = systemd
+    units({"guard.service": {"active": "inactive", "file": "disabled"}})
+    first = _run_services(capsys, _files(tmp_path), [GUARD])
+    assert first["changed"] is True
+    # Written files changed, but the unit was not running: started, not restarted.
+    assert first["services"] == [{"name": "guard.service", "actions": ["enable", "start"]}]
+    assert calls() == ["enable guard.service", "start guard.service"]
+    second = _run_services(capsys, _files(tmp_path), [GUARD])
+    assert second["changed"] is False and second["services"][0]["actions"] == [] and calls() == []
+
+
+def test_a_changed_file_restarts_a_running_service_and_a_unit_file_reloads_systemd(capsys, tmp_path, systemd, monkeypatch):
+    units, calls = systemd
+    units({"guard.service": {"active": "active", "file": "enabled"}})
+    _run_services(capsys, _files(tmp_path), [{**GUARD, "restart_on_change": False}])
+    assert calls() == []
+    monkeypatch.setattr(node_files_module, "UNIT_DIRS", (str(tmp_path / "etc") + "/",))
+    changed = _run_services(capsys, _files(tmp_path, text="a=2\n"), [GUARD])
+    assert changed["daemon_reload"] is True and changed["changed_paths"] == [str(tmp_path / "etc" / "one.conf")]
+    assert calls() == ["daemon-reload", "restart guard.service"]
+
+
+def test_check_mode_reads_but_runs_nothing(capsys, tmp_path, systemd):
+    units, calls = systemd
+    units({"guard.service": {"active": "inactive", "file": "enabled"}})
+    result = _run_services(capsys, _files(tmp_path), [GUARD], check=True)
+    assert result["changed"] is True and result["services"][0]["actions"] == ["start"]
+    assert calls() == [] and units()["guard.service"]["active"] == "inactive"
+
+
+def test_stopped_and_disabled_and_an_unknown_unit_is_fine_only_when_it_should_not_run(capsys, tmp_path, systemd):
+    units, calls = systemd
+    units({"guard.service": {"active": "active", "file": "enabled"}})
+    off = {"name": "guard.service", "state": "stopped", "enabled": False}
+    assert _run_services(capsys, [], [off])["services"][0]["actions"] == ["disable", "stop"]
+    assert calls() == ["disable guard.service", "stop guard.service"]
+    assert _run_services(capsys, [], [{**off, "name": "never.service"}])["changed"] is False
+    missing = _run_services(capsys, [], [{**GUARD, "name": "never.service"}])
+    assert missing["failed"] is True and "never.service: systemd does not know this unit" in missing["msg"]
+
+
+def test_a_unit_that_fails_to_start_fails_naming_it_and_where_to_look(capsys, tmp_path, systemd):
+    units, _ = systemd
+    units({"guard.service": {"active": "inactive", "file": "enabled", "broken": True}})
+    result = _run_services(capsys, [], [GUARD])
+    assert result["failed"] is True
+    assert "`systemctl start guard.service` failed (rc 1): Job for guard.service failed." in result["msg"]
+    assert "journalctl -u guard.service" in result["msg"]

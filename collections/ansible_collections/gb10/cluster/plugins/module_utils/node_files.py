@@ -14,6 +14,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# Where systemd reads unit files from: a written path under one of these needs a daemon-reload.
+UNIT_DIRS = ("/etc/systemd/", "/lib/systemd/", "/usr/lib/systemd/")
+
 
 @dataclass
 class Entry:
