@@ -79,3 +79,26 @@ def test_an_empty_node_and_a_node_outside_ray(tmp_path):
 def test_docker_down_fails_the_read(tmp_path):
     got = _read(tmp_path, _docker(tmp_path, ps_rc=1), "gx10-2", "gb10-ray")
     assert got["rc"] == 1
+
+
+def test_the_node_plays_reads_take_the_delegated_loops_shape(tmp_path):
+    """serve.yml reads every node in its node play (tasks/node_read.yml): node_read_results turns those
+    per-host registered reads into the loop's result, in the order of the hosts, and the split agrees."""
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.gb10.cluster.plugins.filter.serving import node_read_results
+
+    bin_dir = _docker(tmp_path)
+    head = {k: v for k, v in _read(tmp_path, bin_dir, "gx10-1", "gb10-ray").items() if k != "item"}
+    other = {k: v for k, v in _read(tmp_path, bin_dir, "gx10-2", "").items() if k != "item"}
+    hostvars = {"gx10-2": {"vllm_serve_node_read": other}, "gx10-1": {"vllm_serve_node_read": head}, "gx10-3": {}}
+    loop = node_read_results(["gx10-1", "gx10-2"], hostvars, "vllm_serve_node_read")
+    assert [r["item"] for r in loop["results"]] == ["gx10-1", "gx10-2"]
+    state = serving_node_reads(loop)
+    assert state["ray"] == {"gx10-1": "running r9", "gx10-2": ""} and state["restarts"] == {"gx10-1": 2, "gx10-2": 2}
+    try:
+        node_read_results(["gx10-1", "gx10-3"], hostvars, "vllm_serve_node_read")
+    except AnsibleFilterError as exc:
+        assert "no read of what serves from gx10-3" in str(exc)
+    else:
+        raise AssertionError("a node with no read must be refused")

@@ -18,6 +18,8 @@
 - ``registered | unreachable_hosts(default_host)``: hosts a delegated task could not reach;
   ``registered`` may be a list (the tasks of a phase), each element a registered result or
   ``{step, result, host}``.
+- ``hosts | node_read_results(hostvars, name)``: each host's registered read ``name`` (serve.yml's node
+  play) as one delegated loop's registered result (``{'results': [{item: host, ...}]}``).
 - ``hosts | lost_message(nodes, step)``: one sentence naming them with their addresses;
   ``phase | lost_message(nodes)`` with a phase (``[{step, result, host}, ...]``) names the nodes the
   first task that lost one could not reach, with that task's step.
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+from ansible.errors import AnsibleFilterError
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _CATALOG
 from ansible_collections.gb10.cluster.plugins.module_utils import serving as _H
@@ -138,6 +142,15 @@ def serving_node_reads(result: Any) -> dict[str, Any]:
     return _H.node_reads(result)
 
 
+def node_read_results(hosts: Any, hostvars: Any, name: Any) -> dict[str, Any]:
+    names = [str(h) for h in hosts or []]
+    reads = {h: hostvars[h][str(name)] for h in names if h in hostvars and str(name) in hostvars[h]}
+    try:
+        return _H.node_read_results(names, reads)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -154,4 +167,5 @@ class FilterModule:
             "serving_memory_args": serving_memory_args,
             "catalog_layout": catalog_layout,
             "serving_node_reads": serving_node_reads,
+            "node_read_results": node_read_results,
         }

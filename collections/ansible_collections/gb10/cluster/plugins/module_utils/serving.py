@@ -1221,6 +1221,18 @@ NODE_READ_MARK = "#gb10-read#"
 NODE_READ_SECTIONS = ("ps", "restarts", "ray", "guard", "record", "proxy")
 
 
+def node_read_results(hosts: list[str], reads: dict[str, Any]) -> dict[str, Any]:
+    """The per-node reads that serve.yml's node play registered (``reads``: {host: registered result})
+    in the shape of the delegated loop's registered result that node_reads splits: {'results':
+    [{'item': host, ...}, ...]} in the order of ``hosts``. A node with no read raises ValueError naming
+    it (the node play reads every node of the run, or stops the run)."""
+    missing = [h for h in hosts if h not in reads]
+    if missing:
+        raise ValueError(f"no read of what serves from {', '.join(missing)}: serve.yml's node play reads every "
+                         "node (roles/vllm_serve/tasks/node_read.yml) before vllm_serve decides")
+    return {"results": [{**dict(reads[h]), "item": h} for h in hosts]}
+
+
 def node_reads(result: Any) -> dict[str, Any]:
     """Split the one read per node of roles/vllm_serve/tasks/current.yml (a registered loop over the
     nodes, each item's stdout six sections separated by NODE_READ_MARK lines: the vLLM container
