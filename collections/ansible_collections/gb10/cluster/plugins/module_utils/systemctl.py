@@ -37,8 +37,8 @@ def service_actions(show: dict[str, str], state: str | None, enabled: bool | Non
         actions.append("enable")
     elif enabled is False and unit_state in {"enabled", "enabled-runtime"}:
         actions.append("disable")
-    if state == "started":
-        actions.append("restart" if active and restart else "start" if not active else "")
+    if state == "started" and (restart or not active):
+        actions.append("restart" if active else "start")
     elif state == "stopped" and active:
         actions.append("stop")
-    return [a for a in actions if a]
+    return actions
