@@ -7,12 +7,12 @@ DOCUMENTATION = r"""
 module: dgx_node_facts
 short_description: The node state the dgx_node role decides on, read in one module run
 description:
-  - Reads, in one pass, what the dgx_node role needs before it changes anything: whether the NVIDIA
+  - Reads, in one pass, what the dgx_node role needs before it changes anything, that is whether the NVIDIA
     driver is there (C(/dev/nvidia0), C(/proc/driver/nvidia)), the default boot target
     (C(systemctl get-default)), whether chronyd is installed and its unit's active and unit-file states,
     the node's groups, where C(dockerd) and C(nvidia-ctk) are, the bounding capabilities of the node's
     init (a lab node lacks C(CAP_SYS_RESOURCE)) and Docker's C(daemon.json).
-  - One module run instead of six: a no-op C(site.yml) pays each module run once per node.
+  - One module run instead of six, since a no-op C(site.yml) pays each module run once per node.
   - Read-only; supports check mode.
 options:
   daemon_json:

@@ -8,8 +8,8 @@ module: node_status
 short_description: What a GB10 node serves and how it is, in one read-only call (for status.yml)
 description:
   - Lists the gb10 vLLM and Ray containers (C(docker inspect) of the containers labelled
-    C(gb10.serving.role) or C(gb10.ray.role)): model, role, image, state, start time, restarts, API port
-    and layout.
+    C(gb10.serving.role) or C(gb10.ray.role)), with model, role, image, state, start time, restarts, API
+    port and layout.
   - Reads MemTotal and MemAvailable, capped by the node's cgroup memory limit as C(gb10.cluster.memory_facts)
     does (a lab node is a container with a limit; a GB10 has none), and the uptime.
   - Reads each fabric twin's operstate, speed and MTU from C(/sys/class/net) and its IPv4 addresses from
