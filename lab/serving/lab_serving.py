@@ -137,9 +137,9 @@ def disk_check(nodes: int) -> None:
     log(f"disk: {free_gib:.1f} GiB free under {root} ({need_gib} GiB needed for {nodes} nodes)")
 
 
-def registry_up(addr: str = REGISTRY_ADDR) -> bool:
+def registry_up(addr: str | None = None) -> bool:
     try:
-        conn = http.client.HTTPConnection(addr, timeout=3)
+        conn = http.client.HTTPConnection(addr or REGISTRY_ADDR, timeout=3)
         conn.request("GET", "/v2/")
         return conn.getresponse().status == 200
     except OSError:
@@ -364,10 +364,16 @@ class Registry:
     def _conn(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.addr, timeout=600)
 
-    def has_blob(self, digest: str) -> bool:
+    def blob_size(self, digest: str) -> int | None:
+        """The size of a blob the registry holds, or None."""
         conn = self._conn()
         conn.request("HEAD", f"/v2/{self.repo}/blobs/{digest}")
-        return conn.getresponse().status == 200
+        res = conn.getresponse()
+        res.read()
+        return int(res.getheader("Content-Length") or 0) if res.status == 200 else None
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_size(digest) is not None
 
     def upload_blob(self, stream, size: int, digest: str | None = None) -> str:  # type: ignore[no-untyped-def]
         """Upload ``size`` bytes from ``stream`` (one streamed PATCH), hashing on the way; returns the digest."""
@@ -437,6 +443,33 @@ class Registry:
 
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+# docker save's layer folders and the digest and size each layer was uploaded with. A layer the image
+# shares with another (the variants share the 3.8 GB base layer) keeps its folder name, so a push that
+# meets a known folder whose blob the registry holds skips the upload (prepush pushes the image, then its
+# variants). Every digest is still checked against the image's diff_ids before a manifest is written.
+LAYER_FOLDERS = STATE / "layer-folders.json"
+
+
+def _manifest(config_digest: str, config_size: int, layers: list[tuple[str, int]]) -> bytes:
+    """The OCI manifest of uncompressed layers ([(digest, size)] in the image's order)."""
+    return json.dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": n} for d, n in layers],
+    }, separators=(",", ":")).encode()
+
+
+def _stored(reg: Registry, config_digest: str, diff_ids: list[str]) -> bytes | None:
+    """The manifest, when the registry already holds the config and every layer (their digests are the
+    image's diff_ids: the layers are uncompressed) and says their sizes: nothing to save or upload."""
+    config_size = reg.blob_size(config_digest)
+    sizes = [reg.blob_size(d) for d in diff_ids] if config_size is not None else []
+    if config_size is None or any(n is None for n in sizes):
+        return None
+    return _manifest(config_digest, config_size, [(d, int(n or 0)) for d, n in zip(diff_ids, sizes)])
 
 
 def push(tag: str, write: bool = True) -> dict[str, str]:
@@ -450,8 +483,16 @@ def push(tag: str, write: bool = True) -> dict[str, str]:
     cached = STATE / f"manifest-{config_digest.split(':')[1][:16]}.json"
     if cached.exists() and reg.has_blob(config_digest) and all(reg.has_blob(d) for d in diff_ids):
         manifest = cached.read_bytes()
+    elif (stored := _stored(reg, config_digest, diff_ids)) is not None:
+        log(f"{tag}: the registry holds its config and every layer; writing the manifest only")
+        manifest = stored
+        cached.write_bytes(manifest)
     else:
         log(f"pushing {tag} to {REGISTRY_ADDR}/{REGISTRY_REPO} (uncompressed layers)")
+        try:
+            known: dict[str, list] = json.loads(LAYER_FOLDERS.read_text())
+        except (OSError, ValueError):
+            known = {}
         # docker save (20.10) writes layers in directory order, not layer order: hash every layer.tar
         # on the way up and put them in order from manifest.json (the last member).
         uploaded: dict[str, tuple[str, int]] = {}
@@ -462,6 +503,12 @@ def push(tag: str, write: bool = True) -> dict[str, str]:
         with tarfile.open(fileobj=save.stdout, mode="r|") as tar:
             for member in tar:
                 if member.name.endswith("/layer.tar") and member.isfile():
+                    seen = known.get(member.name)
+                    if (seen and seen[0] in diff_ids and seen[1] == member.size
+                            and reg.blob_size(seen[0]) == member.size):
+                        uploaded[member.name] = (seen[0], member.size)
+                        log(f"  {seen[0][:19]} ({member.size / 2**20:.0f} MiB) is in the registry already")
+                        continue
                     f = tar.extractfile(member)
                     uploaded[member.name] = (reg.upload_blob(f, member.size), member.size)
                 elif member.name == f"{config_digest.split(':')[1]}.json":
@@ -472,11 +519,8 @@ def push(tag: str, write: bool = True) -> dict[str, str]:
                     f = tar.extractfile(member)
                     assert f is not None
                     order = json.loads(f.read())[0]["Layers"]
-        layers: list[dict[str, object]] = [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": uploaded[name][0], "size": uploaded[name][1]}
-            for name in order
-        ]
-        if [layer["digest"] for layer in layers] != diff_ids:
+        layers = [uploaded[name] for name in order]
+        if [digest for digest, _ in layers] != diff_ids:
             raise SystemExit("lab-serving: the saved layers do not match the image's diff_ids")
         save.wait()
         if save.returncode != 0 or len(layers) != len(diff_ids) or not config_bytes:
@@ -486,14 +530,9 @@ def push(tag: str, write: bool = True) -> dict[str, str]:
         if not reg.has_blob(config_digest):
             import io
             reg.upload_blob(io.BytesIO(config_bytes), len(config_bytes), config_digest)
-        manifest = json.dumps({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest, "size": len(config_bytes)},
-            "layers": layers,
-        }, separators=(",", ":")).encode()
+        manifest = _manifest(config_digest, len(config_bytes), layers)
         cached.write_bytes(manifest)
+        LAYER_FOLDERS.write_text(json.dumps(known | {name: list(v) for name, v in uploaded.items()}, indent=1) + "\n")
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     remote = reg.put_manifest(remote_tag, manifest, OCI_MANIFEST)
     if remote and remote != digest:
