@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ansible_collections.gb10.cluster.plugins.module_utils.registry_mirror import copy_image, mirror_ref
 from lab.lab import LAB_ID, MGMT_BRIDGE, MGMT_GATEWAY, MGMT_PREFIX, STATE
-from lab.serving.lab_serving import Registry, blob_gets, extra_registry, stop_extra_registry
+from lab.serving.lab_serving import OCI_MANIFEST, Registry, blob_gets, extra_registry, stop_extra_registry, upload_image
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = STATE / "ssh" / "id_ed25519"
@@ -92,32 +92,9 @@ def build_image(big_mib: int) -> str:
 
 
 def push(tag: str) -> str:
-    """Push ``tag`` to the upstream registry (uncompressed layers, as lab_serving's push); returns the ref."""
-    info = json.loads(sh("docker", "image", "inspect", tag))[0]
-    config_digest = info["Id"]
+    """Push ``tag`` to the upstream registry (uncompressed layers, lab_serving's upload); returns the ref."""
     reg = Registry(UPSTREAM, REPO)
-    layers: dict[str, tuple[str, int]] = {}
-    order: list[str] = []
-    config = b""
-    save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
-    assert save.stdout is not None
-    with tarfile.open(fileobj=save.stdout, mode="r|") as tar:
-        for member in tar:
-            if member.name.endswith("/layer.tar") and member.isfile():
-                layers[member.name] = (reg.upload_blob(tar.extractfile(member), member.size), member.size)
-            elif member.name == f"{config_digest.split(':')[1]}.json":
-                config = tar.extractfile(member).read()  # type: ignore[union-attr]
-            elif member.name == "manifest.json":
-                order = json.loads(tar.extractfile(member).read())[0]["Layers"]  # type: ignore[union-attr]
-    save.wait()
-    reg.upload_blob(io.BytesIO(config), len(config), config_digest)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layers[n][0], "size": layers[n][1]}
-                   for n in order],
-    }, separators=(",", ":")).encode()
-    digest = reg.put_manifest(tag.split(":")[1], manifest, "application/vnd.oci.image.manifest.v1+json")
+    digest = reg.put_manifest(tag.split(":")[1], upload_image(reg, tag), OCI_MANIFEST)
     return f"{UPSTREAM}/{REPO}@{digest}"
 
 

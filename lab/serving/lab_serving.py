@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import io
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 # The lab's own helpers and addresses.
 from lab.lab import (
@@ -472,6 +474,59 @@ def _stored(reg: Registry, config_digest: str, diff_ids: list[str]) -> bytes | N
     return _manifest(config_digest, config_size, [(d, int(n or 0)) for d, n in zip(diff_ids, sizes)])
 
 
+def upload_image(reg: Registry, tag: str, info: dict[str, Any] | None = None) -> bytes:
+    """Upload the local image ``tag`` (``docker image inspect``'s ``info``) into ``reg`` with uncompressed
+    layers, each checked against the image's diff_ids and its config against the image ID; a layer whose
+    docker save folder an earlier upload recorded (LAYER_FOLDERS) and whose blob ``reg`` holds is not sent
+    again. Returns the manifest (not yet put under a tag)."""
+    if info is None:
+        info = json.loads(run("docker", "image", "inspect", tag, capture=True))[0]
+    config_digest = info["Id"]
+    diff_ids: list[str] = info["RootFS"]["Layers"]
+    try:
+        known: dict[str, list[Any]] = json.loads(LAYER_FOLDERS.read_text())
+    except (OSError, ValueError):
+        known = {}
+    # docker save (20.10) writes layers in directory order, not layer order: hash every layer.tar
+    # on the way up and put them in order from manifest.json (the last member).
+    uploaded: dict[str, tuple[str, int]] = {}
+    config_bytes = b""
+    order: list[str] = []
+    save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    with tarfile.open(fileobj=save.stdout, mode="r|") as tar:
+        for member in tar:
+            if member.name.endswith("/layer.tar") and member.isfile():
+                seen = known.get(member.name)
+                if (seen and seen[0] in diff_ids and seen[1] == member.size
+                        and reg.blob_size(seen[0]) == member.size):
+                    uploaded[member.name] = (seen[0], member.size)
+                    log(f"  {seen[0][:19]} ({member.size / 2**20:.0f} MiB) is in the registry already")
+                    continue
+                uploaded[member.name] = (reg.upload_blob(tar.extractfile(member), member.size), member.size)
+            elif member.name == f"{config_digest.split(':')[1]}.json":
+                f = tar.extractfile(member)
+                assert f is not None
+                config_bytes = f.read()
+            elif member.name == "manifest.json":
+                f = tar.extractfile(member)
+                assert f is not None
+                order = json.loads(f.read())[0]["Layers"]
+    save.wait()
+    layers = [uploaded[name] for name in order]
+    if save.returncode != 0 or len(layers) != len(diff_ids) or not config_bytes:
+        raise SystemExit(f"lab-serving: docker save {tag} did not give the expected layers and config")
+    if [digest for digest, _ in layers] != diff_ids:
+        raise SystemExit(f"lab-serving: the saved layers of {tag} do not match the image's diff_ids")
+    if hashlib.sha256(config_bytes).hexdigest() != config_digest.split(":")[1]:
+        raise SystemExit(f"lab-serving: the saved image config of {tag} does not match the image ID")
+    if not reg.has_blob(config_digest):
+        reg.upload_blob(io.BytesIO(config_bytes), len(config_bytes), config_digest)
+    LAYER_FOLDERS.parent.mkdir(parents=True, exist_ok=True)
+    LAYER_FOLDERS.write_text(json.dumps(known | {name: list(v) for name, v in uploaded.items()}, indent=1) + "\n")
+    return _manifest(config_digest, len(config_bytes), layers)
+
+
 def push(tag: str, write: bool = True) -> dict[str, str]:
     if not registry_up():
         registry()
@@ -489,50 +544,8 @@ def push(tag: str, write: bool = True) -> dict[str, str]:
         cached.write_bytes(manifest)
     else:
         log(f"pushing {tag} to {REGISTRY_ADDR}/{REGISTRY_REPO} (uncompressed layers)")
-        try:
-            known: dict[str, list] = json.loads(LAYER_FOLDERS.read_text())
-        except (OSError, ValueError):
-            known = {}
-        # docker save (20.10) writes layers in directory order, not layer order: hash every layer.tar
-        # on the way up and put them in order from manifest.json (the last member).
-        uploaded: dict[str, tuple[str, int]] = {}
-        config_bytes = b""
-        order: list[str] = []
-        save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
-        assert save.stdout is not None
-        with tarfile.open(fileobj=save.stdout, mode="r|") as tar:
-            for member in tar:
-                if member.name.endswith("/layer.tar") and member.isfile():
-                    seen = known.get(member.name)
-                    if (seen and seen[0] in diff_ids and seen[1] == member.size
-                            and reg.blob_size(seen[0]) == member.size):
-                        uploaded[member.name] = (seen[0], member.size)
-                        log(f"  {seen[0][:19]} ({member.size / 2**20:.0f} MiB) is in the registry already")
-                        continue
-                    f = tar.extractfile(member)
-                    uploaded[member.name] = (reg.upload_blob(f, member.size), member.size)
-                elif member.name == f"{config_digest.split(':')[1]}.json":
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    config_bytes = f.read()
-                elif member.name == "manifest.json":
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    order = json.loads(f.read())[0]["Layers"]
-        layers = [uploaded[name] for name in order]
-        if [digest for digest, _ in layers] != diff_ids:
-            raise SystemExit("lab-serving: the saved layers do not match the image's diff_ids")
-        save.wait()
-        if save.returncode != 0 or len(layers) != len(diff_ids) or not config_bytes:
-            raise SystemExit("lab-serving: docker save did not give the expected layers and config")
-        if hashlib.sha256(config_bytes).hexdigest() != config_digest.split(":")[1]:
-            raise SystemExit("lab-serving: the saved image config does not match the image ID")
-        if not reg.has_blob(config_digest):
-            import io
-            reg.upload_blob(io.BytesIO(config_bytes), len(config_bytes), config_digest)
-        manifest = _manifest(config_digest, len(config_bytes), layers)
+        manifest = upload_image(reg, tag, info)
         cached.write_bytes(manifest)
-        LAYER_FOLDERS.write_text(json.dumps(known | {name: list(v) for name, v in uploaded.items()}, indent=1) + "\n")
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     remote = reg.put_manifest(remote_tag, manifest, OCI_MANIFEST)
     if remote and remote != digest:
