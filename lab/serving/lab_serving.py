@@ -535,17 +535,12 @@ def push(tag: str, write: bool = True) -> dict[str, str]:
     diff_ids: list[str] = info["RootFS"]["Layers"]
     reg = Registry(REGISTRY_ADDR, REGISTRY_REPO)
     remote_tag = tag.split(":", 1)[1]
-    cached = STATE / f"manifest-{config_digest.split(':')[1][:16]}.json"
-    if cached.exists() and reg.has_blob(config_digest) and all(reg.has_blob(d) for d in diff_ids):
-        manifest = cached.read_bytes()
-    elif (stored := _stored(reg, config_digest, diff_ids)) is not None:
+    manifest = _stored(reg, config_digest, diff_ids)
+    if manifest is not None:
         log(f"{tag}: the registry holds its config and every layer; writing the manifest only")
-        manifest = stored
-        cached.write_bytes(manifest)
     else:
         log(f"pushing {tag} to {REGISTRY_ADDR}/{REGISTRY_REPO} (uncompressed layers)")
         manifest = upload_image(reg, tag, info)
-        cached.write_bytes(manifest)
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     remote = reg.put_manifest(remote_tag, manifest, OCI_MANIFEST)
     if remote and remote != digest:
@@ -628,7 +623,7 @@ def prepush() -> None:
     """A head start for CI (tests/run-all.sh runs it in the background, after the image build, while other
     stages run): the lab image and its variants go into the lab registry's storage (REGISTRY_ROOT) through
     a registry of its own on the host's loopback (PREPUSH_ADDR), so that the serve scenario's `all` finds
-    every blob stored and its cached manifests, and only writes manifests and pins. Nothing is written to
+    every blob stored, and only writes manifests and pins. Nothing is written to
     the inventory. Run as: LAB_REGISTRY_ADDR=127.0.0.1:5999 python -m lab.serving.lab_serving prepush"""
     if REGISTRY_ADDR != PREPUSH_ADDR:
         raise SystemExit(f"lab-serving: prepush runs with LAB_REGISTRY_ADDR={PREPUSH_ADDR} (got {REGISTRY_ADDR})")

@@ -105,10 +105,8 @@ def test_a_shared_layer_is_uploaded_once_and_a_stored_image_costs_its_manifest(i
     # are all below it.)
     assert sum("  uploaded " in line for line in lines) == 3, lines
 
-    # Nothing of either image is left to upload: without the cached manifests (another clone's state, the
-    # same registry storage), a push writes the manifest from the registry's own sizes; same digest.
-    for cached in images["state"].glob("manifest-*.json"):
-        cached.unlink()
+    # Nothing of either image is left to upload: a push again (here, or from another clone with the same
+    # registry storage) writes the manifest from the registry's own sizes; same digest.
     lines.clear()
     again = L.push(images["variant"], write=False)
     assert again["digest"] == variant["digest"]
