@@ -255,7 +255,7 @@ def unthrottled(args: argparse.Namespace) -> int:
     }
     targets = {"one_hop_throughput_vs_plain": ">= 0.9", "cpu_per_gib_vs_plain": "<= 1.25 per node",
                "chain_vs_rsync_fanout": "> 1 (chain faster)", "chain_vs_sequential_plain": "> 1 (chain faster)"}
-    doc = {"mode": "unthrottled", "payload_mib": args.mib, "lab_nodes": len(nodes), "repeat": args.repeat,
+    doc = {"mode": "unthrottled", "payload_mib": args.mib, "checksum": args.checksum, "lab_nodes": len(nodes), "repeat": args.repeat,
            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
            "summary": summary, "ratios": ratios, "targets": targets, "runs": runs,
            "method": ("no tc; twin A (192.168.100.0/24); times from the sending process (connect to the last "
@@ -275,6 +275,9 @@ def main() -> int:
     ap.add_argument("--unthrottled", action="store_true",
                     help="no tc: the relay against plain sendfile copies and rsync fan-out (see plain.py)")
     ap.add_argument("--lanes", type=int, default=1, help="--unthrottled: also one hop over this many twins")
+    ap.add_argument("--hash", choices=("auto", "xxh3_128", "sha256"), default="auto",
+                    help="the manifest's chunk checksum (the role's weights_checksum; auto: xxh3_128 when the node has"
+                         " python3-xxhash)")
     args = ap.parse_args()
     nodes = list(range(1, args.nodes + 1))
     for i in nodes:
@@ -285,7 +288,9 @@ def main() -> int:
     chunk = 67108864 if args.unthrottled else 16777216  # the role's chunk size unthrottled
     ssh(mgmt(1), f"mkdir -p {SRC} && [ $(stat -c %s {SRC}/payload.bin 2>/dev/null || echo 0) -eq {args.mib << 20} ] "
                  f"|| head -c {args.mib << 20} /dev/urandom > {SRC}/payload.bin; python3 {REMOTE_TOOL} manifest {SRC} "
-                 f"--chunk-bytes {chunk} >/dev/null")
+                 f"--chunk-bytes {chunk} --hash {args.hash} >/dev/null")
+    args.checksum = json.loads(ssh(mgmt(1), f"cat {SRC}/.gb10-stage/manifest.json")).get("hash", "sha256")
+    print(f"manifest checksum: {args.checksum}", flush=True)
     if args.unthrottled:
         return unthrottled(args)
     runs = []

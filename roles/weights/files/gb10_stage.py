@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """gb10-stage: copy a model folder from one node to many over the fabric, once, verified, resumable.
 
-    gb10_stage.py manifest DIR [--chunk-bytes N]        write DIR/.gb10-stage/manifest.json, print a summary
+    gb10_stage.py manifest DIR [--chunk-bytes N] [--hash auto|xxh3_128|sha256]
+                                                        write DIR/.gb10-stage/manifest.json, print a summary
     gb10_stage.py status DIR MANIFEST                   JSON: which chunks this node still needs
-    gb10_stage.py verify DIR MANIFEST                   check sizes and sha256; stamp the folder when complete
+    gb10_stage.py verify DIR MANIFEST                   check sizes and checksums; stamp the folder when complete
     gb10_stage.py relay DIR MANIFEST --listen IP:PORT [--next IP:PORT] [--progress FILE]
     gb10_stage.py send DIR MANIFEST --next IP:PORT --need FILE [--progress FILE]
 
@@ -15,9 +16,16 @@ When the stream ends, the tail verifies its folder against the manifest and ackn
 verifies its own, and the acknowledgement travels back to the source with every node's result.
 
 Resumable: files are written in place, chunk by chunk (64 MiB by default); a rerun asks every node
-which chunks are missing or wrong (sha256 per chunk in the manifest) and sends only those. A folder
+which chunks are missing or wrong (a checksum per chunk in the manifest) and sends only those. A folder
 whose stamp matches the manifest (and whose sizes and mtimes did not change) counts as complete
-without re-reading it. Standard library only (runs with the node's python3).
+without re-reading it. Runs with the node's python3: the standard library, and python3-xxhash for
+the xxh3_128 checksums (the base role installs it).
+
+Checksums: xxh3_128 (python3-xxhash) or sha256 (hashlib), named in the manifest. Where the bytes come
+from is proven once, on the first node: gb10_hf_fetch.py checks every large file of the download
+against Hugging Face's sha256. From there the checksum only has to catch corruption on the way or on
+a disk, which a 128-bit checksum does as well as sha256, at a twentieth of the CPU per byte on every
+node that receives the copy (bench/staging: 0.04 against 0.70 CPU s/GiB on the lab machine).
 """
 from __future__ import annotations
 
@@ -59,6 +67,41 @@ def hash_threads(cpus: int | None = None) -> int:
 # 2: one sha256 per chunk, no whole-file sha256 (version 1 read every byte through two hashes). A file
 # is whole when all its chunks match; a version-1 manifest is rewritten by the next `manifest` run.
 MANIFEST_VERSION = 2
+# Chunk checksums a manifest may name (field "hash"; a manifest without it is sha256, as before).
+HASHES = ("xxh3_128", "sha256")
+
+
+def hash_available(name: str) -> bool:
+    """Whether this python3 can compute the checksum ``name``."""
+    if name == "sha256":
+        return True
+    try:
+        import xxhash  # noqa: F401, PLC0415  (python3-xxhash: optional, named by the manifest)
+    except ImportError:
+        return False
+    return name == "xxh3_128"
+
+
+def new_hash(name: str) -> Any:
+    """A fresh hasher for the checksum ``name`` (update(), hexdigest())."""
+    if name == "sha256":
+        return hashlib.sha256()
+    if name == "xxh3_128":
+        import xxhash  # noqa: PLC0415
+
+        return xxhash.xxh3_128()
+    raise ValueError(f"unknown checksum {name!r} (known: {', '.join(HASHES)})")
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    return str(manifest.get("hash", "sha256"))
+
+
+def choose_hash(wanted: str) -> str:
+    """auto: xxh3_128 when python3-xxhash is installed here, sha256 otherwise."""
+    if wanted == "auto":
+        return "xxh3_128" if hash_available("xxh3_128") else "sha256"
+    return wanted
 
 
 # ------------------------------------------------------------------------------------------- manifest
@@ -73,8 +116,8 @@ def _files(root: Path) -> list[Path]:
     return out
 
 
-def _hash_file(path: Path, chunk_bytes: int) -> list[str]:
-    """sha256 of every chunk of the file: each byte is read and hashed once."""
+def _hash_file(path: Path, chunk_bytes: int, algorithm: str = "sha256") -> list[str]:
+    """The checksum of every chunk of the file: each byte is read and hashed once."""
     chunks: list[str] = []
     with path.open("rb") as f:
         try:
@@ -83,7 +126,7 @@ def _hash_file(path: Path, chunk_bytes: int) -> list[str]:
             pass
         offset = 0
         while True:
-            sha = _chunk_sha(f, offset, chunk_bytes, partial=True)
+            sha = _chunk_sum(f, offset, chunk_bytes, algorithm, partial=True)
             if not sha:
                 break
             chunks.append(sha)
@@ -91,19 +134,21 @@ def _hash_file(path: Path, chunk_bytes: int) -> list[str]:
     return chunks
 
 
-def make_manifest(root: Path, chunk_bytes: int = DEFAULT_CHUNK) -> dict[str, Any]:
+def make_manifest(root: Path, chunk_bytes: int = DEFAULT_CHUNK, algorithm: str = "sha256") -> dict[str, Any]:
     files = []
     for path in _files(root):
-        chunks = _hash_file(path, chunk_bytes)
+        chunks = _hash_file(path, chunk_bytes, algorithm)
         files.append({"path": str(path.relative_to(root)), "size": path.stat().st_size, "chunks": chunks})
-    manifest = {"version": MANIFEST_VERSION, "chunk_bytes": chunk_bytes, "files": files,
-                "total_bytes": sum(f["size"] for f in files)}
+    manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "chunk_bytes": chunk_bytes, "files": files,
+                                "total_bytes": sum(f["size"] for f in files)}
+    if algorithm != "sha256":
+        manifest["hash"] = algorithm
     manifest["id"] = manifest_id(manifest)
     return manifest
 
 
 def manifest_id(manifest: dict[str, Any]) -> str:
-    body = {k: manifest[k] for k in ("version", "chunk_bytes", "files")}
+    body = {k: manifest[k] for k in ("version", "chunk_bytes", "files", "hash") if k in manifest}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -116,6 +161,14 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
         rel = Path(f["path"])
         if rel.is_absolute() or ".." in rel.parts:
             raise SystemExit(f"gb10-stage: unsafe path in manifest: {f['path']}")
+    algorithm = manifest_hash(manifest)
+    if algorithm not in HASHES:
+        raise SystemExit(f"gb10-stage: {path} names the checksum {algorithm!r}, which this tool does not know"
+                         f" ({', '.join(HASHES)}); write it again with `gb10_stage.py manifest` on the source")
+    if not hash_available(algorithm):
+        raise SystemExit(f"gb10-stage: {path} checks chunks with {algorithm} and this node's python3 has no xxhash"
+                         f" module ({sys.executable}): install python3-xxhash (the base role does), or write the"
+                         " manifest on the source with --hash sha256")
     return manifest
 
 
@@ -161,6 +214,7 @@ def status(root: Path, manifest: dict[str, Any], known: dict[tuple[str, int], bo
         return {"complete": True, "need": [], "need_bytes": 0, "have_bytes": manifest["total_bytes"], "stamped": True}
     known = known or {}
     chunk_bytes = manifest["chunk_bytes"]
+    algorithm = manifest_hash(manifest)
     need: list[list[Any]] = []
     need_bytes = 0
     for f in manifest["files"]:
@@ -178,7 +232,7 @@ def status(root: Path, manifest: dict[str, Any], known: dict[tuple[str, int], bo
                 elif (f["path"], i) in known:
                     good = known[(f["path"], i)]
                 else:
-                    good = _chunk_sha(fh, i * chunk_bytes, sizes[i]) == want
+                    good = _chunk_sum(fh, i * chunk_bytes, sizes[i], algorithm) == want
                 if not good:
                     need.append([f["path"], i])
                     need_bytes += sizes[i]
@@ -202,13 +256,14 @@ class _Null:
         return None
 
 
-def _chunk_sha(fh: BinaryIO | None, offset: int, length: int, partial: bool = False) -> str:
-    """sha256 of ``length`` bytes at ``offset`` ('' when the file is shorter, or, with ``partial``, of
-    what there is: '' only at the end of the file)."""
+def _chunk_sum(fh: BinaryIO | None, offset: int, length: int, algorithm: str = "sha256",
+               partial: bool = False) -> str:
+    """The checksum of ``length`` bytes at ``offset`` ('' when the file is shorter, or, with ``partial``,
+    of what there is: '' only at the end of the file)."""
     if fh is None:
         return ""
     fh.seek(offset)
-    h = hashlib.sha256()
+    h = new_hash(algorithm)
     left, got = length, 0
     while left > 0:
         block = fh.read(min(READ_BLOCK, left))
@@ -223,9 +278,10 @@ def _chunk_sha(fh: BinaryIO | None, offset: int, length: int, partial: bool = Fa
 
 
 def verify(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Full check against the manifest (sizes and every chunk's sha256); stamps the folder when complete."""
+    """Full check against the manifest (sizes and every chunk's checksum); stamps the folder when complete."""
     bad = []
     chunk_bytes = manifest["chunk_bytes"]
+    algorithm = manifest_hash(manifest)
     for f in manifest["files"]:
         path = root / f["path"]
         if not path.is_file():
@@ -237,9 +293,9 @@ def verify(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             continue
         with path.open("rb") as fh:
             wrong = [i for i, (want, n) in enumerate(zip(f["chunks"], chunk_sizes(f["size"], chunk_bytes)))
-                     if _chunk_sha(fh, i * chunk_bytes, n) != want]
+                     if _chunk_sum(fh, i * chunk_bytes, n, algorithm) != want]
         if wrong:
-            bad.append(f"{f['path']}: sha256 of chunk(s) {', '.join(map(str, wrong[:5]))}"
+            bad.append(f"{f['path']}: {algorithm} of chunk(s) {', '.join(map(str, wrong[:5]))}"
                        f"{' ...' if len(wrong) > 5 else ''} differs from the manifest")
     if not bad:
         write_stamp(root, manifest)
@@ -472,12 +528,13 @@ def _iec(n: int) -> str:
 
 
 class ChunkCheck:
-    """sha256 of each chunk as its frames arrive (in order within a lane): the relay's verification,
+    """The checksum of each chunk as its frames arrive (in order within a lane): the relay's verification,
     done on the bytes in memory, so a fresh copy is never read back from disk."""
 
     def __init__(self, manifest: dict[str, Any]) -> None:
         self.files = {f["path"]: f for f in manifest["files"]}
         self.chunk_bytes = manifest["chunk_bytes"]
+        self.algorithm = manifest_hash(manifest)
         self.open: dict[tuple[str, int], list[Any]] = {}
         self.result: dict[tuple[str, int], bool] = {}
         # Chunks a writer could not write: never verified, whichever of writer and hasher ends first.
@@ -496,8 +553,8 @@ class ChunkCheck:
                     self.open.pop(key, None)
                     self.result.pop(key, None)
                     return
-                state = self.open[key] = [hashlib.sha256(), 0]
-        state[0].update(data)  # hashlib releases the GIL for large buffers: other lanes go on meanwhile
+                state = self.open[key] = [new_hash(self.algorithm), 0]
+        state[0].update(data)  # hashlib and xxhash release the GIL for large buffers: other lanes go on meanwhile
         state[1] += len(data)
         if state[1] >= size:
             with self.lock:
@@ -961,6 +1018,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("manifest")
     p.add_argument("dir")
     p.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK)
+    p.add_argument("--hash", choices=("auto", *HASHES), default="auto",
+                   help="chunk checksum (auto: xxh3_128 when python3-xxhash is installed, else sha256)")
     p.add_argument("--output")
     for name in ("status", "verify"):
         p = sub.add_parser(name)
@@ -1000,10 +1059,16 @@ def _run(args: argparse.Namespace) -> int:
                 old = load_manifest(out)
             except SystemExit:
                 old = None
-        if old is not None and old.get("chunk_bytes") == args.chunk_bytes and stamped_complete(root, old):
+        algorithm = choose_hash(args.hash)
+        if not hash_available(algorithm):
+            raise SystemExit(f"gb10-stage: --hash {algorithm} needs the xxhash module, which this node's python3"
+                             f" ({sys.executable}) does not have: install python3-xxhash (the base role does)")
+        # An unchanged folder is not re-read, whichever checksum its manifest has, unless one was asked for.
+        same_hash = args.hash == "auto" or (old is not None and manifest_hash(old) == algorithm)
+        if old is not None and old.get("chunk_bytes") == args.chunk_bytes and same_hash and stamped_complete(root, old):
             manifest, changed = old, False  # unchanged folder: do not re-read it
         else:
-            manifest = make_manifest(root, args.chunk_bytes)
+            manifest = make_manifest(root, args.chunk_bytes, algorithm)
             changed = old is None or old.get("id") != manifest["id"]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(manifest, indent=1) + "\n")

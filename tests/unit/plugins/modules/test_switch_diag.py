@@ -16,6 +16,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.switch_diag import (
     NOT_INITIALISED,
     OK,
     WRONG_RATE,
+    baseline_problem,
     classify,
     error_deltas,
     report,
@@ -179,3 +180,35 @@ def test_module_reports_connection_errors(capsys, simulator):
     sim, cert, _ = simulator
     code, out = _run(capsys, _args(sim, cert, _ports(("gx10-1", "qsfp56-dd-1-1")), password="wrong"))
     assert code == 1 and "invalid user name or password" in out["msg"]
+
+
+def test_baseline_problem_says_why_an_earlier_sample_is_not_used():
+    good = {"taken_at": 1000.0, "stats": {"a": {"rx-fcs-error": 0}, "b": {"rx-fcs-error": 3}}}
+    assert baseline_problem(good, ["a", "b"], 1010.0, 600) == ""
+    assert baseline_problem(good, ["a", "b"], 1700.0, 600) == \
+        "the earlier counter sample is 700 s old (more than 600 s)"
+    assert baseline_problem(good, ["a", "b"], 990.0, 600) == "the earlier counter sample is dated in the future"
+    assert baseline_problem(good, ["a", "c"], 1010.0, 600) == "the earlier counter sample has no row for c"
+    assert baseline_problem({"stats": {}}, ["a"], 1010.0, 600) == "the earlier counter sample has no time"
+    assert baseline_problem({"taken_at": 1000}, ["a"], 1010.0, 600) == "the earlier counter sample has no counters"
+
+
+def test_module_first_sample_early_verdict_later(capsys, simulator):
+    """site.yml's split: the first sample in the switch play, the verdict after the fabric check. Errors that
+    rose in between count; a stale or foreign sample is replaced by a fresh one, with the reason."""
+    sim, cert, _ = simulator
+    ports = _ports(("gx10-1", "qsfp56-dd-1-1"), ("gx10-3", "qsfp56-dd-3-1"))
+    code, out = _run(capsys, _args(sim, cert, ports, baseline_only=True))
+    assert code == 0 and out["changed"] is False and "ports" not in out
+    baseline = out["baseline"]
+    assert sorted(baseline["stats"]) == ["qsfp56-dd-1-1", "qsfp56-dd-3-1"]
+    code, out = _run(capsys, _args(sim, cert, ports, baseline=baseline))
+    assert code == 0 and out["baseline_used"] is True and out["baseline_note"] == ""
+    assert out["interval"] >= 1
+    assert out["raw"]["stats_first"] == baseline["stats"]
+    assert {p["port"]: p["status"] for p in out["ports"]} == {"qsfp56-dd-1-1": OK, "qsfp56-dd-3-1": ERRORS_RISING}
+    stale = dict(baseline, taken_at=baseline["taken_at"] - 3600)
+    code, out = _run(capsys, _args(sim, cert, ports, baseline=stale))
+    assert out["baseline_used"] is False and out["baseline_note"].startswith("the earlier counter sample is 36")
+    assert out["raw"]["stats_first"] != stale["stats"]
+    assert out["ports"][1]["status"] == ERRORS_RISING

@@ -206,13 +206,13 @@ def test_two_lanes_copy_and_the_relays_verify_without_reading_back(tmp_path, mon
     (src / "empty").write_bytes(b"")
     m = stage.make_manifest(src, CHUNK)
     reads = {"n": 0}
-    real_sha = stage._chunk_sha
+    real_sha = stage._chunk_sum
 
     def counting_sha(*a, **k):
         reads["n"] += 1
         return real_sha(*a, **k)
 
-    monkeypatch.setattr(stage, "_chunk_sha", counting_sha)
+    monkeypatch.setattr(stage, "_chunk_sum", counting_sha)
     a, b = tmp_path / "a", tmp_path / "b"
     pa, pb = [_free_port(), _free_port()], [_free_port(), _free_port()]
     out = {}
@@ -462,3 +462,78 @@ def test_writes_are_in_flight_together_behind_the_stream(tmp_path, monkeypatch):
     assert stage.WRITERS >= 4 and took < 8 * 0.3 * 0.6, f"{took:.2f} s: the writes went one at a time"
     for root in (tmp_path / "a", tmp_path / "b"):
         assert (root / "w.safetensors").read_bytes() == (src / "w.safetensors").read_bytes()
+
+
+# ------------------------------------------------------------------------------- checksums
+
+def test_xxh3_manifest_resumes_verifies_and_the_chain_checks_in_stream(tmp_path):
+    """A manifest with xxh3_128 checksums: named in the manifest, part of its id; status, verify and the
+    relays' in-stream check use it, and a changed byte is found."""
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK, "xxh3_128")
+    plain = stage.make_manifest(src, CHUNK)
+    assert m["hash"] == "xxh3_128" and "hash" not in plain and m["id"] != plain["id"]
+    big = next(f for f in m["files"] if f["path"] == "model.safetensors")
+    assert len(big["chunks"]) == 6 and all(len(c) == 32 for c in big["chunks"])
+    assert big["chunks"] != next(f for f in plain["files"] if f["path"] == "model.safetensors")["chunks"]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(m))
+    assert stage.load_manifest(path) == m
+    a, b = tmp_path / "a", tmp_path / "b"
+    res = _copy_down_chain(tmp_path, src, m, a, b)
+    chunks = sum(len(f["chunks"]) for f in m["files"])
+    assert res["complete"] and all(r["verified_in_stream"] == chunks for r in res["results"])
+    assert stage.verify(b, m)["complete"]
+    data = bytearray((b / "model.safetensors").read_bytes())
+    data[2500] ^= 1
+    (b / "model.safetensors").write_bytes(bytes(data))
+    assert stage.status(b, m)["need"] == [["model.safetensors", 2]]
+    assert stage.verify(b, m)["bad"] == ["model.safetensors: xxh3_128 of chunk(s) 2 differs from the manifest"]
+
+
+def test_sha256_manifests_keep_their_id(tmp_path):
+    """A manifest written before checksums were named (sha256, no "hash" field) keeps its id: staged copies
+    stay staged."""
+    m = stage.make_manifest(_src(tmp_path), CHUNK)
+    body = {k: m[k] for k in ("version", "chunk_bytes", "files")}
+    import hashlib
+
+    assert m["id"] == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_a_node_without_xxhash_says_what_to_install(tmp_path, monkeypatch, capsys):
+    src = _src(tmp_path)
+    m = stage.make_manifest(src, CHUNK, "xxh3_128")
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(m))
+    monkeypatch.setattr(stage, "hash_available", lambda name: name == "sha256")
+    try:
+        stage.load_manifest(path)
+    except SystemExit as exc:
+        assert "checks chunks with xxh3_128 and this node's python3 has no xxhash module" in str(exc)
+        assert "install python3-xxhash" in str(exc)
+    else:
+        raise AssertionError("a manifest this node cannot check was accepted")
+    # auto falls back to sha256; asking for xxh3_128 explicitly is refused in one sentence
+    assert stage.main(["manifest", str(src), "--chunk-bytes", str(CHUNK), "--output", str(tmp_path / "auto.json")]) == 0
+    assert "hash" not in json.loads((tmp_path / "auto.json").read_text())
+    try:
+        stage.main(["manifest", str(src), "--hash", "xxh3_128", "--output", str(tmp_path / "x.json")])
+    except SystemExit as exc:
+        assert "--hash xxh3_128 needs the xxhash module" in str(exc)
+    else:
+        raise AssertionError("--hash xxh3_128 without xxhash was accepted")
+
+
+def test_manifest_cli_auto_keeps_an_unchanged_folder_and_an_explicit_hash_rewrites(tmp_path, capsys):
+    src = _src(tmp_path)
+    out = tmp_path / "m.json"
+    assert stage.main(["manifest", str(src), "--chunk-bytes", str(CHUNK), "--hash", "sha256", "--output", str(out)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["changed"] and "hash" not in json.loads(out.read_text())
+    # auto: the folder did not change, its sha256 manifest is kept (379 GiB are not read again for a checksum)
+    assert stage.main(["manifest", str(src), "--chunk-bytes", str(CHUNK), "--output", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+    assert stage.main(["manifest", str(src), "--chunk-bytes", str(CHUNK), "--hash", "xxh3_128", "--output", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is True
+    assert json.loads(out.read_text())["hash"] == "xxh3_128"

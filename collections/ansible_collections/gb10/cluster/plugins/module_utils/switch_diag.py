@@ -210,3 +210,25 @@ def report(verdicts: list[Verdict]) -> dict[str, Any]:
 def should_bounce(v: Verdict) -> bool:
     """A port bounce (disable/enable) is worth one try before asking for a physical reseat."""
     return v.status in (NOT_INITIALISED, NO_LINK)
+
+
+def baseline_problem(baseline: Mapping[str, Any], ports: list[str], now: float, max_age: float) -> str:
+    """Why an earlier first counter sample cannot stand in for this diagnosis's ('' when it can).
+
+    baseline: {"taken_at": seconds since the epoch, "stats": {port: row of `print stats`}}
+    """
+    try:
+        age = now - float(baseline.get("taken_at"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "the earlier counter sample has no time"
+    stats = baseline.get("stats")
+    if not isinstance(stats, Mapping):
+        return "the earlier counter sample has no counters"
+    if age < 0:
+        return "the earlier counter sample is dated in the future"
+    if age > max_age:
+        return f"the earlier counter sample is {age:.0f} s old (more than {max_age:g} s)"
+    missing = [p for p in ports if not stats.get(p)]
+    if missing:
+        return f"the earlier counter sample has no row for {', '.join(missing)}"
+    return ""

@@ -9,7 +9,7 @@ short_description: Whether a model folder is staged and unchanged, from the stag
 description:
   - Reads the records the weights role's tools leave in O(dir)C(/.gb10-stage/) and says whether the
     folder still holds what was staged, in one module run and without reading the weights again.
-  - Staged means the manifest (sizes and sha256 of every chunk) was verified on this node
+  - Staged means the manifest (sizes and the checksum of every chunk) was verified on this node
     (C(complete.json) names the manifest's id) and no file of the manifest changed size or mtime since;
     and, on the first node, that the source did not change since (O(source) equals the record of the
     last copy from the control machine (C(source.json)), or O(hf) names the repository and revision of
