@@ -264,3 +264,20 @@ def test_switch_sentence_names_address_and_port() -> None:
     msg = gb10_inventory.switch_unreachable_message("crs804", "192.168.1.2", 8729, 10)
     assert msg.startswith("The switch crs804 does not answer on 192.168.1.2:8729 (RouterOS api-ssl, switch_api_port) "
                           "within 10 s; nothing was changed:")
+
+
+@pytest.mark.parametrize("value", ["auto", "full"])
+def test_converge_modes_are_accepted(value: str) -> None:
+    groups, hv = rack()
+    for host in groups["gx10"]:
+        hv[host]["gb10_converge"] = value
+    assert gb10_inventory.validate(groups, hv) == []
+
+
+def test_a_wrong_converge_mode_is_one_sentence() -> None:
+    groups, hv = rack()
+    for host in groups["gx10"]:
+        hv[host]["gb10_converge"] = "always"
+    assert gb10_inventory.validate(groups, hv) == [
+        "gb10_converge is 'always'; use auto (a role is skipped on a node where nothing changed since its last "
+        "converge) or full (every role runs), e.g. -e gb10_converge=full."]

@@ -239,3 +239,14 @@ def test_a_unit_that_fails_to_start_fails_naming_it_and_where_to_look(capsys, tm
     assert result["failed"] is True
     assert "`systemctl start guard.service` failed (rc 1): Job for guard.service failed." in result["msg"]
     assert "journalctl -u guard.service" in result["msg"]
+
+
+def test_an_empty_owner_is_whoever_runs_the_module(capsys, tmp_path):
+    """A report on the control machine: owned by the user running the play, whoever that is."""
+    files = [{"path": str(tmp_path / "reports"), "state": "directory", "mode": "0755", "owner": "", "group": ""},
+             {"path": str(tmp_path / "reports" / "latest.json"), "content": "{}\n", "mode": "0644", "owner": "", "group": ""}]
+    first = _run(capsys, files)
+    assert first["changed_paths"] == [str(tmp_path / "reports"), str(tmp_path / "reports" / "latest.json")]
+    info = os.stat(tmp_path / "reports" / "latest.json")
+    assert (info.st_uid, info.st_gid) == (os.geteuid(), os.getegid())
+    assert _run(capsys, files)["changed"] is False

@@ -34,6 +34,10 @@ BOOLEAN_VARS = (
 BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
+# gb10_converge: auto skips a role whose converge stamp is current (docs/converge.md); full runs every role.
+CONVERGE_MODES = ("auto", "full")
+
+
 def boolean_options(specs: Mapping[str, Any]) -> list[str]:
     """Names of the ``type: bool`` options in roles' argument specs (``{role: parsed argument_specs.yml}``).
 
@@ -226,6 +230,13 @@ def validate(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping
             errors.append(
                 f"gb10_mgmt_subnet is '{mgmt_raw}' (group_vars/all), which is not a network in CIDR form like 192.168.1.0/24."
             )
+
+    converge = settings.get("gb10_converge", "auto")
+    if converge not in CONVERGE_MODES:
+        errors.append(
+            f"gb10_converge is {_plain(converge)!r}; use auto (a role is skipped on a node where nothing changed "
+            f"since its last converge) or full (every role runs), e.g. -e gb10_converge=full."
+        )
 
     for var in sorted(set(BOOLEAN_VARS) | set(boolean_vars)):
         for host in nodes + switches:

@@ -79,13 +79,14 @@ def read_state(path: str) -> Current:
 
 
 def ids(entry: Entry) -> tuple[int, int]:
-    """The numeric owner and group of an entry (KeyError names the missing user or group)."""
+    """The numeric owner and group of an entry (KeyError names the missing user or group); an empty
+    owner or group is the user or group this process runs as (a report written on the control machine)."""
     try:
-        uid = pwd.getpwnam(entry.owner).pw_uid
+        uid = pwd.getpwnam(entry.owner).pw_uid if entry.owner else os.geteuid()
     except KeyError as exc:
         raise KeyError(f"{entry.path}: user {entry.owner!r} does not exist") from exc
     try:
-        gid = grp.getgrnam(entry.group).gr_gid
+        gid = grp.getgrnam(entry.group).gr_gid if entry.group else os.getegid()
     except KeyError as exc:
         raise KeyError(f"{entry.path}: group {entry.group!r} does not exist") from exc
     return uid, gid

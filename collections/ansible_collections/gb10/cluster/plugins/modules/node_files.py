@@ -40,11 +40,11 @@ options:
         type: raw
         required: true
       owner:
-        description: Owning user.
+        description: Owning user; empty, the user the module runs as (a file written on the control machine).
         type: str
         default: root
       group:
-        description: Owning group.
+        description: Owning group; empty, the group the module runs as.
         type: str
         default: root
       validate:
