@@ -7,13 +7,13 @@ name: converge_inputs
 short_description: Digest of a role's inputs, for gb10.cluster.converge_stamp
 description:
   - Returns one digest (hex) per term (a role's name) over what the role's converge depends on, read on
-    the control machine for the host being templated
-    - the role's files (tasks, templates, defaults, handlers, meta), the collection's plugins;
-    - the inventory folder's files (operator data folders such as bench and switch-backups left out);
-    - the values of the role's variables (the options of its meta/argument_specs.yml, plus C(names)),
-      whatever sets them (role defaults, inventory, -e);
-    - the facts named in C(facts) and the value of C(extra).
-  - Any of these changing makes the role's stamp stale: the role runs whole on the next converge.
+    the control machine for the host being templated.
+  - The role's files (tasks, templates, defaults, handlers, meta) and the collection's plugins.
+  - The inventory folder's files (operator data folders such as bench and switch-backups left out).
+  - The values of the role's variables (the options of its meta/argument_specs.yml, plus O(names)),
+    whatever sets them (role defaults, inventory, -e).
+  - The facts named in O(facts) and the value of O(extra).
+  - Any of these changing makes the role's stamp stale, and the role runs whole on the next converge.
   - A variable that cannot be templated yet (it depends on a result the role registers) is taken as
     its definition; its definition's file is part of the digest.
 options:

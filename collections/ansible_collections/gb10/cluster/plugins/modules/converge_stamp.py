@@ -9,7 +9,7 @@ short_description: Skip a role whose inputs and managed state have not changed s
 description:
   - C(state=probe) reads the role's stamp on the node and the records of what the role manages (files,
     units, live sysctls, read-only commands) and returns C(current) true when the stamp holds the same
-    inputs digest and the same records. The role then skips its tasks: they would change nothing.
+    inputs digest and the same records. The role then skips its tasks, which would change nothing.
     Anything else (no stamp, other inputs, a file edited by hand, a unit stopped, a sysctl set live, a
     firewall table flushed) returns C(current) false and C(reason) naming what moved; the role runs.
   - C(state=record) runs at the end of a successful converge and writes the stamp (root only,
