@@ -128,14 +128,13 @@ def collect(paths: Sequence[str] = (), units: Sequence[str] = (), sysctls: Seque
         records[f"path {path}"] = path_record(path)
     for key in sysctls:
         records[f"sysctl {key}"] = sysctl_record(key, proc)
-    if (units or commands) and run is None:
-        raise ValueError("units and commands need a runner")
-    if units:
-        assert run is not None
-        for unit, record in unit_records(units, run).items():
-            records[f"unit {unit}"] = record
+    if run is None:
+        if units or commands:
+            raise ValueError("units and commands need a runner")
+        return records
+    for unit, record in unit_records(units, run).items():
+        records[f"unit {unit}"] = record
     for argv in commands:
-        assert run is not None
         records["command " + " ".join(argv)] = command_record(argv, run)
     return records
 
