@@ -26,6 +26,8 @@ GATES = {
     "firewall": "Firewall | Converge (skipped where unchanged since its last converge)",
     "monitoring_node": "Monitoring | Node exporter (skipped where unchanged since its last converge)",
 }
+# The task that records the stamps after the handlers (playbooks/tasks/converge_record.yml).
+RECORD = "Converge | Record the stamp of each role that converged here (after its handlers)"
 # Prometheus on the control machine, when the inventory has monitoring on.
 PROMETHEUS_GATE = "Monitoring | Prometheus (skipped where unchanged since its last converge)"
 PROBES = {
@@ -90,7 +92,11 @@ def test_forced_run_runs_every_role_and_changes_nothing() -> None:
         assert _ran(out, role) == set(NODES), f"{role} did not run whole everywhere under gb10_converge=full"
     if _has(out, PROMETHEUS_GATE):
         assert _ran(out, "prometheus") == {"localhost"}
-    assert _changed(out) == {}, f"a forced run over a converged lab changed something: {_changed(out)}"
+    # The roles changed nothing. Their stamps may be recorded afresh: molecule's converge read the
+    # inventory through its own folder of links, which is another inventory folder than inventory/lab.
+    changed = [f"{host}: {task['task']['name']}" for play in out["plays"] for task in play["tasks"]
+               for host, result in task["hosts"].items() if result.get("changed") and task["task"]["name"] != RECORD]
+    assert changed == [], f"a forced run over a converged lab changed something: {changed}"
 
 
 def test_drift_runs_exactly_the_roles_that_drifted_and_repairs_them() -> None:

@@ -143,3 +143,19 @@ def test_a_bad_name_fails_in_one_sentence(capsys, tmp_path: Path) -> None:
     out = _module(capsys, tmp_path, name="../etc")
     assert out["failed"] is True
     assert "must be a plain file name" in out["msg"] and "-e gb10_converge=full" in out["msg"]
+
+
+def test_tree_digest_follows_a_linked_group_vars(tmp_path: Path) -> None:
+    """An inventory whose group_vars is a link (molecule's, or an operator's shared one): an edit in the
+    linked folder is a change of the inventory."""
+    shared = tmp_path / "shared" / "group_vars" / "all"
+    shared.mkdir(parents=True)
+    (shared / "main.yml").write_text("gb10_mgmt_subnet: 10.0.0.0/24\n")
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text("all: {}\n")
+    (inventory / "group_vars").symlink_to(tmp_path / "shared" / "group_vars")
+    (inventory / "loop").symlink_to(inventory)
+    first = converge.tree_digest(str(inventory))
+    (shared / "main.yml").write_text("gb10_mgmt_subnet: 10.0.1.0/24\n")
+    assert converge.tree_digest(str(inventory)) != first

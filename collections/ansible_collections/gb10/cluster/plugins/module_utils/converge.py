@@ -37,14 +37,21 @@ def _sha(data: bytes) -> str:
 
 
 def tree_digest(root: str, exclude_top: Iterable[str] = ()) -> str:
-    """Digest of every regular file under `root` (relative path and content) and every symlink's
-    target, in sorted order; caches and editor leftovers are left out, and so are the top-level
-    names in `exclude_top`. A missing root has the digest of nothing."""
+    """Digest of every file under `root` (relative path and content), in sorted order. Symlinks are
+    followed (an inventory whose group_vars is a link to another folder has that folder's content),
+    each real folder once; caches and editor leftovers are left out, and so are the top-level names in
+    `exclude_top`. A missing root has the digest of nothing; a dangling link counts as its target."""
     excluded = set(exclude_top)
     lines: list[str] = []
     if not os.path.isdir(root):
         return _sha(b"absent")
-    for current, dirs, files in os.walk(root):
+    seen: set[str] = set()
+    for current, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         rel_dir = os.path.relpath(current, root)
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_NAMES
                          and not (rel_dir == "." and d in excluded))
@@ -53,11 +60,11 @@ def tree_digest(root: str, exclude_top: Iterable[str] = ()) -> str:
                 continue
             path = os.path.join(current, name)
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            if os.path.islink(path):
-                lines.append(f"{rel} -> {os.readlink(path)}")
-            elif os.path.isfile(path):
+            if os.path.isfile(path):
                 with open(path, "rb") as handle:
                     lines.append(f"{rel} {_sha(handle.read())}")
+            else:
+                lines.append(f"{rel} -> {os.readlink(path) if os.path.islink(path) else 'not a file'}")
     return _sha("\n".join(lines).encode())
 
 
