@@ -19,6 +19,8 @@ import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ansible_collections.gb10.cluster.plugins.module_utils.systemctl import parse_show
+
 STAMP_VERSION = 1
 STAMP_DIR = "/var/lib/gb10/converge"
 
@@ -109,10 +111,10 @@ def unit_records(units: Sequence[str], run: Runner) -> dict[str, str]:
     if not units:
         return {}
     rc, out = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPERTIES, "--", *units])
-    blocks = [block for block in out.strip().split("\n\n")] if rc == 0 else []
+    blocks = out.strip().split("\n\n") if rc == 0 else []
     records: dict[str, str] = {}
     for unit, block in zip(units, blocks + [""] * (len(units) - len(blocks))):
-        values = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        values = parse_show(block)
         if not values:
             records[unit] = f"unreadable (systemctl rc {rc})"
             continue

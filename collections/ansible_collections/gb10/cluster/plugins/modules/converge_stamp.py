@@ -135,7 +135,7 @@ def main() -> None:
 
     def run(argv):
         try:
-            rc, out, err = module.run_command([str(arg) for arg in argv], handle_exceptions=False)
+            rc, out, err = module.run_command(list(argv), handle_exceptions=False)
         except OSError as exc:  # a tool this node does not have (nmcli without NetworkManager)
             return 127, f"{argv[0]}: {exc.strerror}"
         return rc, out + err
