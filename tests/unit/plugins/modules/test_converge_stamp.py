@@ -159,3 +159,60 @@ def test_tree_digest_follows_a_linked_group_vars(tmp_path: Path) -> None:
     first = converge.tree_digest(str(inventory))
     (shared / "main.yml").write_text("gb10_mgmt_subnet: 10.0.1.0/24\n")
     assert converge.tree_digest(str(inventory)) != first
+
+
+def _probe_all(capsys, tmp_path: Path, stamps: list) -> dict:
+    args = {"stamps": stamps, "dir": str(tmp_path / "stamps"), "_ansible_check_mode": False}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        converge_stamp_module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_one_probe_for_the_roles_of_a_play_gives_each_up_to_the_first_that_runs(capsys, tmp_path: Path) -> None:
+    """playbooks/nodes.yml probes its roles in one module run. Each role takes its result from `given`
+    while every role before it is current; the first that is not current runs, and may change what the
+    later ones read, so those are not given (they probe themselves when their turn comes)."""
+    files = {name: tmp_path / f"{name}.conf" for name in ("a", "b", "c")}
+    for path in files.values():
+        path.write_text("x\n")
+    stamps = [{"name": name, "inputs": f"i-{name}", "paths": [str(path)]} for name, path in files.items()]
+    first = _probe_all(capsys, tmp_path, stamps)
+    assert first["changed"] is False and set(first["stamps"]) == {"a", "b", "c"}
+    assert list(first["given"]) == ["a"], "nothing recorded yet: a runs, b and c probe themselves after it"
+    for entry in stamps:
+        _module(capsys, tmp_path, state="record", name=entry["name"], inputs=entry["inputs"], paths=entry["paths"])
+    current = _probe_all(capsys, tmp_path, stamps)
+    assert list(current["given"]) == ["a", "b", "c"] and all(r["current"] for r in current["given"].values())
+    assert current["given"]["b"]["spec"]["paths"] == [str(files["b"])] and current["given"]["b"]["inputs"] == "i-b"
+    # The same result as the role's own probe, so the record after the handlers can take it from here.
+    own = _module(capsys, tmp_path, name="b", inputs="i-b", paths=[str(files["b"])])
+    assert {k: own[k] for k in ("current", "reason", "inputs", "spec", "stamp")} == \
+        {k: current["stamps"]["b"][k] for k in ("current", "reason", "inputs", "spec", "stamp")}
+    files["b"].write_text("edited by hand\n")
+    drifted = _probe_all(capsys, tmp_path, stamps)
+    assert list(drifted["given"]) == ["a", "b"]
+    assert drifted["given"]["b"]["reason"] == f"path {files['b']} changed since its last converge"
+    assert drifted["stamps"]["c"]["current"] is True, "c's own result is still returned, only not given"
+
+
+@pytest.mark.parametrize(("stamps", "message"), [
+    ([{"name": "a"}], "needs a name and inputs"),
+    ([{"name": "a", "inputs": "i", "files": []}], "unknown keys ['files']"),
+    ([{"name": "a", "inputs": "i", "paths": "/etc/x"}], "paths must be a list"),
+    ([{"name": "../a", "inputs": "i"}], "must be a plain file name"),
+])
+def test_a_bad_stamps_entry_fails_in_one_sentence(capsys, tmp_path: Path, stamps: list, message: str) -> None:
+    out = _probe_all(capsys, tmp_path, stamps)
+    assert out["failed"] is True and message in out["msg"], out["msg"]
+
+
+def test_stamps_and_name_do_not_go_together(capsys, tmp_path: Path) -> None:
+    out = _module(capsys, tmp_path, stamps=[{"name": "a", "inputs": "i"}])
+    assert out["failed"] is True and "mutually exclusive" in out["msg"]
+
+
+def test_usable_in_order_stops_after_the_first_role_that_runs() -> None:
+    results = {"a": {"current": True}, "b": {"current": False}, "c": {"current": True}}
+    assert list(converge.usable_in_order(["a", "b", "c"], results)) == ["a", "b"]
+    assert list(converge.usable_in_order(["c", "a"], results)) == ["c", "a"]
+    assert converge.usable_in_order([], results) == {}

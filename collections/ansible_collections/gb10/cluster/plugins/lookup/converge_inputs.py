@@ -21,9 +21,11 @@ options:
     description: Role names.
     required: true
   role_path:
-    description: The role's folder (C(role_path) inside the role).
+    description:
+      - The role's folder (C(role_path) inside the role). Without it the role is looked for by name in the
+        configured roles path, then in the repository's C(roles) folder (a play's task that probes the
+        stamps of its roles before they run, where C(role_path) is not set).
     type: path
-    required: true
   names:
     description: More variables the role reads (shared inventory variables such as C(gb10_fabric_twins)).
     type: list
@@ -58,6 +60,7 @@ _raw:
 import os
 
 import yaml
+from ansible import constants as C
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
@@ -68,6 +71,18 @@ from ansible_collections.gb10.cluster.plugins.module_utils.converge import (
 )
 
 _PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository's roles: <repo>/collections/ansible_collections/gb10/cluster/plugins -> <repo>/roles.
+_REPO_ROLES = os.path.normpath(os.path.join(_PLUGINS, *[os.pardir] * 5, "roles"))
+
+
+def _find_role(role: str) -> str:
+    """The folder of a role by name: the configured roles path first, then the repository's roles."""
+    for folder in [*(C.DEFAULT_ROLES_PATH or []), _REPO_ROLES]:
+        candidate = os.path.join(os.path.expanduser(str(folder)), role)
+        if os.path.isdir(os.path.join(candidate, "tasks")):
+            return candidate
+    raise AnsibleLookupError(f"gb10.cluster.converge_inputs: no role {role!r} in the roles path "
+                             f"({C.DEFAULT_ROLES_PATH}) nor in {_REPO_ROLES}; pass role_path=role_path from inside the role")
 
 
 def _spec_names(role_path: str) -> list[str]:
@@ -97,13 +112,14 @@ class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
         variables = variables or {}
-        role_path = self.get_option("role_path")
+        given_path = self.get_option("role_path")
         inventory_dir = variables.get("inventory_dir") or ""
         plugins = tree_digest(_PLUGINS)
         inventory = tree_digest(str(inventory_dir), exclude_top=INVENTORY_DATA_DIRS) if inventory_dir else "none"
         facts = variables.get("ansible_facts") or {}
         digests = []
         for role in terms:
+            role_path = given_path or _find_role(role)
             names = sorted(set(_spec_names(role_path)) | set(self.get_option("names")))
             digests.append(inputs_digest({
                 "role": role,

@@ -208,3 +208,44 @@ def write_stamp(path: str, document: Mapping[str, Any]) -> None:
         json.dump(document, handle, indent=1, sort_keys=True)
         handle.write("\n")
     os.replace(temporary, path)
+
+
+# The keys of one entry of converge_stamp's `stamps` (several roles probed in one module run).
+STAMP_KEYS: dict[str, type] = {"name": str, "inputs": str, "paths": list, "units": list, "sysctls": list,
+                               "commands": list}
+
+
+def stamp_params(item: object, stamp_dir: str) -> tuple[dict[str, Any], str | None]:
+    """One entry of `stamps` as the module's own parameters (defaults filled in), or why it cannot be."""
+    if not isinstance(item, dict):
+        return {}, f"converge_stamp: each entry of stamps must be a dict, got {item!r}"
+    name = item.get("name")
+    unknown = sorted(set(item) - set(STAMP_KEYS))
+    if unknown:
+        return {}, f"converge_stamp: stamps entry {name!r} has unknown keys {unknown}; use {sorted(STAMP_KEYS)}"
+    params: dict[str, Any] = {"dir": stamp_dir, "paths": [], "units": [], "sysctls": [], "commands": []}
+    for key, kind in STAMP_KEYS.items():
+        value = item.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            return {}, f"converge_stamp: stamps entry {name!r}: {key} must be a {kind.__name__}, got {value!r}"
+        params[key] = value
+    if not params.get("name") or not params.get("inputs"):
+        return {}, f"converge_stamp: every stamps entry needs a name and inputs, got the keys {sorted(item)}"
+    params["paths"] = [os.path.expanduser(str(p)) for p in params["paths"]]
+    params["units"] = [str(u) for u in params["units"]]
+    params["sysctls"] = [str(k) for k in params["sysctls"]]
+    return params, None
+
+
+def usable_in_order(names: Sequence[str], results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The probe results a play's roles can use as they come, in play order: each up to and including
+    the first that is not current. That role runs and may change what the later ones read, so those
+    probe themselves when their turn comes."""
+    usable: dict[str, Any] = {}
+    for name in names:
+        usable[name] = results[name]
+        if not results[name].get("current"):
+            break
+    return usable
