@@ -14,7 +14,7 @@ description:
     firewall table flushed) returns C(current) false and C(reason) naming what moved; the role runs.
   - C(state=record) runs at the end of a successful converge and writes the stamp (root only,
     C(/var/lib/gb10/converge/NAME.json)). It reports changed only when the stamp's content changes.
-  - C(stamps) probes several roles in one module run (a play whose roles each have a stamp: one SSH
+  - C(stamps) probes several roles in one module run (a play whose roles each have a stamp, one SSH
     round per node instead of one per role) and returns C(stamps), the result of each by name.
   - Nothing a role manages is changed by this module. Check mode is supported (C(record) then writes
     nothing and reports whether it would).
