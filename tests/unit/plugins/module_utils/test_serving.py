@@ -761,7 +761,8 @@ def test_node_reads_splits_the_one_read_per_node():
     m = f"\n{NODE_READ_MARK}\n"
     result = {"results": [
         {"item": "gx10-1", "rc": 0, "stdout": f"tiny abc api running{m}2{m}running r1{m}{{\"reason\": \"low\"}}{m}{{\"hash\": \"abc\"}}"
-                                              f"{m}install ok installed\nenabled=enabled\nactive=active\n"},
+                                              f"{m}install ok installed\nenabled=enabled\nactive=active\n"
+                                              f"{m}GPU KV cache size: 2,097,152 tokens\n"},
         {"item": "gx10-2", "rc": 0, "stdout": f"tiny abc worker running{m}0{m}running r1{m}{m}"},
         {"item": "gx10-3", "rc": 0, "stdout": f"{m}{m}{m}{m}"},  # nothing there
         {"item": "gx10-4", "unreachable": True, "msg": "ssh: connect timed out"},
@@ -776,8 +777,9 @@ def test_node_reads_splits_the_one_read_per_node():
     assert got["record"] == {"gx10-1": '{"hash": "abc"}'}
     assert got["proxy"]["gx10-1"] == {"installed": True, "default_site": False, "enabled": True, "active": True}
     assert got["proxy"]["gx10-3"] == {"installed": False, "default_site": False, "enabled": False, "active": False}
+    assert got["kv"] == {"gx10-1": "GPU KV cache size: 2,097,152 tokens"}
     # The guard's filter reads the split as it read the separate `cat` loop.
     from ansible_collections.gb10.cluster.plugins.filter.calibration import guard_stops
     assert guard_stops(got["guard"]) == [{"reason": "low", "node": "gx10-1"}]
     assert node_reads({}) == {"ps": {"results": []}, "guard": {"results": []}, "restarts": {}, "ray": {}, "record": {},
-                              "proxy": {}}
+                              "proxy": {}, "kv": {}}

@@ -35,6 +35,9 @@ case "$1" in
   inspect)
     if [ "$4" = gb10-vllm ]; then {'echo 2' if vllm else 'echo "Error: No such object" >&2; exit 1'}; fi
     if [ "$4" = gb10-ray ] && [ "$3" = '{RAY_FMT}' ]; then {'echo "running r9"' if ray else 'exit 1'}; fi ;;
+  logs) [ "$2" = gb10-vllm ] || exit 1
+      echo 'INFO loading'; echo 'INFO [kv_cache_utils.py] GPU KV cache size: 2,097,152 tokens' >&2
+      echo 'INFO [kv_cache_utils.py] Maximum concurrency for 4,096 tokens per request: 512.00x' ;;
 esac
 """
     (bin_dir / "docker").write_text(script)
@@ -42,19 +45,19 @@ esac
     return bin_dir
 
 
-def _read(tmp_path: Path, bin_dir: Path, host: str, ray_container: str) -> dict:
+def _read(tmp_path: Path, bin_dir: Path, host: str, ray_container: str, head: bool = False) -> dict:
     argv = ARGV[:3] + ["sh", PS_FMT, "{{.RestartCount}}", ray_container, RAY_FMT,
-                       str(tmp_path / "stopped.json"), str(tmp_path / "deployment.json")]
+                       str(tmp_path / "stopped.json"), str(tmp_path / "deployment.json"), "gb10-vllm" if head else ""]
     r = subprocess.run(argv, capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, check=False)
     return {"item": host, "rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
 
 
 def test_a_serving_head_with_ray_a_guard_stop_and_the_record(tmp_path):
-    assert ARGV[:2] == ["sh", "-c"] and len(ARGV) == 10
+    assert ARGV[:2] == ["sh", "-c"] and len(ARGV) == 11
     bin_dir = _docker(tmp_path)
     (tmp_path / "stopped.json").write_text('{"reason": "MemAvailable below the floor"}\n')
     (tmp_path / "deployment.json").write_text('{"hash": "abc123", "image": "x@sha256:1"}\n')
-    got = _read(tmp_path, bin_dir, "gx10-1", "gb10-ray")
+    got = _read(tmp_path, bin_dir, "gx10-1", "gb10-ray", head=True)
     assert got["rc"] == 0, got["stderr"]
     state = serving_node_reads({"results": [got]})
     assert state["ps"]["results"] == [{"item": "gx10-1", "rc": 0, "stdout": "tiny-qwen3 abc123 api running"}]
@@ -63,6 +66,9 @@ def test_a_serving_head_with_ray_a_guard_stop_and_the_record(tmp_path):
     assert state["guard"]["results"][0]["stdout"] == '{"reason": "MemAvailable below the floor"}'
     assert state["record"] == {"gx10-1": '{"hash": "abc123", "image": "x@sha256:1"}'}
     assert state["proxy"] == {"gx10-1": {"installed": True, "default_site": DEFAULT_SITE, "enabled": True, "active": True}}
+    # The head's KV cache lines (stdout and stderr of docker logs), as the report's own read would give them.
+    assert state["kv"] == {"gx10-1": "INFO [kv_cache_utils.py] GPU KV cache size: 2,097,152 tokens\n"
+                                     "INFO [kv_cache_utils.py] Maximum concurrency for 4,096 tokens per request: 512.00x"}
 
 
 def test_an_empty_node_and_a_node_outside_ray(tmp_path):
@@ -74,6 +80,7 @@ def test_an_empty_node_and_a_node_outside_ray(tmp_path):
     assert state["ray"] == {"gx10-3": ""} and state["record"] == {}
     assert state["guard"]["results"][0]["stdout"] == ""
     assert state["proxy"] == {"gx10-3": {"installed": False, "default_site": DEFAULT_SITE, "enabled": False, "active": False}}
+    assert state["kv"] == {}
 
 
 def test_docker_down_fails_the_read(tmp_path):

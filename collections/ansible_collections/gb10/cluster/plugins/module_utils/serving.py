@@ -1218,7 +1218,7 @@ def phase_lost_message(phase: Sequence[Mapping[str, Any]], nodes: Sequence[Mappi
 
 
 NODE_READ_MARK = "#gb10-read#"
-NODE_READ_SECTIONS = ("ps", "restarts", "ray", "guard", "record", "proxy")
+NODE_READ_SECTIONS = ("ps", "restarts", "ray", "guard", "record", "proxy", "kv")
 
 
 def node_read_results(hosts: list[str], reads: dict[str, Any]) -> dict[str, Any]:
@@ -1235,18 +1235,19 @@ def node_read_results(hosts: list[str], reads: dict[str, Any]) -> dict[str, Any]
 
 def node_reads(result: Any) -> dict[str, Any]:
     """Split the one read per node of roles/vllm_serve/tasks/current.yml (a registered loop over the
-    nodes, each item's stdout six sections separated by NODE_READ_MARK lines: the vLLM container
+    nodes, each item's stdout seven sections separated by NODE_READ_MARK lines: the vLLM container
     (``docker ps``), its restart count, the Ray container (``docker inspect``), the memory guard's
-    stopped.json, the record of what serves (deployment.json, on the head only) and the API proxy's
-    nginx) into what the separate reads registered before:
+    stopped.json, the record of what serves (deployment.json, on the head only), the API proxy's
+    nginx and vLLM's KV cache log lines (on the plan's head only)) into what the separate reads registered before:
 
     ``ps`` and ``guard``: {'results': [{'item': host, 'rc': 0, 'stdout': text}, ...]} (the nodes that
     answered, in order); ``restarts``: {host: count} (nodes with a vLLM container); ``ray``: {host:
     'status hash'} ('' when the node has no Ray container); ``record``: {host: text} (nodes that have one);
     ``proxy``: {host: {'installed', 'default_site', 'enabled', 'active'}} (booleans: the nginx package is
-    installed, Debian's default site is enabled, the service is enabled, it is active)."""
+    installed, Debian's default site is enabled, the service is enabled, it is active); ``kv``: {host: text}
+    (nodes whose vLLM logged KV cache lines: the plan's head)."""
     out: dict[str, Any] = {"ps": {"results": []}, "guard": {"results": []}, "restarts": {}, "ray": {}, "record": {},
-                           "proxy": {}}
+                           "proxy": {}, "kv": {}}
     for item in (dict(result or {}).get("results") or []):
         if item.get("unreachable") or item.get("failed") or "stdout" not in item:
             continue
@@ -1261,6 +1262,8 @@ def node_reads(result: Any) -> dict[str, Any]:
         out["ray"][host] = text["ray"].strip()
         if text["record"].strip():
             out["record"][host] = text["record"].strip()
+        if text["kv"].strip():
+            out["kv"][host] = text["kv"].strip()
         proxy = [line.strip() for line in text["proxy"].splitlines()]
         out["proxy"][host] = {"installed": "install ok installed" in proxy, "default_site": "default-site" in proxy,
                               "enabled": "enabled=enabled" in proxy, "active": "active=active" in proxy}

@@ -8,7 +8,7 @@ module: serving_image_state
 short_description: Read (and fix) what a node's Docker holds for the serving image, in one run
 description:
   - Merges O(insecure_registries) into the C(insecure-registries) of O(daemon_json) (other keys stay) and
-    writes the file when it changed (notify a Docker restart on C(daemon_changed)). Nothing is read or
+    writes the file when it changed (restart Docker when C(daemon_changed) is true). Nothing is read or
     written there when O(insecure_registries) is empty.
   - Reads the ID of O(image) (empty when the node does not hold it) and the images of its repository
     (newest first), for the pull and the prune that follow.
@@ -37,7 +37,12 @@ EXAMPLES = r"""
     image: registry.gb10.lan:5000/gb10/vllm@sha256:0123...
     insecure_registries: [registry.gb10.lan:5000]
   register: serving_image_state
-  notify: Serving image | Restart Docker
+
+- name: Restart Docker when daemon.json changed (before a pull)
+  ansible.builtin.systemd_service:
+    name: docker
+    state: restarted
+  when: serving_image_state.daemon_changed
 """
 
 RETURN = r"""
