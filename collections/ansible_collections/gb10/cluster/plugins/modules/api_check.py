@@ -62,7 +62,7 @@ EXAMPLES = r"""
 - name: A real completion with the API key, and the same request refused without it
   gb10.cluster.api_check:
     endpoint: http://10.77.0.11:8000/v1
-    model: tiny-qwen3
+    model: qwen3.5-397b-a17b-fp8
     api_key: "{{ vllm_serve_api_key }}"
   register: vllm_serve_api_answers
   no_log: true
