@@ -71,7 +71,7 @@ def test_the_tools_the_check_and_the_render_include_the_same_plan():
         includes = [t for t in _tasks(name) if t.get("ansible.builtin.include_tasks") == "plan.yml"]
         assert includes, name
     plan = (TASKS / "plan.yml").read_text()
-    assert re.search(r"lookup\('ansible.builtin.template', 'fabric_test_plan.json.j2'\) \| from_json "
+    assert re.search(r"lookup\('gb10.cluster.template', 'fabric_test_plan.json.j2'\) \| from_json "
                      r"\| gb10.cluster.fabric_test_plan", plan)
     render = {t["name"]: t for t in _tasks("render.yml")}
     assert render["Cx7 fabric | Plan the link tests without facts"]["vars"] == {"cx7_fabric_plan_use_facts": False}

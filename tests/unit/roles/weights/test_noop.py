@@ -60,7 +60,7 @@ def test_a_staged_model_costs_one_check_and_any_change_stages_again(lab):
     tasks, changed, out = _run(lab)
     assert changed == 0, out[-3000:]
     assert tasks[1:] == ["Weights | Check the request", "Weights | Staged already? (the staging records on every node, nothing re-read)",
-                     f"Weights | Stage {MODEL}", "Weights | Report"], tasks
+                         "Weights | Staged on every node, with the same manifest?", f"Weights | Stage {MODEL}", "Weights | Report"], tasks
     assert tasks[0].startswith("Validating arguments against arg spec 'main'")
     assert "(staged already: the records match, nothing re-read)" in out
 

@@ -15,6 +15,10 @@ import yaml
 
 from ansible_collections.gb10.cluster.plugins.module_utils import inventory as gb10_inventory
 
+# The C YAML loader when PyYAML has it: the same data, several times faster than the pure-Python one.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 DOCUMENTATION = r"""
 name: inventory_errors
 short_description: List inventory mistakes as sentences
@@ -42,7 +46,7 @@ def _role_specs(roles_dir: str) -> dict[str, Any]:
     specs: dict[str, Any] = {}
     for path in sorted(Path(roles_dir).glob("*/meta/argument_specs.yml")):
         try:
-            specs[path.parent.parent.name] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            specs[path.parent.parent.name] = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
         except (OSError, yaml.YAMLError):
             continue  # ansible-lint and the role itself report a broken spec
     return specs
