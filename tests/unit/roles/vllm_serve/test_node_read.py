@@ -109,3 +109,17 @@ def test_the_node_plays_reads_take_the_delegated_loops_shape(tmp_path):
         assert "no read of what serves from gx10-3" in str(exc)
     else:
         raise AssertionError("a node with no read must be refused")
+
+
+def test_raws_terminal_and_sudos_notice_do_not_change_the_read(tmp_path):
+    """serve.yml's node play runs the read with raw: its terminal ends lines in CRLF and joins anything sudo
+    prints first; the filter reads the same as from the command module."""
+    bin_dir = _docker(tmp_path)
+    (tmp_path / "stopped.json").write_text('{"reason": "MemAvailable below the floor"}\n')
+    (tmp_path / "deployment.json").write_text('{"hash": "abc123", "image": "x@sha256:1"}\n')
+    clean = _read(tmp_path, bin_dir, "gx10-1", "gb10-ray", head=True)
+    raw = dict(clean, stdout="sudo: unable to resolve host gx10-1: Name or service not known\r\n"
+               + clean["stdout"].replace("\n", "\r\n"))
+    assert clean["stdout"].startswith("#gb10-read-begin#\n")
+    assert serving_node_reads({"results": [raw]}) == serving_node_reads({"results": [clean]})
+    assert serving_node_reads({"results": [raw]})["ps"]["results"][0]["stdout"] == "tiny-qwen3 abc123 api running"

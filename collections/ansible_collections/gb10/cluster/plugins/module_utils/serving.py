@@ -1218,6 +1218,8 @@ def phase_lost_message(phase: Sequence[Mapping[str, Any]], nodes: Sequence[Mappi
 
 
 NODE_READ_MARK = "#gb10-read#"
+# The read's first line: what comes before it (sudo's notices, through raw's terminal) is not the read.
+NODE_READ_BEGIN = "#gb10-read-begin#"
 NODE_READ_SECTIONS = ("ps", "restarts", "ray", "guard", "record", "proxy", "kv")
 
 
@@ -1252,7 +1254,10 @@ def node_reads(result: Any) -> dict[str, Any]:
         if item.get("unreachable") or item.get("failed") or "stdout" not in item:
             continue
         host = str(item.get("item"))
-        parts = str(item.get("stdout") or "").split(NODE_READ_MARK)
+        stdout = str(item.get("stdout") or "").replace("\r\n", "\n")
+        if NODE_READ_BEGIN in stdout:
+            stdout = stdout.split(NODE_READ_BEGIN, 1)[1].lstrip("\n")
+        parts = stdout.split(NODE_READ_MARK)
         parts += [""] * (len(NODE_READ_SECTIONS) - len(parts))
         text = dict(zip(NODE_READ_SECTIONS, (p.strip("\n") for p in parts)))
         out["ps"]["results"].append({"item": host, "rc": 0, "stdout": text["ps"].strip()})
