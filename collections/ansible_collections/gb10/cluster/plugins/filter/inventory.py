@@ -14,10 +14,7 @@ from typing import Any
 import yaml
 
 from ansible_collections.gb10.cluster.plugins.module_utils import inventory as gb10_inventory
-
-# The C YAML loader when PyYAML has it: the same data, several times faster than the pure-Python one.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
+from ansible_collections.gb10.cluster.plugins.module_utils.yaml_safe import safe_load
 
 DOCUMENTATION = r"""
 name: inventory_errors
@@ -46,7 +43,7 @@ def _role_specs(roles_dir: str) -> dict[str, Any]:
     specs: dict[str, Any] = {}
     for path in sorted(Path(roles_dir).glob("*/meta/argument_specs.yml")):
         try:
-            specs[path.parent.parent.name] = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+            specs[path.parent.parent.name] = safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             continue  # ansible-lint and the role itself report a broken spec
     return specs

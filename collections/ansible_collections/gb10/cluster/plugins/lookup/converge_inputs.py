@@ -69,9 +69,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.converge import (
     inputs_digest,
     tree_digest,
 )
-
-# The C YAML loader when PyYAML has it: the same data, several times faster than the pure-Python one.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from ansible_collections.gb10.cluster.plugins.module_utils.yaml_safe import safe_load
 
 _PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The repository's roles: <repo>/collections/ansible_collections/gb10/cluster/plugins -> <repo>/roles.
@@ -93,7 +91,7 @@ def _spec_names(role_path: str) -> list[str]:
     path = os.path.join(role_path, "meta", "argument_specs.yml")
     try:
         with open(path, encoding="utf-8") as handle:
-            specs = (yaml.load(handle, Loader=_YAML_LOADER) or {}).get("argument_specs") or {}
+            specs = (safe_load(handle) or {}).get("argument_specs") or {}
     except (OSError, yaml.YAMLError) as exc:
         raise AnsibleLookupError(f"gb10.cluster.converge_inputs: cannot read {path}: {exc}") from exc
     names: set[str] = set()

@@ -45,9 +45,7 @@ from ansible_collections.gb10.cluster.plugins.module_utils.registry_mirror impor
     platform_of,
     split_registry,
 )
-
-# The C YAML loader when PyYAML has it: the same data, several times faster than the pure-Python one.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from ansible_collections.gb10.cluster.plugins.module_utils.yaml_safe import safe_load
 
 HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -370,7 +368,7 @@ def read_pin(pins_dir: str, model: str) -> dict[str, Any]:
         return {}
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_YAML_LOADER)
+            data = safe_load(f)
     except (OSError, yaml.YAMLError) as exc:
         raise PinError(f"{path} cannot be read ({str(exc).splitlines()[0]}); remove it and run pin.yml "
                        f"-e model={model} again.") from None
