@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import ansible_runner
@@ -154,6 +155,22 @@ def write_results(folder: Path, name: str, record: dict[str, object], lines: lis
     (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
+def cpu_speed_seconds(steps: int = 5_000_000, tries: int = 3) -> float:
+    """CPU seconds of a fixed pure-Python loop, best of ``tries``: the VM's speed at the time of a run.
+
+    Ansible's controller is pure Python, so its cost scales with this figure, which a wall time alone does
+    not show. Seen here: the same loop at a script's top level (slower: global names) took 0.50 to 0.73 s
+    in one session and 0.22 s in another; in this function it took 0.09 s in the second."""
+    best = float("inf")
+    for _ in range(tries):
+        t0 = time.process_time()
+        total = 0
+        for i in range(steps):
+            total += i
+        best = min(best, time.process_time() - t0)
+    return round(best, 3)
+
+
 def machine() -> dict[str, object]:
     mem_kib = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")))
     return {
@@ -164,6 +181,7 @@ def machine() -> dict[str, object]:
         "kernel": platform.release(),
         "docker": subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
                                  text=True, check=False).stdout.strip(),
+        "python_loop_cpu_seconds": cpu_speed_seconds(),
     }
 
 
@@ -227,7 +245,8 @@ def main() -> int:
         "# Converge benchmark (`bench/converge/run.py`)",
         "",
         f"Run {report['date']} on {report['machine']['cpus']} CPUs, {report['machine']['memory_gib']} GiB, "
-        f"{report['machine']['arch']}, Docker {report['machine']['docker']}, ansible-core {core_version}. "
+        f"{report['machine']['arch']}, Docker {report['machine']['docker']}, ansible-core {core_version}; "
+        f"the machine's speed: {report['machine'].get('python_loop_cpu_seconds', '-')} CPU s for a 5-million-step Python loop. "
         "All lab nodes share these cores: the 8-node numbers are a ceiling, not the rack's scaling.",
         "",
         "| nodes | first run s | first changed | no-op s | no-op changed | no-op / first | check plays of the no-op / first | controller CPU s (no-op) | CPU s per host |",

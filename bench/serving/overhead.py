@@ -81,6 +81,15 @@ def run_serve(model: str, extra_files: list[str]) -> dict[str, object]:
     }
 
 
+def summary(runs: list[dict[str, object]]) -> dict[str, object]:
+    """Best and median of the runs, and the verdict. The verdict is on the median: the target is for a
+    typical run, and the best of a few runs on a shared VM whose speed moves can be luck."""
+    seconds = [float(r["seconds"]) for r in runs]
+    median = round(statistics.median(seconds), 2)
+    return {"best_seconds": min(seconds), "median_seconds": median, "target_seconds": TARGET_SECONDS,
+            "met": median <= TARGET_SECONDS}
+
+
 def markdown(record: dict) -> list[str]:
     """overhead.md's lines for a record (overhead.json)."""
     best_run = min(record["runs"], key=lambda r: r["seconds"])
@@ -88,7 +97,9 @@ def markdown(record: dict) -> list[str]:
     return [
         "# serve.yml's own overhead on the lab (`bench/serving/overhead.py`)",
         "",
-        f"Run {record['when']} on {record['machine']['cpus']} CPUs, model `{record['model']}` already serving "
+        f"Run {record['when']} on {record['machine']['cpus']} CPUs (the machine's speed: "
+        f"{record['machine'].get('python_loop_cpu_seconds', '-')} CPU s for a 5-million-step Python loop; the "
+        f"controller's cost scales with it), model `{record['model']}` already serving "
         "(image pulled, weights staged, vLLM healthy): every run is `ansible-playbook serve.yml` with nothing to do, "
         "changed=0 on every node, timed from start to exit as the operator runs it (Ansible's start-up included).",
         "",
@@ -97,8 +108,8 @@ def markdown(record: dict) -> list[str]:
         *[f"| {i + 1} | {r['seconds']} | {r['tasks']} | {r['controller_cpu_seconds']} | {r['load_average_before']} |"
           for i, r in enumerate(record["runs"])],
         "",
-        f"Best: {record['best_seconds']} s against the target of {record['target_seconds']} s: {verdict}. "
-        f"Median of the runs: {record.get('median_seconds', '-')} s.",
+        f"Median of the runs: {record.get('median_seconds', '-')} s against the target of {record['target_seconds']} s: "
+        f"{verdict} (a typical run, not the best one). Best: {record['best_seconds']} s.",
         "",
         "Slowest tasks of the best run:",
         "",
@@ -121,21 +132,18 @@ def main() -> int:
         print(f"overhead: run {i + 1}: {run['seconds']} s, {run['tasks']} tasks, load before {run['load_average_before']}",
               flush=True)
         runs.append(run)
-    best = min(r["seconds"] for r in runs)
+    verdict = summary(runs)
+    best, median = verdict["best_seconds"], verdict["median_seconds"]
     record = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "model": args.model,
         "extra": args.extra,
         "runs": runs,
-        "best_seconds": best,
-        # The machine's speed moves between runs (a shared VM): the median says how typical the best is.
-        "median_seconds": round(statistics.median(r["seconds"] for r in runs), 2),
-        "target_seconds": TARGET_SECONDS,
-        "met": best <= TARGET_SECONDS,
+        **verdict,
     }
     write_results(RESULTS, "overhead", record, markdown(record))
-    print(f"overhead: best {best} s (target {TARGET_SECONDS} s); {RESULTS / 'overhead.md'}")
+    print(f"overhead: median {median} s, best {best} s (target {TARGET_SECONDS} s for the median); {RESULTS / 'overhead.md'}")
     return 0
 
 

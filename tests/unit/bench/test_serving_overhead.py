@@ -1,7 +1,7 @@
 """bench/serving/overhead.py: what it reads from ansible-playbook's output."""
 from __future__ import annotations
 
-from bench.serving.overhead import parse_recap, parse_task_profile
+from bench.serving.overhead import markdown, parse_recap, parse_task_profile, summary
 
 OUTPUT = """\
 TASK [Serve | The catalog, resolved once for this run] *************************
@@ -41,3 +41,21 @@ def test_the_task_profile_is_read_after_the_tasks_recap_slowest_first():
 def test_no_recap_no_profile():
     assert parse_recap("") == {}
     assert parse_task_profile("TASK [x] ***\nsomething --- 1.00s\n") == []
+
+
+def test_the_verdict_is_on_the_median_not_the_best_run():
+    lucky = summary([{"seconds": 14.0}, {"seconds": 16.2}, {"seconds": 16.9}])
+    assert lucky == {"best_seconds": 14.0, "median_seconds": 16.2, "target_seconds": 15.0, "met": False}
+    assert summary([{"seconds": 7.4}, {"seconds": 15.0}, {"seconds": 21.0}])["met"] is True
+
+
+def test_the_report_names_the_model_the_machine_speed_and_the_verdict():
+    runs = [{"seconds": s, "tasks": 95, "controller_cpu_seconds": 6.0, "load_average_before": [1.0, 1.0, 1.0],
+             "slowest_tasks": [{"task": "Preflight | Wait for SSH (short)", "seconds": 0.66}]} for s in (7.4, 8.0, 9.6)]
+    record = {"when": "2026-12-01T11:14:55+00:00", "machine": {"cpus": 2, "python_loop_cpu_seconds": 0.091},
+              "model": "some-model", "runs": runs, **summary(runs)}
+    text = "\n".join(markdown(record))
+    assert "model `some-model` already serving" in text
+    assert "0.091 CPU s" in text
+    assert "Median of the runs: 8.0 s against the target of 15.0 s: met" in text
+    assert "| Preflight &#124; Wait for SSH (short) | 0.66 |" in text

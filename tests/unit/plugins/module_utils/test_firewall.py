@@ -392,3 +392,25 @@ def test_metrics_only_for_the_control_machine() -> None:
     assert "192.168.1.5/32" in text and "ip saddr @monitor4 tcp dport { 9100 } accept" in text
     assert "@clients4 tcp dport { 8000 } accept" in text  # the LAN keeps the API only
     assert "@monitor4" not in render_rules(firewall_monitoring_ports=[])
+
+
+def test_raws_terminal_and_sudos_notice_do_not_change_the_probe() -> None:
+    """ready.yml's probe runs with raw: CRLF line ends, and sudo's notice before the probe's first mark."""
+    text = "@@gb10 ip\n" + probe(CONVERGED, LISTING, 0, f"sha256 {SHA}\n{LISTING}", SHA)
+    noisy = "sudo: unable to resolve host gx10-1: Name or service not known\r\n" + text.replace("\n", "\r\n")
+    assert parse_ready_probe(noisy) == parse_ready_probe(text)
+    assert parse_ready_probe(noisy)["rules_sha256"] == SHA
+    assert filters.firewall_readiness("gx10-1", FABRIC, noisy, FW_IN) == ""
+    # Without the mark, what the node printed is still read (and the noise makes the addresses unreadable).
+    assert parse_ready_probe("garbage\r\n@@gb10 nft-rc 1\r\n")["loaded_rc"] == 1
+
+
+def test_ssh_connection_through_raws_terminal() -> None:
+    """facts.yml reads SSH_CONNECTION with raw: a CRLF line end, possibly after a login's own lines."""
+    want = {"client": "10.77.3.1", "client_port": 51234, "server": "10.77.3.11", "server_port": 22}
+    assert ssh_session("10.77.3.1 51234 10.77.3.11 22\r\n") == want
+    assert ssh_session("Welcome to DGX OS\r\n\r\n10.77.3.1 51234 10.77.3.11 22\r\n") == want
+    assert filters.firewall_ssh_client("Welcome\r\n10.77.3.1 51234 10.77.3.11 22\r\n") == "10.77.3.1"
+    assert filters.firewall_ssh_client("") == ""
+    assert filters.firewall_ssh_client("not an ssh session") == ""
+    assert lockout_error("gx10-1", "motd line\r\n10.77.3.1 51234 10.77.3.11 22\r\n", ["10.77.3.0/24"], 22) == ""

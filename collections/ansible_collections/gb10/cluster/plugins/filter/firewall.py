@@ -7,6 +7,8 @@
   the node from serving and the playbook to run, or an empty string (``probe``: ready.yml's read).
 - ``ssh_connection | firewall_lockout(host, networks, port)``: one sentence when the new rules
   would cut Ansible's own SSH session, else an empty string.
+- ``ssh_connection | firewall_ssh_client``: the address Ansible's SSH session comes from ('' when the
+  node printed no SSH_CONNECTION, or one the lock-out check refuses).
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ def firewall_lockout(ssh_connection: Any, host: Any, networks: Any, port: Any) -
         return f"{host}: " + " ".join(exc.errors)
 
 
+def firewall_ssh_client(ssh_connection: Any) -> str:
+    try:
+        return str(_H.ssh_session(str(ssh_connection or "")).get("client", ""))
+    except _H.FirewallError:
+        return ""
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -63,4 +72,5 @@ class FilterModule:
             "firewall_lockout": firewall_lockout,
             "firewall_fabric_interfaces": firewall_fabric_interfaces,
             "firewall_readiness": firewall_readiness,
+            "firewall_ssh_client": firewall_ssh_client,
         }

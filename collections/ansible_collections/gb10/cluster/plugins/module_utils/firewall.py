@@ -21,6 +21,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ansible_collections.gb10.cluster.plugins.module_utils import raw_output as _raw
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 T = TypeVar("T")
@@ -135,7 +137,8 @@ def fabric_interfaces(host: str, hostvars: Mapping[str, Any]) -> list[str]:
 
 def ssh_session(ssh_connection: str) -> dict[str, Any]:
     """``SSH_CONNECTION`` (client ip, client port, server ip, server port) as a dict; ``{}`` when empty."""
-    parts = str(ssh_connection or "").split()
+    # raw prints it through a terminal (CRLF), possibly after a login's own lines: the answer is the last line.
+    parts = _raw.last_line(str(ssh_connection or "")).split()
     if not parts:
         return {}
     if len(parts) != 4:
@@ -207,7 +210,8 @@ def parse_ready_probe(text: str) -> dict[str, Any]:
     """
     sections: dict[str, list[str]] = {"ip": []}
     current = "ip"
-    for line in str(text or "").splitlines():
+    # The probe starts with its 'ip' mark: what precedes it (sudo's notices) is not the node's answer.
+    for line in _raw.after_mark(str(text or ""), PROBE_MARK + "ip").splitlines():
         if line.startswith(PROBE_MARK):
             name, _, value = line[len(PROBE_MARK):].partition(" ")
             current = name

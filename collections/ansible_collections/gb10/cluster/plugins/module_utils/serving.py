@@ -24,6 +24,7 @@ from typing import Any
 
 from ansible_collections.gb10.cluster.plugins.module_utils import catalog as _catalog
 from ansible_collections.gb10.cluster.plugins.module_utils import rack as _rack
+from ansible_collections.gb10.cluster.plugins.module_utils import raw_output as _raw
 from ansible_collections.gb10.cluster.plugins.module_utils import registry_mirror as _mirror
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -1254,9 +1255,7 @@ def node_reads(result: Any) -> dict[str, Any]:
         if item.get("unreachable") or item.get("failed") or "stdout" not in item:
             continue
         host = str(item.get("item"))
-        stdout = str(item.get("stdout") or "").replace("\r\n", "\n")
-        if NODE_READ_BEGIN in stdout:
-            stdout = stdout.split(NODE_READ_BEGIN, 1)[1].lstrip("\n")
+        stdout = _raw.after_mark(str(item.get("stdout") or ""), NODE_READ_BEGIN)
         parts = stdout.split(NODE_READ_MARK)
         parts += [""] * (len(NODE_READ_SECTIONS) - len(parts))
         text = dict(zip(NODE_READ_SECTIONS, (p.strip("\n") for p in parts)))
