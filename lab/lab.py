@@ -151,9 +151,27 @@ def docker_import(rootfs: Path, tag: str, changes: list[str]) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- network
+def bridge_mac(name: str) -> str:
+    """A fixed MAC for lab bridge ``name``: locally administered, unicast, one per bridge and LAB_ID.
+    A bridge without one takes the lowest MAC of its ports and changes it when a node's veth is plumbed
+    again (`reboot`): the control machine's management address then moves to a new MAC and every other
+    node keeps sending to the old one until its ARP entry fails (an SSH session to an untouched node hung
+    30 s in the serve scenario's power cycle, CI of 2026-12-02). A rack's switch never does that."""
+    bridges = [MGMT_BRIDGE, *(t[1] for t in TWINS)]
+    if name not in bridges:
+        raise ValueError(f"lab: {name!r} is not a lab bridge ({', '.join(bridges)})")
+    return f"02:67:62:{LAB_ID & 0xFF:02x}:00:{bridges.index(name) + 1:02x}"
+
+
+def link_mac(name: str) -> str:
+    return Path(f"/sys/class/net/{name}/address").read_text().strip()
+
+
 def ensure_bridge(name: str, mtu: int, address: str | None = None) -> None:
     if not ok("ip", "link", "show", name):
         run("ip", "link", "add", name, "type", "bridge")
+    # Set explicitly, the address stays whatever ports come and go (see bridge_mac).
+    run("ip", "link", "set", name, "address", bridge_mac(name))
     run("ip", "link", "set", name, "mtu", str(mtu), "up")
     if address and address.split("/")[0] not in run("ip", "-4", "addr", "show", name, capture=True):
         run("ip", "addr", "add", address, "dev", name)
@@ -524,11 +542,17 @@ def reboot(index: int) -> None:
     if not ok("docker", "inspect", name):
         raise SystemExit(f"lab: no node {name}")
     log(f"rebooting {name}")
+    mac_before = link_mac(MGMT_BRIDGE)
     run("docker", "restart", "--timeout", "10", name)
     # Docker rewrites /etc/hosts at every start; a real node's keeps its own name (127.0.1.1), without
     # which sudo warns "unable to resolve host" on every call.
     run("docker", "exec", name, "sh", "-c", own_name_in_hosts(index))
     plumb(index)
+    mac_after = link_mac(MGMT_BRIDGE)
+    if mac_after != mac_before:
+        raise SystemExit(f"lab: the control machine's MAC on {MGMT_BRIDGE} changed from {mac_before} to {mac_after} "
+                         f"when {name} was plumbed again, which no rack's switch does (the other nodes' ARP entries "
+                         "for it go stale): run `make lab-up` once, which pins the bridges' MACs, then reboot again")
     log(f"{name} is booting (links up)")
 
 

@@ -2,6 +2,7 @@
 in a per-node netplan file with the NetworkManager renderer."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from lab import lab
@@ -26,3 +27,37 @@ def test_image_runs_networkmanager_not_networkd():
     assert "renderer: NetworkManager" in script
     assert "systemctl enable lab-ssh-hostkeys.service ssh.service NetworkManager.service" in script
     assert "systemctl disable systemd-networkd.service" in script
+
+
+def test_every_lab_bridge_has_its_own_fixed_unicast_locally_administered_mac():
+    bridges = [lab.MGMT_BRIDGE, *(t[1] for t in lab.TWINS)]
+    macs = [lab.bridge_mac(b) for b in bridges]
+    assert len(set(macs)) == len(bridges)
+    for mac in macs:
+        first = int(mac.split(":")[0], 16)
+        assert first & 0x02, f"{mac} is not locally administered"
+        assert not first & 0x01, f"{mac} is multicast"
+        assert len(mac.split(":")) == 6
+
+
+def test_bridge_macs_differ_between_labs(monkeypatch):
+    zero = lab.bridge_mac(lab.MGMT_BRIDGE)
+    monkeypatch.setattr(lab, "LAB_ID", 3)
+    assert lab.bridge_mac(lab.MGMT_BRIDGE) != zero
+
+
+def test_ensure_bridge_sets_the_fixed_mac_also_on_a_bridge_that_exists(monkeypatch):
+    """The address set explicitly is what keeps the bridge from taking a new port's MAC when a node is
+    plumbed again; a bridge of a lab made before this must get it too."""
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(lab, "ok", lambda *cmd: True)
+    monkeypatch.setattr(lab, "run", lambda *cmd, **kw: calls.append(cmd) or "")
+    monkeypatch.setattr(lab.shutil, "which", lambda _name: None)
+    lab.ensure_bridge(lab.MGMT_BRIDGE, 1500)
+    assert ("ip", "link", "set", lab.MGMT_BRIDGE, "address", lab.bridge_mac(lab.MGMT_BRIDGE)) in calls
+    assert not any(c[:3] == ("ip", "link", "add") for c in calls)
+
+
+def test_unknown_bridge_is_refused():
+    with pytest.raises(ValueError, match="not a lab bridge"):
+        lab.bridge_mac("docker0")
