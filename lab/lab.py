@@ -62,6 +62,8 @@ TWINS = (
     ("enp1s0f1np1", f"gb10lab{_SUFFIX}-fa", "192.168.100", "rocep1s0f1"),
     ("enP2p1s0f1np1", f"gb10lab{_SUFFIX}-fb", "192.168.101", "roceP2p1s0f1"),
 )
+# Every bridge the lab makes on the host: the management one, then one per twin (bridge_mac numbers them so).
+BRIDGES = (MGMT_BRIDGE, *(t[1] for t in TWINS))
 FABRIC_MTU = 9000
 ADMIN_USER = "gb10admin"
 MAX_NODES = 16
@@ -157,10 +159,9 @@ def bridge_mac(name: str) -> str:
     again (`reboot`): the control machine's management address then moves to a new MAC and every other
     node keeps sending to the old one until its ARP entry fails (an SSH session to an untouched node hung
     30 s in the serve scenario's power cycle, CI of 2026-12-02). A rack's switch never does that."""
-    bridges = [MGMT_BRIDGE, *(t[1] for t in TWINS)]
-    if name not in bridges:
-        raise ValueError(f"lab: {name!r} is not a lab bridge ({', '.join(bridges)})")
-    return f"02:67:62:{LAB_ID & 0xFF:02x}:00:{bridges.index(name) + 1:02x}"
+    if name not in BRIDGES:
+        raise ValueError(f"lab: {name!r} is not a lab bridge ({', '.join(BRIDGES)})")
+    return f"02:67:62:{LAB_ID & 0xFF:02x}:00:{BRIDGES.index(name) + 1:02x}"
 
 
 def link_mac(name: str) -> str:
@@ -484,7 +485,7 @@ def down() -> None:
     for name in lab_containers():
         log(f"removing {name}")
         remove_node(name)
-    for bridge in (MGMT_BRIDGE, *(t[1] for t in TWINS)):
+    for bridge in BRIDGES:
         delete_bridge(bridge)
     if INVENTORY.exists():
         shutil.rmtree(INVENTORY)

@@ -30,9 +30,9 @@ def test_image_runs_networkmanager_not_networkd():
 
 
 def test_every_lab_bridge_has_its_own_fixed_unicast_locally_administered_mac():
-    bridges = [lab.MGMT_BRIDGE, *(t[1] for t in lab.TWINS)]
-    macs = [lab.bridge_mac(b) for b in bridges]
-    assert len(set(macs)) == len(bridges)
+    assert set(lab.BRIDGES) == {lab.MGMT_BRIDGE, *(t[1] for t in lab.TWINS)}
+    macs = [lab.bridge_mac(b) for b in lab.BRIDGES]
+    assert len(set(macs)) == len(lab.BRIDGES)
     for mac in macs:
         first = int(mac.split(":")[0], 16)
         assert first & 0x02, f"{mac} is not locally administered"
